@@ -1,0 +1,1 @@
+"""Model Factory's shared API types."""

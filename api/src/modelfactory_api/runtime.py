@@ -1,0 +1,79 @@
+"""Runtime configuration that the operator renders and the workloads read.
+
+The same configuration reaches a pod (as environment variables) and a local process (the same
+variables), so a workload behaves the same under both launchers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelfactory_api.trainingjob import TrainingSpec
+
+ENV_PREFIX = "MF_"
+
+
+class JobIdentity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str | None = None
+    name: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+
+
+class ReportSpec(BaseModel):
+    """Where the training runtime reports progress and its result.
+
+    kubernetes: patch `status.result` / `status.progress` of the TrainingJob named in `job`
+    (the pod's ServiceAccount may patch only that object's status). file: write JSON to `path`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["none", "file", "kubernetes"] = "none"
+    path: str | None = None
+
+
+class TrainingRuntimeConfig(BaseModel):
+    """Everything one training run needs: MF_TRAINING_CONFIG holds it as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: TrainingSpec
+    job: JobIdentity = Field(default_factory=JobIdentity)
+    runId: str = Field(description="Unique per run; a result carries it back.")
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+    def to_env(self) -> dict[str, str]:
+        return {f"{ENV_PREFIX}TRAINING_CONFIG": self.model_dump_json(exclude_none=True)}
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> TrainingRuntimeConfig:
+        return cls.model_validate(json.loads(env[f"{ENV_PREFIX}TRAINING_CONFIG"]))
+
+
+class ServingRuntimeConfig(BaseModel):
+    """What a model server needs; rendered as MF_<FIELD> environment variables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(description="Name the model is served under.")
+    model_uri: str = Field(description="URI of the model version directory.")
+    model_digest: str | None = Field(None, description="Expected sha256:<hex> of the model file.")
+    model_version: str | None = Field(None, description="Version label reported by the server.")
+    max_batch_size: int = 32
+    max_latency_ms: float = 2.0
+    workers: int = 1
+    host: str = "0.0.0.0"
+    port: int = 8080
+
+    def to_env(self) -> dict[str, str]:
+        return {
+            f"{ENV_PREFIX}{key.upper()}": str(value)
+            for key, value in self.model_dump().items()
+            if value is not None
+        }

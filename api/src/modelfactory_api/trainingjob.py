@@ -1,0 +1,286 @@
+"""TrainingJob: what to train, how to search, where the artifact goes.
+
+These models are the one source of truth for the TrainingJob schema: the CRD in `crds/` is
+generated from them (`hack/gen_crds.py`) and the training runtime validates its input with them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from modelfactory_api.base import ApiModel, Condition, cel
+
+GROUP = "modelfactory.dev"
+VERSION = "v1alpha1"
+TRAININGJOB_PLURAL = "trainingjobs"
+TRAININGJOB_KIND = "TrainingJob"
+
+# Bundled scikit-learn datasets that need no download.
+TOY_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
+
+
+class DatasetSpec(ApiModel):
+    """Where the training data is and how to read it."""
+
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("self.uri.startsWith('sklearn://') || has(self.target)",
+         "spec.dataset.target is required unless dataset.uri is a sklearn:// dataset"),
+        ("!self.uri.startsWith('sklearn://') || self.uri.substring(10) in "
+         + str(list(TOY_DATASETS)).replace("'", '"'),
+         "spec.dataset.uri: unknown bundled dataset; use one of sklearn://"
+         + ", sklearn://".join(TOY_DATASETS)),
+    ))
+
+    uri: str = Field(
+        description=(
+            "Where the data is: file:///path/data.csv, s3://bucket/key.parquet, gs://..., a path "
+            "on a mounted volume (/data/train.csv), or a bundled scikit-learn dataset "
+            "(sklearn://iris, wine, breast_cancer, diabetes, digits)."
+        ),
+        min_length=1,
+        max_length=2048,
+        pattern=r"^(sklearn://[a-z_]+|file://.+|s3://.+|gs://.+|/.+)$",
+    )
+    format: Literal["auto", "csv", "parquet"] = Field(
+        "auto", description="File format; auto picks it from the file extension."
+    )
+    target: str | None = Field(
+        None,
+        description="Name of the column to predict. Required except for sklearn:// datasets.",
+        max_length=256,
+    )
+    features: list[str] | None = Field(
+        None,
+        description="Columns to train on; all columns but the target when unset.",
+        max_length=10000,
+    )
+    testSize: float = Field(
+        0.2, description="Fraction of rows held out to score the best model.", gt=0.0, lt=1.0
+    )
+    seed: int = Field(0, description="Seed for the train/test split and random search.", ge=0)
+
+
+class ModelSpec(ApiModel):
+    """Which scikit-learn estimator to train."""
+
+    estimator: str = Field(
+        description=(
+            "Import path of a scikit-learn estimator, e.g. "
+            "sklearn.ensemble.RandomForestClassifier."
+        ),
+        pattern=r"^sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+$",
+        max_length=256,
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fixed constructor arguments of the estimator (searched ones go in tuning).",
+    )
+    preprocessing: bool = Field(
+        True,
+        description=(
+            "Put automatic preprocessing in front of the estimator: impute missing values, "
+            "scale numeric columns, one-hot encode categorical ones."
+        ),
+    )
+
+
+class SearchDimension(ApiModel):
+    """One hyper-parameter's range: either a list of values or a numeric interval."""
+
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("has(self.values) != (has(self.low) && has(self.high))",
+         "a search dimension sets either values or both low and high"),
+        ("!has(self.low) || !has(self.high) || self.low <= self.high",
+         "low must not exceed high"),
+        ("!self.log || !has(self.low) || self.low > 0.0", "log ranges need low > 0"),
+    ))
+
+    values: list[Any] | None = Field(
+        None, description="Candidate values (grid and random search).", min_length=1
+    )
+    low: float | None = Field(None, description="Lower bound of a numeric range (random search).")
+    high: float | None = Field(None, description="Upper bound of a numeric range (random search).")
+    type: Literal["float", "int"] = Field("float", description="Type of a numeric range.")
+    log: bool = Field(False, description="Sample a numeric range on a log scale.")
+
+    @model_validator(mode="after")
+    def _values_or_range(self) -> SearchDimension:
+        if (self.values is None) == (self.low is None or self.high is None):
+            raise ValueError("set either values or both low and high")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError("low must not exceed high")
+        if self.log and self.low is not None and self.low <= 0:
+            raise ValueError("log ranges need low > 0")
+        return self
+
+
+class TuningSpec(ApiModel):
+    """How to search hyper-parameters."""
+
+    metric: str | None = Field(
+        None,
+        description=(
+            "scikit-learn scorer name (accuracy, f1_macro, roc_auc, r2, "
+            "neg_mean_squared_error, ...); accuracy for classifiers and r2 for regressors when "
+            "unset."
+        ),
+        max_length=64,
+    )
+    direction: Literal["maximize", "minimize"] = Field(
+        "maximize", description="Whether a higher or a lower metric is better."
+    )
+    algorithm: Literal["grid", "random"] = Field("random", description="Search algorithm.")
+    trials: int = Field(
+        10,
+        description="Number of configurations to try (random search; grid tries every one).",
+        ge=1,
+        le=10000,
+    )
+    parallelTrials: int | None = Field(
+        None,
+        description="Trials run at once; all available CPUs when unset.",
+        ge=1,
+        le=1000,
+    )
+    cvFolds: int = Field(5, description="Cross-validation folds per trial.", ge=2, le=20)
+    searchSpace: dict[str, SearchDimension] = Field(
+        default_factory=dict,
+        description="Hyper-parameters to search, by estimator parameter name.",
+    )
+
+
+class ComputeSpec(ApiModel):
+    """How much compute the training gets."""
+
+    workers: int = Field(
+        0,
+        description=(
+            "Ray worker pods beside the head. 0 runs everything in one pod (a Job); 1 or more "
+            "runs a KubeRay RayJob."
+        ),
+        ge=0,
+        le=100,
+    )
+    cpu: str = Field(
+        "1",
+        description="CPU per pod (Kubernetes quantity).",
+        pattern=r"^[0-9]+(\.[0-9]+)?m?$",
+        max_length=16,
+    )
+    memory: str = Field(
+        "2Gi",
+        description="Memory per pod (Kubernetes quantity).",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+        max_length=16,
+    )
+
+
+class OutputSpec(ApiModel):
+    """Where model versions are written."""
+
+    storageUri: str = Field(
+        description=(
+            "Base URI of the model store; version N goes to <storageUri>/<N>/. file://, s3://, "
+            "gs:// or a path on a mounted volume."
+        ),
+        pattern=r"^(file://.+|s3://.+|gs://.+|/.+)$",
+        max_length=2048,
+    )
+
+
+class TrainingSpec(ApiModel):
+    """The part of a TrainingJob that the training runtime reads."""
+
+    dataset: DatasetSpec = Field(description="Training data.")
+    model: ModelSpec = Field(description="Estimator to train.")
+    tuning: TuningSpec = Field(
+        default_factory=TuningSpec,  # type: ignore[arg-type]
+        description="Hyper-parameter search.",
+    )
+    compute: ComputeSpec = Field(
+        default_factory=ComputeSpec,  # type: ignore[arg-type]
+        description="Compute for the training.",
+    )
+    output: OutputSpec = Field(description="Where the model artifact goes.")
+
+
+class TrainingJobSpec(TrainingSpec):
+    """Desired state of a TrainingJob."""
+
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("self.output.storageUri == oldSelf.output.storageUri",
+         "spec.output.storageUri is immutable: versions of one TrainingJob live in one place"),
+    ))
+
+    image: str | None = Field(
+        None, description="Training image; the operator's default when unset.", max_length=512
+    )
+    backoffLimit: int = Field(
+        1, description="Retries of a failed training run before the job fails.", ge=0, le=20
+    )
+    activeDeadlineSeconds: int | None = Field(
+        None, description="Wall-clock limit of one training run, in seconds.", ge=1
+    )
+    ttlSecondsAfterFinished: int | None = Field(
+        None,
+        description="Delete the finished run's pods this many seconds after it ends.",
+        ge=0,
+    )
+    suspend: bool = Field(False, description="Do not start (or stop) the training run.")
+
+
+class ModelRef(ApiModel):
+    """A model version in the artifact store."""
+
+    version: int = Field(description="Model version, increasing per TrainingJob.", ge=1)
+    uri: str = Field(description="URI of the version's directory.")
+    digest: str = Field(description="sha256:<hex> of the model file.")
+
+
+class TrainingProgress(ApiModel):
+    trialsTotal: int = Field(0, description="Trials planned.")
+    trialsCompleted: int = Field(0, description="Trials finished successfully.")
+    trialsFailed: int = Field(0, description="Trials that raised an error.")
+    bestScore: float | None = Field(None, description="Best cross-validated score so far.")
+
+
+class TrainingResult(ApiModel):
+    """What one finished training run reports back (written by the training runtime)."""
+
+    runId: str = Field(description="Identifier of the run that produced this result.")
+    succeeded: bool = Field(description="Whether the run produced a model.")
+    reason: str | None = Field(None, description="CamelCase reason when the run failed.")
+    message: str | None = Field(None, description="Human-readable failure message.")
+    model: ModelRef | None = Field(None, description="The model version written.")
+    metric: str | None = Field(None, description="Name of the search metric.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Scores of the best model.")
+    bestParams: dict[str, Any] = Field(default_factory=dict, description="Chosen hyper-parameters.")
+    progress: TrainingProgress = Field(
+        default_factory=TrainingProgress,  # type: ignore[arg-type]
+        description="Trial counts.",
+    )
+
+
+class TrainingJobStatus(ApiModel):
+    phase: str | None = Field(None, description="Pending, Running, Succeeded, Failed or Suspended.")
+    conditions: list[Condition] = Field(default_factory=list, description="Latest observations.")
+    observedGeneration: int | None = Field(None, description="Generation last acted upon.")
+    attempts: int = Field(0, description="Training runs started for the current generation.")
+    startTime: str | None = Field(None, description="When the current run started.")
+    completionTime: str | None = Field(None, description="When the current run ended.")
+    progress: TrainingProgress | None = Field(None, description="Trial counts of the current run.")
+    bestParams: dict[str, Any] | None = Field(None, description="Chosen hyper-parameters.")
+    metric: str | None = Field(None, description="Name of the search metric.")
+    metrics: dict[str, float] | None = Field(None, description="Scores of the latest model.")
+    model: ModelRef | None = Field(None, description="Latest good model version.")
+    history: list[ModelRef] = Field(
+        default_factory=list, description="Recent good model versions, newest last."
+    )
+    runId: str | None = Field(None, description="Identifier of the current training run.")
+    score: float | None = Field(None, description="Held-out score of the latest model.")
+    result: TrainingResult | None = Field(
+        None, description="Raw report of the latest run, written by the training runtime."
+    )
+    releaseRevision: int | None = Field(None, description="Helm release revision.")

@@ -1,0 +1,84 @@
+"""Shared fixtures: the real local control plane (hack/cluster.py) and per-test namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = [sys.executable, str(ROOT / "hack" / "cluster.py")]
+
+
+@dataclass
+class Kube:
+    """A running control plane: its kubeconfig and the binaries built for it."""
+
+    kubeconfig: str
+    bin_path: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, KUBECONFIG=self.kubeconfig,
+                    PATH=f"{self.bin_path}:{os.environ['PATH']}")
+
+    def run(self, *args: str, input_text: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(list(args), input=input_text, capture_output=True, text=True,
+                             env=self.env)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({res.returncode}): {res.stderr}")
+        return res
+
+    def kubectl(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
+        return self.run("kubectl", *args, input_text=input_text, check=check).stdout
+
+    def kubectl_json(self, *args: str) -> dict:  # type: ignore[type-arg]
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("helm", *args, check=check)
+
+
+def cluster_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLUSTER, *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Kube]:
+    """Bring the control plane up once per session, or reuse one that already runs."""
+    started_here = False
+    if cluster_cli("status").returncode != 0:
+        up = cluster_cli("up")
+        if up.returncode != 0:
+            pytest.fail(f"the local control plane did not come up:\n{up.stderr}", pytrace=False)
+        started_here = True
+    state = json.loads(cluster_cli("status").stdout)
+    bin_path = cluster_cli("bin-path").stdout.strip()
+    yield Kube(kubeconfig=state["kubeconfig"], bin_path=bin_path)
+    if started_here and os.environ.get("MF_KEEP_CLUSTER") != "1":
+        cluster_cli("down")
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (without waiting)."""
+    base = request.node.name.lower().replace("_", "-")
+    name = "t-" + "".join(c for c in base if c.isalnum() or c == "-")[:40].strip("-")
+    name = f"{name}-{uuid.uuid4().hex[:5]}"
+    kube.kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if kube.kubectl("get", "serviceaccount", "default", "-n", name, check=False):
+            break
+        time.sleep(0.3)
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)

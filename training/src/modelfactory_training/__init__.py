@@ -1,0 +1,1 @@
+"""Model Factory's training runtime: Ray Tune search over scikit-learn pipelines."""

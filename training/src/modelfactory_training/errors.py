@@ -1,0 +1,34 @@
+"""Failures of a training run, each with the CamelCase reason the operator shows."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_TRANSIENT = 1
+EXIT_PERMANENT = 2
+
+
+class TrainingError(Exception):
+    """A failure with a reason; `permanent` ones come from the input and are never retried."""
+
+    permanent = False
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PERMANENT if self.permanent else EXIT_TRANSIENT
+
+
+class SpecError(TrainingError):
+    """The spec, the data or the search cannot work as given: retrying would fail the same way."""
+
+    permanent = True
+
+
+class TransientError(TrainingError):
+    """Storage, network or cluster trouble: a retry may succeed."""
+
+    permanent = False
