@@ -1,0 +1,39 @@
+# The commands that matter. `make help` lists them.
+PY := .venv/bin/python
+CLUSTER := python3 hack/cluster.py
+
+.PHONY: help install quickstart down test test-unit lint cluster-up cluster-down crds
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: ## Python environment (.venv) with every component and the test tools
+	bash hack/install-python.sh
+
+quickstart: ## The main flow on this machine: control plane, operator, train, serve, predict
+	bash hack/quickstart.sh up
+
+down: ## Stop everything quickstart started
+	bash hack/quickstart.sh down
+
+test: ## Every test: unit, integration (real control plane) and e2e (Ray, HTTP)
+	$(PY) -m pytest tests
+
+test-unit: ## Unit tests only
+	$(PY) -m pytest tests -m unit
+
+lint: ## ruff, mypy, generated files up to date, helm lint
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check api operator
+	$(PY) -m mypy
+	$(PY) hack/gen_crds.py --check
+	bash hack/helm-lint.sh
+
+cluster-up: ## Start the local Kubernetes control plane (builds it on first use)
+	$(CLUSTER) up
+
+cluster-down: ## Stop it
+	$(CLUSTER) down
+
+crds: ## Regenerate crds/ from the API types
+	$(PY) hack/gen_crds.py

@@ -1,0 +1,120 @@
+{{/*
+Labels of every object: the operator's labels plus app.kubernetes.io/component.
+*/}}
+{{- define "training-job.labels" -}}
+{{- $labels := deepCopy .Values.labels -}}
+{{- $_ := set $labels "app.kubernetes.io/component" "training" -}}
+{{ toYaml $labels }}
+{{- end -}}
+
+{{/*
+Labels of the training pods: the object labels plus the run id.
+*/}}
+{{- define "training-job.podLabels" -}}
+{{ include "training-job.labels" . }}
+modelfactory.dev/run-id: {{ .Values.runId | quote }}
+{{- end -}}
+
+{{/*
+ownerReferences to the TrainingJob, so that deleting it garbage-collects the release's objects.
+*/}}
+{{- define "training-job.ownerReferences" -}}
+{{- with .Values.owner -}}
+ownerReferences:
+  - apiVersion: {{ .apiVersion | quote }}
+    kind: {{ .kind | quote }}
+    name: {{ .name | quote }}
+    uid: {{ .uid | quote }}
+    controller: true
+    blockOwnerDeletion: false
+{{- end }}
+{{- end -}}
+
+{{/*
+metadata: name, labels and owner of a namespaced object. Call with (list $ "name").
+*/}}
+{{- define "training-job.metadata" -}}
+{{- $root := index . 0 -}}
+name: {{ index . 1 }}
+namespace: {{ $root.Release.Namespace }}
+labels:
+  {{- include "training-job.labels" $root | nindent 2 }}
+{{- if $root.Values.owner }}
+{{ include "training-job.ownerReferences" $root }}
+{{- end }}
+{{- end -}}
+
+{{- define "training-job.image" -}}
+{{ printf "%s:%s" .Values.image.repository .Values.image.tag | quote }}
+{{- end -}}
+
+{{/*
+Pod security context: Pod Security Standard "restricted".
+*/}}
+{{- define "training-job.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+fsGroup: 1000
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "training-job.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "training-job.env" -}}
+{{- $env := list -}}
+{{- range $name, $value := .Values.env -}}
+{{- $env = append $env (dict "name" $name "value" $value) -}}
+{{- end -}}
+{{ toYaml $env }}
+{{- end -}}
+
+{{/*
+CPU request; memory request = memory limit (memory is not compressible: a pod never gets more
+than it asked for, so it is not killed when the node runs short).
+*/}}
+{{- define "training-job.resources" -}}
+requests:
+  cpu: {{ .Values.resources.cpu | quote }}
+  memory: {{ .Values.resources.memory | quote }}
+limits:
+  memory: {{ .Values.resources.memory | quote }}
+{{- end -}}
+
+{{/*
+Writable scratch space on a read-only root filesystem (/tmp, Ray's session directory) and
+shared memory for Ray's object store (/dev/shm, bounded by the container's memory).
+*/}}
+{{- define "training-job.volumes" -}}
+- name: tmp
+  emptyDir: {}
+- name: dshm
+  emptyDir:
+    medium: Memory
+    sizeLimit: {{ .Values.resources.memory | quote }}
+{{- with .Values.volumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "training-job.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: dshm
+  mountPath: /dev/shm
+{{- with .Values.volumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,1 @@
+"""Model Factory's operator: reconciles TrainingJob and ModelService resources."""

@@ -1,0 +1,54 @@
+"""The helm binary: one release per custom resource."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from typing import Any
+
+
+class HelmError(RuntimeError):
+    pass
+
+
+class Helm:
+    def __init__(self, binary: str = "helm", kubeconfig: str | None = None) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+
+    async def _run(self, *args: str) -> str:
+        env = dict(os.environ)
+        if self.kubeconfig:
+            env["KUBECONFIG"] = self.kubeconfig
+        proc = await asyncio.create_subprocess_exec(
+            self.binary, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise HelmError(f"helm {args[0]} failed: {err.decode().strip()[-2000:]}")
+        return out.decode()
+
+    async def upgrade_install(self, release: str, chart: str, namespace: str,
+                              values: dict[str, Any]) -> int:
+        """Install or upgrade without waiting for readiness; returns the release revision."""
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(values, f)
+            path = f.name
+        try:
+            out = await self._run(
+                "upgrade", "--install", release, chart, "--namespace", namespace,
+                "--values", path, "--output", "json", "--history-max", "5",
+            )
+        finally:
+            os.unlink(path)
+        return int(json.loads(out).get("version", 0))
+
+    async def uninstall(self, release: str, namespace: str) -> None:
+        try:
+            await self._run("uninstall", release, "--namespace", namespace, "--wait=false")
+        except HelmError as exc:
+            if "not found" not in str(exc):
+                raise

@@ -1,0 +1,1 @@
+"""Pure functions: validate, render, decide. No I/O."""

@@ -1,0 +1,180 @@
+"""ModelService: resolve the model, render the server plan, decide the status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelfactory_api.modelservice import ModelServiceSpec
+from modelfactory_api.runtime import ServingRuntimeConfig
+from modelfactory_operator.logic import conditions as cond
+from modelfactory_operator.logic import names
+from modelfactory_operator.logic.plans import Decision, ServiceObservation, ServingPlan
+from modelfactory_operator.logic.trainingjob import split_image
+
+SERVING_PORT = 8080
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    uri: str
+    digest: str
+    version: int | None
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    reason: str
+    message: str
+
+
+def resolve_model(spec: ModelServiceSpec, trainingjob: dict[str, Any] | None
+                  ) -> ResolvedModel | Unresolved:
+    src = spec.model
+    if src.uri is not None:
+        return ResolvedModel(uri=src.uri, digest=str(src.digest), version=None)
+    if trainingjob is None:
+        return Unresolved("TrainingJobNotFound",
+                          f"spec.model.trainingJob: TrainingJob {src.trainingJob!r} not found in "
+                          "this namespace")
+    status = trainingjob.get("status") or {}
+    if src.version is not None:
+        for ref in status.get("history") or []:
+            if ref.get("version") == src.version:
+                return ResolvedModel(uri=ref["uri"], digest=ref["digest"], version=src.version)
+        return Unresolved(
+            "VersionNotFound",
+            f"spec.model.version: TrainingJob {src.trainingJob!r} has no good version "
+            f"{src.version} (known: {[r.get('version') for r in status.get('history') or []]})",
+        )
+    model = status.get("model")
+    if not model:
+        return Unresolved("NoModelYet",
+                          f"TrainingJob {src.trainingJob!r} has not produced a model yet")
+    return ResolvedModel(uri=model["uri"], digest=model["digest"], version=model.get("version"))
+
+
+def following(modelservices: list[dict[str, Any]], trainingjob_name: str) -> list[dict[str, Any]]:
+    """ModelServices that serve a TrainingJob's models."""
+    return [
+        m for m in modelservices
+        if ((m.get("spec") or {}).get("model") or {}).get("trainingJob") == trainingjob_name
+    ]
+
+
+def render(body: dict[str, Any], spec: ModelServiceSpec, model: ResolvedModel,
+           image: str) -> ServingPlan:
+    meta = body["metadata"]
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    runtime = ServingRuntimeConfig(
+        model_name=name,
+        model_uri=model.uri,
+        model_digest=model.digest,
+        model_version=str(model.version) if model.version is not None else None,
+        max_batch_size=spec.batching.maxBatchSize,
+        max_latency_ms=spec.batching.maxLatencyMs,
+        workers=spec.workers,
+        host="0.0.0.0",
+        port=SERVING_PORT,
+    )
+    values: dict[str, Any] = {
+        "owner": {"apiVersion": body.get("apiVersion", "modelfactory.dev/v1alpha1"),
+                  "kind": "ModelService", "name": name, "uid": uid},
+        "labels": names.labels("serving", name, "modelfactory-serving"),
+        "name": names.dns_name(name),
+        "image": split_image(spec.image or image),
+        "command": ["modelfactory-serve"],
+        "port": SERVING_PORT,
+        "env": runtime.to_env(),
+        "modelVersion": str(model.version) if model.version is not None else model.digest[7:19],
+        "replicas": {"min": spec.replicas.min, "max": spec.replicas.max},
+        "autoscaling": {"metric": spec.autoscaling.metric,
+                        "targetUtilization": spec.autoscaling.targetUtilization},
+        "resources": spec.resources.model_dump(),
+    }
+    return ServingPlan(namespace=namespace, name=name, uid=uid,
+                       release=names.release_name("msvc", name), model_version=model.version,
+                       runtime=runtime, chart_values=values)
+
+
+def cluster_url(name: str, namespace: str) -> str:
+    return f"http://{names.dns_name(name)}.{namespace}.svc"
+
+
+def decide(
+    generation: int | None,
+    status: dict[str, Any],
+    spec_error: str | None,
+    resolved: ResolvedModel | Unresolved | None,
+    plan: ServingPlan | None,
+    observation: ServiceObservation,
+    now: str,
+) -> Decision:
+    before: list[dict[str, Any]] = list(status.get("conditions") or [])
+    new = {k: v for k, v in status.items() if k not in ("kopf",)}
+    c = before
+
+    def setc(ctype: str, value: bool, reason: str, message: str) -> None:
+        nonlocal c
+        c = cond.set_condition(c, ctype, value, reason, message, generation, now)
+
+    launch = False
+    if spec_error is not None:
+        setc("Failed", True, "InvalidSpec", spec_error)
+        setc("ModelResolved", False, "InvalidSpec", spec_error)
+        setc("Ready", False, "InvalidSpec", spec_error)
+    else:
+        setc("Failed", False, "NoFailure", "")
+        if isinstance(resolved, Unresolved) or resolved is None or plan is None:
+            why = resolved if isinstance(resolved, Unresolved) else Unresolved("Pending", "")
+            setc("ModelResolved", False, why.reason, why.message)
+        else:
+            label = f"version {resolved.version}" if resolved.version else resolved.uri
+            setc("ModelResolved", True, "ModelResolved", f"serving {label} ({resolved.digest})")
+            if status.get("appliedHash") != plan.hash or not observation.exists:
+                launch = True
+        new["replicas"] = observation.replicas
+        new["readyReplicas"] = observation.ready_replicas
+        if observation.url:
+            new["url"] = observation.url
+        if observation.ready_replicas > 0:
+            setc("Available", True, "MinimumReplicasAvailable",
+                 f"{observation.ready_replicas}/{observation.replicas} replicas ready")
+        else:
+            setc("Available", False, "ReplicasUnavailable",
+                 observation.message or f"0/{observation.replicas} replicas ready")
+        if observation.rolled_out and observation.served_version is not None:
+            new["modelVersion"] = observation.served_version
+        if observation.rolled_out and plan is not None:
+            new["modelUri"] = plan.runtime.model_uri
+        resolved_ok = cond.is_true(c, "ModelResolved")
+        if not resolved_ok:
+            setc("Ready", False, "ModelNotResolved", cond.get(c, "ModelResolved")["message"])  # type: ignore[index]
+        elif launch or not observation.rolled_out:
+            if observation.ready_replicas > 0:
+                setc("Ready", False, "RollingOut",
+                     f"rolling out model version {plan.model_version if plan else '?'}")
+            else:
+                setc("Ready", False, "ReplicasUnavailable",
+                     observation.message or "no replica is ready yet")
+        else:
+            setc("Ready", True, "ServingModel",
+                 f"{observation.ready_replicas} replica(s) serving model version "
+                 f"{new.get('modelVersion')}")
+    new["conditions"] = c
+    new["observedGeneration"] = generation
+    new["phase"] = cond.modelservice_phase(c)
+    events = []
+    for change in cond.transitions(before, c):
+        if change["type"] not in ("Ready", "Failed", "ModelResolved", "Available"):
+            continue
+        if change["type"] == "Failed" and change["status"] != "True":
+            continue
+        if not before and change["status"] != "True" and change["type"] != "ModelResolved":
+            continue
+        warn = change["type"] == "Failed" or (
+            change["type"] == "Available" and change["status"] == "False"
+        )
+        events.append(("Warning" if warn else "Normal", change["reason"],
+                       change["message"] or change["type"]))
+    return Decision(status=new, launch=launch, events=events)

@@ -1,0 +1,82 @@
+"""What a launcher runs: plans rendered from a spec, and what it observes back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from modelfactory_api.runtime import ServingRuntimeConfig, TrainingRuntimeConfig
+
+RunState = Literal["absent", "pending", "running", "succeeded", "failed", "suspended"]
+
+
+def config_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    namespace: str
+    name: str
+    uid: str
+    run_id: str
+    release: str
+    job_name: str
+    mode: Literal["job", "rayjob"]
+    suspend: bool
+    runtime: TrainingRuntimeConfig
+    chart_values: dict[str, Any]
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.chart_values)
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    namespace: str
+    name: str
+    uid: str
+    release: str
+    model_version: int | None
+    runtime: ServingRuntimeConfig
+    chart_values: dict[str, Any]
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.chart_values)
+
+
+@dataclass
+class RunObservation:
+    """A training run as the launcher sees it (a Job, a RayJob or a local process)."""
+
+    state: RunState
+    reason: str = ""
+    message: str = ""
+    start_time: str | None = None
+    completion_time: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class ServiceObservation:
+    """A model server as the launcher sees it (a Deployment or a local process)."""
+
+    exists: bool
+    replicas: int = 0
+    ready_replicas: int = 0
+    rolled_out: bool = False
+    served_version: int | None = None
+    url: str | None = None
+    message: str = ""
+    restarts: int = 0
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any]
+    launch: bool = False
+    events: list[tuple[str, str, str]] = field(default_factory=list)

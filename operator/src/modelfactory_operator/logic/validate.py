@@ -1,0 +1,76 @@
+"""Spec validation beyond what the CRD schema and CEL rules catch; messages name the field."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelfactory_api.modelservice import ModelServiceSpec
+from modelfactory_api.trainingjob import TrainingJobSpec
+
+
+class SpecError(ValueError):
+    """An invalid spec: permanent until the user changes it."""
+
+
+def _field_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in ("spec", *err["loc"]))
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@cache
+def estimator_catalogue() -> dict[str, Any]:
+    text = resources.files("modelfactory_api").joinpath("sklearn_estimators.json").read_text()
+    return dict(json.loads(text)["estimators"])
+
+
+def trainingjob_spec(spec: dict[str, Any]) -> TrainingJobSpec:
+    try:
+        parsed = TrainingJobSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise SpecError(_field_errors(exc)) from exc
+    catalogue = estimator_catalogue()
+    entry = catalogue.get(parsed.model.estimator)
+    if entry is None:
+        raise SpecError(
+            f"spec.model.estimator: {parsed.model.estimator!r} is not a scikit-learn classifier "
+            "or regressor (use its public import path, e.g. sklearn.ensemble."
+            "RandomForestClassifier)"
+        )
+    known = set(entry["params"])
+    for source, names in (("spec.model.params", parsed.model.params),
+                          ("spec.tuning.searchSpace", parsed.tuning.searchSpace)):
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise SpecError(
+                f"{source}: {', '.join(unknown)} not a parameter of {parsed.model.estimator} "
+                f"(it takes {', '.join(sorted(known))})"
+            )
+    both = sorted(set(parsed.model.params) & set(parsed.tuning.searchSpace))
+    if both:
+        raise SpecError(f"spec.tuning.searchSpace: {', '.join(both)} also fixed in spec.model.params")
+    if parsed.tuning.algorithm == "grid":
+        ranged = sorted(k for k, d in parsed.tuning.searchSpace.items() if d.values is None)
+        if ranged:
+            raise SpecError(
+                f"spec.tuning.searchSpace: grid search needs values lists, not ranges ({', '.join(ranged)})"
+            )
+    return parsed
+
+
+def estimator_kind(estimator: str) -> str:
+    return str(estimator_catalogue()[estimator]["kind"])
+
+
+def modelservice_spec(spec: dict[str, Any]) -> ModelServiceSpec:
+    try:
+        return ModelServiceSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise SpecError(_field_errors(exc)) from exc

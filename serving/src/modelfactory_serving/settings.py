@@ -1,0 +1,84 @@
+"""Server settings: built once at start-up from MF_* environment variables and CLI flags.
+
+The first block mirrors `modelfactory_api.runtime.ServingRuntimeConfig` field for field (the
+operator renders that as MF_<FIELD> variables); the rest are server knobs with defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelfactory_api.runtime import ENV_PREFIX, ServingRuntimeConfig
+
+_RUNTIME_DEFAULTS = ServingRuntimeConfig(model_name="-", model_uri="-")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        protected_namespaces=(),
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+    )
+
+    # --- ServingRuntimeConfig (the operator's contract) ---
+    model_name: str = Field(description="Name the model is served under.")
+    model_uri: str = Field(description="URI of the model version directory (fsspec).")
+    model_digest: str | None = Field(None, description="Expected sha256:<hex> of the model file.")
+    model_version: str | None = Field(
+        None, description="Version label reported by the server (default: metadata version)."
+    )
+    max_batch_size: int = Field(_RUNTIME_DEFAULTS.max_batch_size, ge=1)
+    max_latency_ms: float = Field(_RUNTIME_DEFAULTS.max_latency_ms, ge=0)
+    workers: int = Field(_RUNTIME_DEFAULTS.workers, ge=1)
+    host: str = _RUNTIME_DEFAULTS.host
+    port: int = Field(_RUNTIME_DEFAULTS.port, ge=0, le=65535)
+
+    # --- server knobs ---
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body.")
+    max_rows: int = Field(10_000, ge=1, description="Most rows one inference request may carry.")
+    predict_mode: Literal["auto", "thread", "inline"] = Field(
+        "auto",
+        description="Where predict runs: a worker thread (the event loop keeps accepting), "
+        "inline on the event loop, or auto (inline when a full batch predicts in under "
+        "inline_predict_ms).",
+    )
+    inline_predict_ms: float = Field(1.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(False, description="One JSON log line per request.")
+    graceful_timeout_s: int = Field(
+        30, ge=1, description="After SIGTERM, how long in-flight requests may take."
+    )
+    drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="After SIGTERM, keep serving (but report not ready) this long before "
+        "closing the listener, so load balancers stop sending first.",
+    )
+    timeout_keep_alive_s: int = Field(15, ge=1)
+
+    def runtime_config(self) -> ServingRuntimeConfig:
+        return ServingRuntimeConfig.model_validate(
+            self.model_dump(include=set(ServingRuntimeConfig.model_fields))
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """Every setting as MF_* variables (how worker processes get the same settings)."""
+        return {
+            f"{ENV_PREFIX}{key.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in self.model_dump().items()
+            if value is not None
+        }
+
+
+def load_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Environment, overridden by CLI flags (`--model-name x`, `--max-batch-size 64`, ...)."""
+    return Settings(  # type: ignore[call-arg]
+        _cli_parse_args=list(argv) if argv is not None else [],
+        _cli_prog_name="modelfactory-serve",
+    )

@@ -1,0 +1,117 @@
+"""Turning the fitted pipeline into artifact bytes and metadata."""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import skops.io as sio
+
+from modelfactory_api.artifact import (
+    ArtifactMetadata,
+    FeatureInfo,
+    SourceInfo,
+    TargetInfo,
+    TaskType,
+    TrialRecord,
+    sha256_hex,
+)
+from modelfactory_api.runtime import JobIdentity
+from modelfactory_training.errors import TrainingError
+
+# Types a model may contain beyond skops' defaults; serving trusts exactly these packages.
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+_LIBRARIES = {
+    "scikit-learn": "scikit-learn",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "pandas": "pandas",
+    "ray": "ray",
+    "skops": "skops",
+}
+
+
+def untrusted_outside_allowlist(types: list[str]) -> list[str]:
+    return [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
+
+
+def serialize(model: Any) -> tuple[bytes, list[str]]:
+    """The model as skops bytes and the non-default types a loader must trust."""
+    data = sio.dumps(model)
+    types = sorted(sio.get_untrusted_types(data=data))
+    outside = untrusted_outside_allowlist(types)
+    if outside:
+        raise TrainingError(
+            "UnsafeModel",
+            f"model: contains types outside scikit-learn/numpy/scipy: {', '.join(outside)}",
+        )
+    return data, types
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for key, dist in _LIBRARIES.items():
+        try:
+            versions[key] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def json_safe(value: Any) -> Any:
+    """Params as plain JSON values (numpy scalars and tuples from estimators included)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def build_metadata(
+    *,
+    version: int,
+    model_bytes: bytes,
+    task: TaskType,
+    features: list[FeatureInfo],
+    target: str,
+    classes: list[Any] | None,
+    estimator: str,
+    metric: str,
+    metrics: dict[str, float],
+    best_params: dict[str, Any],
+    trials: list[TrialRecord],
+    reference_stats: dict[str, dict[str, Any]],
+    job: JobIdentity,
+    run_id: str,
+    now: datetime | None = None,
+) -> ArtifactMetadata:
+    created = (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return ArtifactMetadata(
+        version=version,
+        createdAt=created,
+        task=task,
+        modelSha256=sha256_hex(model_bytes),
+        libraries=library_versions(),
+        features=features,
+        target=TargetInfo(name=target, classes=json_safe(classes) if classes else None),
+        estimator=estimator,
+        metric=metric,
+        metrics=metrics,
+        bestParams=json_safe(best_params),
+        trials=[t.model_copy(update={"params": json_safe(t.params)}) for t in trials],
+        referenceStats=reference_stats,
+        source=SourceInfo(
+            namespace=job.namespace,
+            name=job.name,
+            uid=job.uid,
+            generation=job.generation,
+            runId=run_id,
+        ),
+    )

@@ -1,0 +1,61 @@
+"""Joining or starting Ray."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    cpus: int
+    largest_node_cpus: int
+    nodes: int
+    started_here: bool
+
+
+def describe() -> ClusterInfo:
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    per_node = [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
+    total = int(ray.cluster_resources().get("CPU", 0))
+    return ClusterInfo(
+        cpus=max(total, 1),
+        largest_node_cpus=max([*per_node, 1]),
+        nodes=len(nodes),
+        started_here=False,
+    )
+
+
+@contextmanager
+def ray_session() -> Iterator[ClusterInfo]:
+    """The Ray cluster at RAY_ADDRESS (as in a RayJob), an already connected one, or a local one.
+
+    A local Ray started here is shut down on exit; one started by the caller is left running.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # The legacy console output honours verbose=0; the new one prints tables to stdout.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+        if os.environ.get("RAY_ADDRESS"):
+            log.info("joining ray cluster", extra={"address": os.environ["RAY_ADDRESS"]})
+            ray.init(**quiet)
+        else:
+            ray.init(include_dashboard=False, **quiet)
+        started = True
+    try:
+        info = describe()
+        yield ClusterInfo(info.cpus, info.largest_node_cpus, info.nodes, started)
+    finally:
+        if started:
+            ray.shutdown()

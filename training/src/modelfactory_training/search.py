@@ -1,0 +1,186 @@
+"""Running the hyper-parameter search with Ray Tune."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from modelfactory_api.artifact import TrialRecord
+from modelfactory_api.trainingjob import TrainingProgress
+from modelfactory_training.search_space import SearchPlan
+from modelfactory_training.trial import ERROR, FAILED, SCORE, SCORE_STD, TrialSetup, run_trial
+
+log = logging.getLogger(__name__)
+
+ProgressSink = Callable[[TrainingProgress], None]
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    concurrent_trials: int
+    cpus_per_trial: int
+
+
+def plan_parallelism(
+    *,
+    total_trials: int,
+    requested: int | None,
+    cluster_cpus: int,
+    largest_node_cpus: int,
+    can_use_more_cpus: bool,
+) -> Parallelism:
+    """How many trials run at once and how many CPUs each gets: all CPUs busy, none twice."""
+    concurrent = max(1, min(requested or cluster_cpus, total_trials))
+    per_trial = 1
+    if can_use_more_cpus:
+        per_trial = max(1, min(cluster_cpus // concurrent, largest_node_cpus))
+    return Parallelism(concurrent_trials=concurrent, cpus_per_trial=per_trial)
+
+
+def is_better(score: float, best: float | None, direction: str) -> bool:
+    if best is None:
+        return True
+    return score < best if direction == "minimize" else score > best
+
+
+class ProgressTracker(tune.Callback):
+    """Counts finished trials on the driver and passes progress on, at most every `interval` s."""
+
+    def __init__(
+        self, total: int, direction: str, sink: ProgressSink, interval: float = 2.0
+    ) -> None:
+        self.progress = TrainingProgress(trialsTotal=total)
+        self.direction = direction
+        self.sink = sink
+        self.interval = interval
+        self._seen: set[str] = set()
+        self._last = 0.0
+
+    def _record(self, trial_id: str, score: float | None) -> None:
+        if trial_id in self._seen:
+            return
+        self._seen.add(trial_id)
+        p = self.progress
+        if score is None:
+            p.trialsFailed += 1
+        else:
+            p.trialsCompleted += 1
+            if is_better(score, p.bestScore, self.direction):
+                p.bestScore = score
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            self.sink(self.progress.model_copy())
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:  # type: ignore[override]
+        score = None if result.get(FAILED) else result.get(SCORE)
+        self._record(trial.trial_id, score)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # type: ignore[override]
+        self._record(trial.trial_id, None)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    trials: list[TrialRecord]
+    best: int | None
+    infra_failures: int
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for t in self.trials if t.status == "failed")
+
+    @property
+    def best_trial(self) -> TrialRecord | None:
+        return None if self.best is None else self.trials[self.best]
+
+
+def collect(results: Any, plan: SearchPlan, direction: str) -> SearchOutcome:
+    """Trial records from Tune's results, in the order the trials were created."""
+    records: list[TrialRecord] = []
+    infra = 0
+    best: int | None = None
+    best_score: float | None = None
+    for result in results:
+        params = plan.decode(result.config or {})
+        metrics = result.metrics or {}
+        if result.error is not None or not metrics:
+            infra += 1
+            error = str(result.error or "trial reported no result")
+            records.append(TrialRecord(params=params, status="failed", error=error[:1000]))
+            continue
+        if metrics.get(FAILED):
+            records.append(TrialRecord(params=params, status="failed", error=metrics.get(ERROR)))
+            continue
+        score = float(metrics[SCORE])
+        records.append(TrialRecord(params=params, score=score, scoreStd=metrics.get(SCORE_STD)))
+        if is_better(score, best_score, direction):
+            best, best_score = len(records) - 1, score
+    return SearchOutcome(trials=records, best=best, infra_failures=infra)
+
+
+def _trial_dirname(trial: Any) -> str:
+    return str(trial.trial_id)
+
+
+def run_search(
+    setup: TrialSetup,
+    plan: SearchPlan,
+    parallelism: Parallelism,
+    *,
+    seed: int,
+    direction: str,
+    sink: ProgressSink,
+) -> SearchOutcome:
+    tracker = ProgressTracker(plan.total_trials, direction, sink)
+    tracker.flush(force=True)
+    # The setup (with the training data) goes to the object store once, not once per trial.
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, setup=setup), {"cpu": parallelism.cpus_per_trial}
+    )
+    storage = tempfile.mkdtemp(prefix="mf-tune-")
+    try:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=plan.param_space,
+            tune_config=tune.TuneConfig(
+                num_samples=plan.num_samples,
+                search_alg=BasicVariantGenerator(
+                    random_state=seed, max_concurrent=parallelism.concurrent_trials
+                ),
+                reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name="search",
+                storage_path=storage,
+                verbose=0,
+                callbacks=[tracker],
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
+        results = tuner.fit()
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+    tracker.flush(force=True)
+    outcome = collect(results, plan, direction)
+    log.info(
+        "search finished",
+        extra={
+            "trials": len(outcome.trials),
+            "failed": outcome.failed,
+            "best_score": None if outcome.best_trial is None else outcome.best_trial.score,
+        },
+    )
+    return outcome

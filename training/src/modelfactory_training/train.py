@@ -1,0 +1,229 @@
+"""One training run, from configuration to a reported result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import nullcontext
+from typing import Any
+
+from sklearn.base import is_classifier
+
+from modelfactory_api.artifact import ArtifactMetadata
+from modelfactory_api.runtime import TrainingRuntimeConfig
+from modelfactory_api.trainingjob import ModelRef, TrainingProgress, TrainingResult
+from modelfactory_training.artifact import build_metadata, serialize
+from modelfactory_training.cluster import ClusterInfo, ray_session
+from modelfactory_training.data import load_frame
+from modelfactory_training.errors import SpecError, TrainingError, TransientError
+from modelfactory_training.estimator import resolve_estimator, supports_n_jobs, validate_model_params
+from modelfactory_training.metrics import held_out_metrics, resolve_metric
+from modelfactory_training.pipeline import MODEL_STEP, build_pipeline
+from modelfactory_training.prepare import Prepared, prepare
+from modelfactory_training.report import Reporter
+from modelfactory_training.search import SearchOutcome, plan_parallelism, run_search
+from modelfactory_training.search_space import build_plan, candidates
+from modelfactory_training.stats import reference_stats
+from modelfactory_training.store import ModelStore
+from modelfactory_training.trial import TrialSetup
+
+log = logging.getLogger(__name__)
+
+
+def result_from_metadata(run_id: str, metadata: ArtifactMetadata, uri: str) -> TrainingResult:
+    failed = sum(1 for t in metadata.trials if t.status == "failed")
+    scores = [t.score for t in metadata.trials if t.score is not None]
+    best = metadata.metrics.get("cv_mean", max(scores) if scores else None)
+    return TrainingResult(
+        runId=run_id,
+        succeeded=True,
+        model=ModelRef(version=metadata.version, uri=uri, digest=metadata.digest),
+        metric=metadata.metric,
+        metrics=metadata.metrics,
+        bestParams=metadata.bestParams,
+        progress=TrainingProgress(
+            trialsTotal=len(metadata.trials),
+            trialsCompleted=len(metadata.trials) - failed,
+            trialsFailed=failed,
+            bestScore=best,
+        ),
+    )
+
+
+def all_failed_error(outcome: SearchOutcome) -> TrainingError:
+    first = next((t.error for t in outcome.trials if t.error), "no error recorded")
+    message = f"all {len(outcome.trials)} trials failed; first error: {first}"
+    if outcome.infra_failures == len(outcome.trials):
+        # Every trial died in Ray itself (a lost worker, out of memory): worth retrying.
+        return TransientError("AllTrialsFailed", message)
+    return SpecError("AllTrialsFailed", message)
+
+
+def refit(
+    prepared: Prepared,
+    estimator_cls: Any,
+    params: dict[str, Any],
+    *,
+    preprocessing: bool,
+    n_jobs: int | None,
+    use_ray_joblib: bool,
+) -> Any:
+    """The best configuration fitted on the whole training split, using every CPU it can."""
+    if n_jobs is not None:
+        params = {**params, "n_jobs": n_jobs}
+    pipeline = build_pipeline(
+        estimator_cls,
+        params,
+        preprocessing=preprocessing,
+        numeric=prepared.numeric,
+        categorical=prepared.categorical,
+    )
+    context: Any = nullcontext()
+    if use_ray_joblib:
+        import joblib
+        from ray.util.joblib import register_ray
+
+        register_ray()
+        context = joblib.parallel_backend("ray", n_jobs=n_jobs)
+    with context:
+        pipeline.fit(prepared.X_train, prepared.y_train)
+    if n_jobs is not None:
+        # The stored model should not carry this cluster's CPU count into serving.
+        pipeline.named_steps[MODEL_STEP].set_params(n_jobs=None)
+    return pipeline
+
+
+def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
+    spec = config.spec
+    started = time.monotonic()
+    store = ModelStore.open(spec.output.storageUri)
+    try:
+        existing = store.find_run(config.runId)
+    except OSError as exc:
+        raise TransientError("StorageUnavailable", f"output: cannot list {store.uri}: {exc}") from exc
+    if existing is not None:
+        log.info("run already wrote a version", extra={"version": existing.version})
+        return result_from_metadata(config.runId, existing, store.version_uri(existing.version))
+
+    estimator_cls = resolve_estimator(spec.model.estimator)
+    classifier = is_classifier(estimator_cls())
+    metric = resolve_metric(spec.tuning.metric, classifier)
+    plan = build_plan(spec.tuning)
+    validate_model_params(estimator_cls, spec.model.params, candidates(spec.tuning))
+
+    frame = load_frame(spec.dataset)
+    prepared = prepare(
+        frame,
+        spec.dataset,
+        is_classifier=classifier,
+        preprocessing=spec.model.preprocessing,
+        cv_folds=spec.tuning.cvFolds,
+    )
+    log.info(
+        "data ready",
+        extra={
+            "rows_train": len(prepared.y_train),
+            "rows_test": len(prepared.y_test),
+            "features": len(prepared.features),
+            "task": prepared.task,
+            "trials": plan.total_trials,
+        },
+    )
+
+    searched = set(spec.tuning.searchSpace)
+    owns_n_jobs = (
+        supports_n_jobs(estimator_cls)
+        and "n_jobs" not in spec.model.params
+        and "n_jobs" not in searched
+    )
+    with ray_session() as cluster:
+        parallelism = plan_parallelism(
+            total_trials=plan.total_trials,
+            requested=spec.tuning.parallelTrials,
+            cluster_cpus=cluster.cpus,
+            largest_node_cpus=cluster.largest_node_cpus,
+            can_use_more_cpus=True,
+        )
+        per_trial = parallelism.cpus_per_trial
+        setup = TrialSetup(
+            X=prepared.X_train,
+            y=prepared.y_train,
+            estimator=spec.model.estimator,
+            fixed_params=dict(spec.model.params),
+            choices=plan.choices,
+            preprocessing=spec.model.preprocessing,
+            numeric=prepared.numeric,
+            categorical=prepared.categorical,
+            scoring=metric,
+            cv_folds=spec.tuning.cvFolds,
+            estimator_n_jobs=per_trial if owns_n_jobs else None,
+            cv_n_jobs=min(per_trial, spec.tuning.cvFolds) if per_trial > 1 and not owns_n_jobs
+            else None,
+        )
+        log.info(
+            "search starting",
+            extra={
+                "cluster_cpus": cluster.cpus,
+                "nodes": cluster.nodes,
+                "concurrent_trials": parallelism.concurrent_trials,
+                "cpus_per_trial": per_trial,
+            },
+        )
+        outcome = run_search(
+            setup,
+            plan,
+            parallelism,
+            seed=spec.dataset.seed,
+            direction=spec.tuning.direction,
+            sink=reporter.progress,
+        )
+        best = outcome.best_trial
+        if best is None:
+            raise all_failed_error(outcome)
+        model = refit(
+            prepared,
+            estimator_cls,
+            {**spec.model.params, **best.params},
+            preprocessing=spec.model.preprocessing,
+            n_jobs=_refit_jobs(cluster) if owns_n_jobs else None,
+            use_ray_joblib=owns_n_jobs and cluster.nodes > 1,
+        )
+
+    metrics = {"cv_mean": float(best.score or 0.0), "cv_std": float(best.scoreStd or 0.0)}
+    metrics.update(held_out_metrics(model, prepared.X_test, prepared.y_test, prepared.task, metric))
+    model_bytes, _ = serialize(model)
+    classes = getattr(model, "classes_", None) if prepared.task != "regression" else None
+    try:
+        version = store.reserve()
+    except OSError as exc:
+        raise TransientError("StorageUnavailable", f"output: {store.uri}: {exc}") from exc
+    metadata = build_metadata(
+        version=version,
+        model_bytes=model_bytes,
+        task=prepared.task,
+        features=prepared.features,
+        target=prepared.target,
+        classes=list(classes) if classes is not None else None,
+        estimator=spec.model.estimator,
+        metric=metric,
+        metrics=metrics,
+        best_params=best.params,
+        trials=outcome.trials,
+        reference_stats=reference_stats(prepared.X_train, prepared.features),
+        job=config.job,
+        run_id=config.runId,
+    )
+    try:
+        store.write(version, model_bytes, metadata)
+    except OSError as exc:
+        raise TransientError("StorageUnavailable", f"output: {store.uri}: {exc}") from exc
+    uri = store.version_uri(version)
+    log.info(
+        "model written",
+        extra={"uri": uri, "digest": metadata.digest, "seconds": round(time.monotonic() - started, 2)},
+    )
+    return result_from_metadata(config.runId, metadata, uri)
+
+
+def _refit_jobs(cluster: ClusterInfo) -> int:
+    return cluster.cpus if cluster.nodes > 1 else cluster.largest_node_cpus
