@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 
 class ApiModel(BaseModel):
@@ -26,6 +27,6 @@ class Condition(ApiModel):
     )
 
 
-def cel(*rules: tuple[str, str]) -> dict[str, object]:
+def cel(*rules: tuple[str, str]) -> JsonDict:
     """CEL rules the API server enforces; the pydantic validators enforce the same in Python."""
     return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}

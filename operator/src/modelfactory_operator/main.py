@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     clusterwide = args.all_namespaces or not args.namespace
     asyncio.run(kopf.operator(
         clusterwide=clusterwide,
-        namespaces=None if clusterwide else args.namespace,
+        namespaces=[] if clusterwide else list(args.namespace),
         liveness_endpoint=liveness,
         standalone=True,
     ))

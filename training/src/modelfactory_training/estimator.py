@@ -110,4 +110,13 @@ def validate_model_params(
 
 
 def supports_n_jobs(cls: type[BaseEstimator]) -> bool:
-    return "n_jobs" in cls().get_params(deep=False)
+    """Whether the estimator parallelises with n_jobs (some keep it only as a deprecated no-op)."""
+    if "n_jobs" not in cls().get_params(deep=False):
+        return False
+    doc = cls.__doc__ or ""
+    start = doc.find("n_jobs :")
+    if start < 0:
+        return True
+    end = doc.find(" : ", start + len("n_jobs :"))
+    section = doc[start : end if end > 0 else len(doc)]
+    return "deprecated" not in section and "Does not have any effect" not in section

@@ -44,7 +44,8 @@ def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def emit(body: dict[str, Any], decision: Decision) -> None:
     for kind, reason, message in decision.events:
         try:
-            kopf.event(body, type=kind, reason=reason, message=message[:1000])
+            kopf.event(body, type=kind, reason=reason,  # type: ignore[arg-type]
+                       message=message[:1000])
         except Exception:  # events are best effort; outside a handler context there is no queue
             log.info("event %s/%s %s: %s", body["metadata"]["name"], kind, reason, message)
 

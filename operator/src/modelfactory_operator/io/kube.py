@@ -28,7 +28,10 @@ def custom() -> client.CustomObjectsApi:
 
 def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        return dict(custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+        obj: dict[str, Any] = custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name
+        )
+        return obj
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -44,7 +47,9 @@ def get_modelservice(namespace: str, name: str) -> dict[str, Any] | None:
 
 
 def list_modelservices(namespace: str) -> list[dict[str, Any]]:
-    res = custom().list_namespaced_custom_object(GROUP, VERSION, namespace, MODELSERVICE_PLURAL)
+    res: dict[str, Any] = custom().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, MODELSERVICE_PLURAL
+    )
     return list(res.get("items", []))
 
 
@@ -71,8 +76,10 @@ def get_job(namespace: str, name: str) -> dict[str, Any] | None:
 
 def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        return dict(custom().get_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs",
-                                                          name))
+        obj: dict[str, Any] = custom().get_namespaced_custom_object(
+            "ray.io", "v1", namespace, "rayjobs", name
+        )
+        return obj
     except ApiException as exc:
         if exc.status == 404:
             return None

@@ -154,9 +154,12 @@ def decide(
             if observation.ready_replicas > 0:
                 setc("Ready", False, "RollingOut",
                      f"rolling out model version {plan.model_version if plan else '?'}")
-            else:
+            elif status.get("modelVersion") is not None or status.get("modelUri"):
+                # It served before and no replica is ready now.
                 setc("Ready", False, "ReplicasUnavailable",
-                     observation.message or "no replica is ready yet")
+                     observation.message or "no replica is ready")
+            else:
+                setc("Ready", False, "Deploying", observation.message or "starting the server")
         else:
             setc("Ready", True, "ServingModel",
                  f"{observation.ready_replicas} replica(s) serving model version "

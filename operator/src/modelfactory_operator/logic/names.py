@@ -19,7 +19,7 @@ def short_hash(*parts: object, length: int = 8) -> str:
 
 
 def dns_name(*parts: str, max_len: int = 63) -> str:
-    """Join parts into a DNS-1123 label; cut long names and add a stable hash so they stay unique."""
+    """Join parts into a DNS-1123 label; long names are cut and get a stable hash suffix."""
     raw = "-".join(p for p in parts if p)
     name = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
     if len(name) <= max_len:
@@ -32,10 +32,10 @@ def release_name(kind_prefix: str, name: str) -> str:
     return dns_name(kind_prefix, name, max_len=RELEASE_NAME_MAX)
 
 
-def run_id(uid: str, generation: int, retrain: str | None) -> str:
+def run_id(uid: str, spec_hash: str, retrain: str | None) -> str:
     """Deterministic per (object, spec generation, retrain request): a restarted operator
     computes the same id and therefore never launches a second run for the same request."""
-    return short_hash(uid, generation, retrain or "")
+    return short_hash(uid, spec_hash, retrain or "")
 
 
 def labels(component: str, instance: str, name: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ def job(job: dict[str, Any] | None) -> RunObservation:
     attempts = int(status.get("failed") or 0) + int(status.get("succeeded") or 0) + int(
         status.get("active") or 0
     )
-    common = {"start_time": status.get("startTime"), "attempts": attempts}
+    common: dict[str, Any] = {"start_time": status.get("startTime"), "attempts": attempts}
     failed = conds.get("Failed")
     if failed and failed.get("status") == "True":
         return RunObservation(
@@ -49,7 +49,7 @@ def rayjob(rayjob: dict[str, Any] | None) -> RunObservation:
     status = rayjob.get("status") or {}
     deployment = status.get("jobDeploymentStatus") or ""
     job_status = status.get("jobStatus") or ""
-    common = {"start_time": status.get("startTime"),
+    common: dict[str, Any] = {"start_time": status.get("startTime"),
               "attempts": int(status.get("failed") or 0) + int(status.get("succeeded") or 0) + 1}
     if deployment == "Failed" or job_status in ("FAILED", "STOPPED"):
         return RunObservation(state="failed", reason=status.get("reason") or "RayJobFailed",

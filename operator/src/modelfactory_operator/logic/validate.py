@@ -55,12 +55,15 @@ def trainingjob_spec(spec: dict[str, Any]) -> TrainingJobSpec:
             )
     both = sorted(set(parsed.model.params) & set(parsed.tuning.searchSpace))
     if both:
-        raise SpecError(f"spec.tuning.searchSpace: {', '.join(both)} also fixed in spec.model.params")
+        raise SpecError(
+            f"spec.tuning.searchSpace: {', '.join(both)} also fixed in spec.model.params"
+        )
     if parsed.tuning.algorithm == "grid":
         ranged = sorted(k for k, d in parsed.tuning.searchSpace.items() if d.values is None)
         if ranged:
             raise SpecError(
-                f"spec.tuning.searchSpace: grid search needs values lists, not ranges ({', '.join(ranged)})"
+                "spec.tuning.searchSpace: grid search needs values lists, not ranges "
+                f"({', '.join(ranged)})"
             )
     return parsed
 

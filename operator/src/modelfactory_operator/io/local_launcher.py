@@ -1,0 +1,514 @@
+"""The local launcher: the same entrypoints and configuration as in the cluster, as processes here.
+
+Training runs `modelfactory-train` with a local Ray; serving runs `modelfactory-serve` with uvicorn
+on a free 127.0.0.1 port behind a small TCP proxy whose port never changes, so a new model version
+rolls out like a Deployment does: start the new server, wait until it is ready, send new
+connections to it, let the old one drain, then stop it gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelfactory_operator.logic.plans import (
+    RunObservation,
+    ServiceObservation,
+    ServingPlan,
+    TrainingPlan,
+)
+
+log = logging.getLogger("modelfactory.operator.local")
+
+READY_TIMEOUT = 120.0
+DRAIN_TIMEOUT = 20.0
+RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Callbacks:
+    """What the launcher calls when something changes on its own (a process exits, gets ready)."""
+
+    def __init__(self) -> None:
+        self.trainingjob: Callable[[str, str], Awaitable[None]] | None = None
+        self.modelservice: Callable[[str, str], Awaitable[None]] | None = None
+
+
+def entrypoint(script: str) -> str:
+    beside = Path(sys.executable).parent / script
+    found = str(beside) if beside.exists() else shutil.which(script)
+    if not found:
+        raise FileNotFoundError(f"{script} is not installed (pip install the component)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def kill_group(pid: int | None, sig: int = signal.SIGTERM) -> None:
+    if pid and pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+
+async def stop_process(pid: int | None, grace: float = 15.0) -> None:
+    kill_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pid_alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    kill_group(pid, signal.SIGKILL)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def spawn(cmd: list[str], env: dict[str, str], logfile: Path, exitfile: Path) -> int:
+    """Start a process in its own group; a shell wrapper records its exit code for adoption."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    exitfile.unlink(missing_ok=True)
+    script = '"$@"; echo $? > "$MF_EXIT_FILE"'
+    with logfile.open("ab") as out:
+        child = subprocess.Popen(
+            ["/bin/sh", "-c", script, "sh", *cmd],
+            env={**env, "MF_EXIT_FILE": str(exitfile)},
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return child.pid
+
+
+def read_exit(exitfile: Path) -> int | None:
+    try:
+        return int(exitfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def http_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# ----------------------------------------------------------------------------- serving proxy
+
+
+@dataclass
+class Backend:
+    pid: int
+    port: int
+    hash: str
+    version: int | None
+    ready: bool = False
+    connections: int = 0
+
+
+@dataclass
+class ServiceState:
+    namespace: str
+    name: str
+    dir: Path
+    port: int
+    server: asyncio.base_events.Server | None = None
+    active: Backend | None = None
+    pending: Backend | None = None
+    desired: ServingPlan | None = None
+    restarts: int = 0
+    message: str = ""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def save(self) -> None:
+        data = {
+            "port": self.port,
+            "active": self.active.__dict__ if self.active else None,
+            "restarts": self.restarts,
+        }
+        (self.dir / "service.json").write_text(json.dumps(data))
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+class LocalLauncher:
+    name = "local"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir
+        self.callbacks = Callbacks()
+        self.services: dict[tuple[str, str], ServiceState] = {}
+        self.training_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.background: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle
+
+    async def start(self, reconciler: Any) -> None:
+        self.callbacks.trainingjob = reconciler.trainingjob
+        self.callbacks.modelservice = reconciler.modelservice
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    async def stop(self) -> None:
+        """Stopping the operator stops every process it started."""
+        for key in list(self.training_tasks):
+            self.training_tasks.pop(key).cancel()
+        for run in self.dir.glob("*/tj-*/run.json"):
+            rec = json.loads(run.read_text())
+            await stop_process(rec.get("pid"), grace=5)
+        for state in list(self.services.values()):
+            await self._close_service(state)
+
+    def _notify(self, kind: str, namespace: str, name: str) -> None:
+        callback = self.callbacks.trainingjob if kind == "tj" else self.callbacks.modelservice
+        if callback is None:
+            return
+
+        async def call() -> None:
+            try:
+                await callback(namespace, name)
+            except Exception:
+                log.exception("reconcile of %s %s/%s failed", kind, namespace, name)
+
+        task = asyncio.ensure_future(call())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # --- training
+
+    def _tj_dir(self, namespace: str, name: str) -> Path:
+        return self.dir / namespace / f"tj-{name}"
+
+    def _run_record(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads((self._tj_dir(namespace, name) / "run.json").read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def _save_run(self, namespace: str, name: str, rec: dict[str, Any]) -> None:
+        path = self._tj_dir(namespace, name) / "run.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec))
+        tmp.replace(path)
+
+    async def rayjob_available(self) -> bool:
+        return True  # workers > 0 runs the same search on this machine's local Ray
+
+    async def launch_training(self, plan: TrainingPlan) -> int | None:
+        key = (plan.namespace, plan.name)
+        rec = self._run_record(*key)
+        alive = rec is not None and pid_alive(rec.get("pid"))
+        if rec is not None and alive and (rec["runId"] != plan.run_id or plan.suspend):
+            await stop_process(rec.get("pid"))
+            alive = False
+        if plan.suspend:
+            return None
+        if rec is not None and rec["runId"] == plan.run_id and (alive or rec.get("final")):
+            self._watch_training(plan, rec)
+            return None
+        attempts = rec["attempts"] + 1 if rec and rec["runId"] == plan.run_id else 1
+        self._start_training(plan, attempts)
+        return None
+
+    def _start_training(self, plan: TrainingPlan, attempts: int) -> None:
+        d = self._tj_dir(plan.namespace, plan.name)
+        env = {**os.environ, **plan.runtime.to_env()}
+        pid = spawn([entrypoint("modelfactory-train")], env, d / "train.log", d / "exit")
+        rec = {"runId": plan.run_id, "pid": pid, "attempts": attempts, "startTime": now_iso(),
+               "backoffLimit": plan.chart_values.get("backoffLimit", 0), "final": False}
+        self._save_run(plan.namespace, plan.name, rec)
+        log.info("started training %s/%s run %s (pid %s)", plan.namespace, plan.name,
+                 plan.run_id, pid)
+        self._watch_training(plan, rec)
+
+    def _watch_training(self, plan: TrainingPlan, rec: dict[str, Any]) -> None:
+        key = (plan.namespace, plan.name)
+        task = self.training_tasks.get(key)
+        if task is not None and not task.done():
+            return
+        self.training_tasks[key] = asyncio.ensure_future(self._supervise_training(plan))
+
+    async def _supervise_training(self, plan: TrainingPlan) -> None:
+        """Wake the reconciler when the process exits; observe_training reads the outcome."""
+        while True:
+            rec = self._run_record(plan.namespace, plan.name)
+            if rec is None or rec["runId"] != plan.run_id or rec.get("final"):
+                return
+            if not pid_alive(rec["pid"]):
+                self._notify("tj", plan.namespace, plan.name)
+                return
+            await asyncio.sleep(0.5)
+
+    async def observe_training(self, plan: TrainingPlan) -> RunObservation:
+        rec = self._run_record(plan.namespace, plan.name)
+        if rec is None or rec["runId"] != plan.run_id:
+            return RunObservation(state="absent")
+        common: dict[str, Any] = {"start_time": rec.get("startTime"),
+                                  "attempts": int(rec.get("attempts", 1))}
+        if not rec.get("final"):
+            if pid_alive(rec.get("pid")):
+                self._watch_training(plan, rec)
+                return RunObservation(state="running", **common)
+            code = read_exit(self._tj_dir(plan.namespace, plan.name) / "exit")
+            # Killed (no exit code, e.g. the operator stopped it) or a retryable failure:
+            # absent makes the reconciler launch the run again.
+            if code is None:
+                return RunObservation(state="absent", **common)
+            if code not in (0, 2) and rec["attempts"] <= int(rec.get("backoffLimit") or 0):
+                return RunObservation(state="absent", **common)
+            rec.update(exitCode=code, completionTime=now_iso(), final=True)
+            self._save_run(plan.namespace, plan.name, rec)
+        if rec.get("exitCode") == 0:
+            return RunObservation(state="succeeded", completion_time=rec.get("completionTime"),
+                                  **common)
+        log_tail = tail(self._tj_dir(plan.namespace, plan.name) / "train.log")
+        return RunObservation(
+            state="failed", reason="ProcessFailed",
+            message=f"training process exited with code {rec.get('exitCode')}: {log_tail}",
+            completion_time=rec.get("completionTime"), **common,
+        )
+
+    async def delete_training(self, namespace: str, name: str) -> None:
+        task = self.training_tasks.pop((namespace, name), None)
+        if task:
+            task.cancel()
+        rec = self._run_record(namespace, name)
+        if rec:
+            await stop_process(rec.get("pid"), grace=5)
+        shutil.rmtree(self._tj_dir(namespace, name), ignore_errors=True)
+
+    # --- serving
+
+    async def _service(self, namespace: str, name: str) -> ServiceState:
+        key = (namespace, name)
+        state = self.services.get(key)
+        if state is not None:
+            return state
+        d = self.dir / namespace / f"msvc-{name}"
+        d.mkdir(parents=True, exist_ok=True)
+        saved: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads((d / "service.json").read_text())
+        state = ServiceState(namespace=namespace, name=name, dir=d, port=0)
+        # Keep the URL across operator restarts when the old port is still free.
+        for port in (saved.get("port"), 0):
+            try:
+                state.server = await asyncio.start_server(
+                    functools.partial(self._proxy, state), "127.0.0.1", port or 0
+                )
+                break
+            except OSError:
+                continue
+        assert state.server is not None
+        state.port = int(state.server.sockets[0].getsockname()[1])
+        old = saved.get("active")
+        if old and pid_alive(old.get("pid")):
+            # An earlier operator's server is still up: adopt it.
+            state.active = Backend(**{**old, "connections": 0})
+            state.active.ready = http_ready(state.active.port)
+        self.services[key] = state
+        state.save()
+        self._spawn(state, self._supervise_service(state))
+        return state
+
+    def _spawn(self, state: ServiceState, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+    async def _proxy(self, state: ServiceState, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        backend = state.active
+        if backend is None or not backend.ready:
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
+                         b"connection: close\r\n\r\n")
+            with contextlib.suppress(Exception):
+                await writer.drain()
+                writer.close()
+            return
+        backend.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", backend.port)
+        except OSError:
+            backend.connections -= 1
+            writer.close()
+            return
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            backend.connections -= 1
+
+    async def apply_service(self, plan: ServingPlan) -> int | None:
+        state = await self._service(plan.namespace, plan.name)
+        state.desired = plan
+        current = state.pending or state.active
+        if current is not None and current.hash == plan.hash and pid_alive(current.pid):
+            return None
+        if state.pending is not None:
+            await stop_process(state.pending.pid, grace=5)
+            state.pending = None
+        state.pending = self._start_backend(state, plan)
+        self._spawn(state, self._roll(state, state.pending))
+        return None
+
+    def _start_backend(self, state: ServiceState, plan: ServingPlan) -> Backend:
+        port = free_port()
+        env = {**os.environ, **plan.runtime.to_env(), "MF_HOST": "127.0.0.1",
+               "MF_PORT": str(port)}
+        pid = spawn([entrypoint("modelfactory-serve")], env, state.dir / f"serve-{port}.log",
+                    state.dir / f"exit-{port}")
+        log.info("started model server %s/%s on port %s (pid %s)", state.namespace, state.name,
+                 port, pid)
+        return Backend(pid=pid, port=port, hash=plan.hash, version=plan.model_version)
+
+    async def _roll(self, state: ServiceState, backend: Backend) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline and pid_alive(backend.pid):
+            if await asyncio.to_thread(http_ready, backend.port):
+                break
+            await asyncio.sleep(0.3)
+        if state.pending is not backend:
+            return
+        if not pid_alive(backend.pid) or not await asyncio.to_thread(http_ready, backend.port):
+            state.message = ("the new model server did not become ready: "
+                             + tail(state.dir / f"serve-{backend.port}.log"))
+            await stop_process(backend.pid, grace=2)
+            state.pending = None
+            self._notify("msvc", state.namespace, state.name)
+            return
+        backend.ready = True
+        old, state.active, state.pending = state.active, backend, None
+        state.message = ""
+        state.save()
+        self._notify("msvc", state.namespace, state.name)
+        if old is not None:
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            while old.connections > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await stop_process(old.pid)
+
+    async def _supervise_service(self, state: ServiceState) -> None:
+        """Restart a server that died, and let the status say so meanwhile."""
+        failures = 0
+        while True:
+            await asyncio.sleep(0.5)
+            backend = state.active
+            if backend is None or pid_alive(backend.pid):
+                if backend is not None and backend.ready:
+                    failures = 0
+                continue
+            code = read_exit(state.dir / f"exit-{backend.port}")
+            backend.ready = False
+            state.restarts += 1
+            state.message = f"model server exited (code {code}); restarting"
+            log.warning("model server %s/%s exited (%s); restarting", state.namespace,
+                        state.name, code)
+            self._notify("msvc", state.namespace, state.name)
+            await asyncio.sleep(RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF) - 1)])
+            failures += 1
+            plan = state.desired
+            if plan is None or state.active is not backend:
+                continue
+            replacement = self._start_backend(state, plan)
+            state.active = replacement
+            deadline = time.monotonic() + READY_TIMEOUT
+            while time.monotonic() < deadline and pid_alive(replacement.pid):
+                if await asyncio.to_thread(http_ready, replacement.port):
+                    replacement.ready = True
+                    state.message = ""
+                    break
+                await asyncio.sleep(0.3)
+            state.save()
+            self._notify("msvc", state.namespace, state.name)
+
+    async def observe_service(self, namespace: str, name: str) -> ServiceObservation:
+        state = self.services.get((namespace, name))
+        if state is None:
+            saved = self.dir / namespace / f"msvc-{name}" / "service.json"
+            if not saved.exists():
+                return ServiceObservation(exists=False)
+            state = await self._service(namespace, name)
+        active = state.active
+        ready = active is not None and active.ready and pid_alive(active.pid)
+        desired = state.desired
+        rolled_out = ready and state.pending is None and (
+            desired is None or (active is not None and active.hash == desired.hash)
+        )
+        return ServiceObservation(
+            exists=active is not None or state.pending is not None,
+            replicas=1 if active or state.pending else 0,
+            ready_replicas=1 if ready else 0,
+            rolled_out=rolled_out,
+            served_version=active.version if active else None,
+            url=f"http://127.0.0.1:{state.port}",
+            message=state.message,
+            restarts=state.restarts,
+        )
+
+    async def _close_service(self, state: ServiceState) -> None:
+        for task in list(state.tasks):
+            task.cancel()
+        if state.server is not None:
+            state.server.close()
+        for backend in (state.pending, state.active):
+            if backend is not None:
+                await stop_process(backend.pid, grace=10)
+        self.services.pop((state.namespace, state.name), None)
+
+    async def delete_service(self, namespace: str, name: str) -> None:
+        state = self.services.get((namespace, name))
+        if state is None and (self.dir / namespace / f"msvc-{name}").exists():
+            state = await self._service(namespace, name)
+        if state is not None:
+            await self._close_service(state)
+        shutil.rmtree(self.dir / namespace / f"msvc-{name}", ignore_errors=True)

@@ -1,0 +1,93 @@
+"""Prometheus metrics. With several worker processes, PROMETHEUS_MULTIPROC_DIR is set by main()
+before the workers start and /metrics aggregates all of them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+
+def _size_buckets(max_batch_size: int) -> tuple[float, ...]:
+    buckets, b = [], 1
+    while b < max_batch_size:
+        buckets.append(float(b))
+        b *= 2
+    buckets.append(float(max_batch_size))
+    return tuple(buckets)
+
+
+class Metrics:
+    def __init__(self, model_name: str, max_batch_size: int, multiprocess_dir: str | None) -> None:
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.requests = Counter(
+            "modelfactory_http_requests_total", "HTTP requests by route and status.",
+            ["route", "method", "status"], registry=reg,
+        )
+        self.latency = Histogram(
+            "modelfactory_http_request_duration_seconds", "HTTP request latency by route.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=reg,
+        )
+        self.in_flight = Gauge(
+            "modelfactory_http_requests_in_flight", "Requests being handled.",
+            registry=reg, multiprocess_mode="livesum",
+        )
+        self.batch_rows = Histogram(
+            "modelfactory_batch_rows", "Rows per predict call (after merging requests).",
+            ["model"], buckets=_size_buckets(max_batch_size), registry=reg,
+        ).labels(model_name)
+        self.queue_rows = Gauge(
+            "modelfactory_batch_queue_rows", "Rows waiting for the model.",
+            ["model"], registry=reg, multiprocess_mode="livesum",
+        ).labels(model_name)
+        self.load_seconds = Gauge(
+            "modelfactory_model_load_seconds", "Time to load, verify and warm up the model.",
+            ["model"], registry=reg, multiprocess_mode="max",
+        ).labels(model_name)
+        self.ready = Gauge(
+            "modelfactory_model_ready", "1 when the model is loaded and serving.",
+            ["model"], registry=reg, multiprocess_mode="min",
+        ).labels(model_name)
+        self.info = Gauge(
+            "modelfactory_model_info", "The served model version (value is always 1).",
+            ["model", "version", "digest", "estimator"], registry=reg, multiprocess_mode="max",
+        )
+        self._children: dict[tuple[str, str, int], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(route, method, str(status))
+        child.inc()
+        lat = self._latency_children.get(route)
+        if lat is None:
+            lat = self._latency_children[route] = self.latency.labels(route)
+        lat.observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        if self.multiprocess_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.multiprocess_dir)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def multiprocess_dir_from(environ: dict[str, str] | os._Environ[str]) -> str | None:
+    return environ.get("PROMETHEUS_MULTIPROC_DIR") or None

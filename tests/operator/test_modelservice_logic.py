@@ -1,0 +1,94 @@
+from typing import Any
+
+import pytest
+
+from modelfactory_operator.logic import modelservice as ms
+from modelfactory_operator.logic import observe, validate
+from modelfactory_operator.logic.plans import ServiceObservation
+
+pytestmark = pytest.mark.unit
+
+BODY: dict[str, Any] = {
+    "apiVersion": "modelfactory.dev/v1alpha1",
+    "kind": "ModelService",
+    "metadata": {"name": "iris", "namespace": "ml", "uid": "u-2", "generation": 1},
+    "spec": {"model": {"trainingJob": "iris"}},
+}
+TJ = {"status": {"model": {"version": 2, "uri": "file:///m/2", "digest": "sha256:" + "b" * 64},
+                 "history": [{"version": 1, "uri": "file:///m/1", "digest": "sha256:" + "a" * 64},
+                             {"version": 2, "uri": "file:///m/2",
+                              "digest": "sha256:" + "b" * 64}]}}
+
+
+def spec(**changes: Any) -> Any:
+    return validate.modelservice_spec({**BODY["spec"], **changes})
+
+
+def test_resolves_latest_pinned_or_explains() -> None:
+    assert ms.resolve_model(spec(), TJ).version == 2  # type: ignore[union-attr]
+    pinned = ms.resolve_model(spec(model={"trainingJob": "iris", "version": 1}), TJ)
+    assert pinned.uri == "file:///m/1"  # type: ignore[union-attr]
+    missing = ms.resolve_model(spec(model={"trainingJob": "iris", "version": 7}), TJ)
+    assert isinstance(missing, ms.Unresolved) and missing.reason == "VersionNotFound"
+    assert ms.resolve_model(spec(), None).reason == "TrainingJobNotFound"  # type: ignore[union-attr]
+    assert ms.resolve_model(spec(), {"status": {}}).reason == "NoModelYet"  # type: ignore[union-attr]
+
+
+def test_render_carries_the_model_into_env_and_annotation() -> None:
+    model = ms.resolve_model(spec(), TJ)
+    plan = ms.render(BODY, spec(), model, "ghcr.io/modelfactory/serving:0.1.0")  # type: ignore[arg-type]
+    assert plan.chart_values["modelVersion"] == "2"
+    assert plan.chart_values["env"]["MF_MODEL_URI"] == "file:///m/2"
+    assert plan.chart_values["env"]["MF_MODEL_NAME"] == "iris"
+    assert plan.release == "msvc-iris"
+
+
+def run(status: dict[str, Any], obs: ServiceObservation, tj: dict[str, Any] | None = TJ) -> Any:
+    s = spec()
+    resolved = ms.resolve_model(s, tj)
+    plan = ms.render(BODY, s, resolved, "img:1") if isinstance(resolved, ms.ResolvedModel) else None
+    return ms.decide(1, status, None, resolved, plan, obs, "t"), plan
+
+
+def test_lifecycle_apply_roll_ready() -> None:
+    d, plan = run({}, ServiceObservation(exists=False))
+    assert d.launch and d.status["phase"] == "Pending"
+    applied = {**d.status, "appliedHash": plan.hash}
+    d2, _ = run(applied, ServiceObservation(exists=True, replicas=1, ready_replicas=0))
+    assert not d2.launch and d2.status["phase"] == "Pending"
+    d3, _ = run(d2.status, ServiceObservation(exists=True, replicas=1, ready_replicas=1,
+                                              rolled_out=True, served_version=2, url="http://x"))
+    assert d3.status["phase"] == "Ready" and d3.status["modelVersion"] == 2
+    d4, _ = run(d3.status, ServiceObservation(exists=True, replicas=1, ready_replicas=0))
+    assert d4.status["phase"] == "Degraded"
+
+
+def test_waits_for_the_trainingjob() -> None:
+    d, _ = run({}, ServiceObservation(exists=False), tj=None)
+    assert not d.launch and d.status["phase"] == "Pending"
+    resolved = next(c for c in d.status["conditions"] if c["type"] == "ModelResolved")
+    assert resolved["reason"] == "TrainingJobNotFound"
+
+
+def test_deployment_observation() -> None:
+    dep = {"metadata": {"generation": 2},
+           "spec": {"replicas": 2, "template": {"metadata": {"annotations": {
+               "modelfactory.dev/model-version": "3"}}}},
+           "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                      "readyReplicas": 2}}
+    obs = observe.deployment(dep, "http://u")
+    assert obs.rolled_out and obs.served_version == 3
+    dep["status"]["updatedReplicas"] = 1
+    assert not observe.deployment(dep, "http://u").rolled_out
+    assert not observe.deployment(None, "http://u").exists
+
+
+def test_job_observation() -> None:
+    assert observe.job(None).state == "absent"
+    assert observe.job({"status": {"active": 1, "ready": 1}}).state == "running"
+    failed = observe.job({"status": {"failed": 2, "conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+         "message": "Job has reached the specified backoff limit"}]}})
+    assert failed.state == "failed" and failed.attempts == 2
+    assert observe.job({"status": {"succeeded": 1, "conditions": [
+        {"type": "Complete", "status": "True"}]}}).state == "succeeded"

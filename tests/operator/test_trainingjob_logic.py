@@ -1,0 +1,132 @@
+from typing import Any
+
+import pytest
+
+from modelfactory_operator.logic import trainingjob as tj
+from modelfactory_operator.logic import validate
+from modelfactory_operator.logic.plans import RunObservation
+
+pytestmark = pytest.mark.unit
+
+BODY: dict[str, Any] = {
+    "apiVersion": "modelfactory.dev/v1alpha1",
+    "kind": "TrainingJob",
+    "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 1},
+    "spec": {
+        "dataset": {"uri": "sklearn://iris"},
+        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "output": {"storageUri": "file:///tmp/models/iris"},
+    },
+}
+
+
+def plan(body: dict[str, Any] = BODY, **spec_changes: Any) -> tj.TrainingPlan:
+    spec = validate.trainingjob_spec({**body["spec"], **spec_changes})
+    return tj.render(body, spec, "ghcr.io/modelfactory/training:0.1.0")
+
+
+def decide(status: dict[str, Any], obs: RunObservation, p: tj.TrainingPlan | None = None,
+           **kw: Any) -> Any:
+    return tj.decide(1, status, p or plan(), kw.get("spec_error"), obs,
+                     kw.get("rayjob_available", True), "2026-01-01T00:00:00Z")
+
+
+def result(p: tj.TrainingPlan, ok: bool = True, version: int = 1) -> dict[str, Any]:
+    if not ok:
+        return {"runId": p.run_id, "succeeded": False, "reason": "TargetNotFound",
+                "message": "dataset: column 'y' (target) not found"}
+    return {"runId": p.run_id, "succeeded": True, "metric": "accuracy",
+            "metrics": {"test_accuracy": 0.97, "cv_mean": 0.95},
+            "bestParams": {"C": 1.0},
+            "model": {"version": version, "uri": f"file:///tmp/models/iris/{version}",
+                      "digest": "sha256:" + "a" * 64}}
+
+
+def test_render_builds_job_values_and_runtime_config() -> None:
+    p = plan()
+    assert p.mode == "job" and p.release == "tj-iris"
+    assert p.chart_values["jobName"].startswith("iris-")
+    assert p.chart_values["image"] == {"repository": "ghcr.io/modelfactory/training",
+                                       "tag": "0.1.0", "pullPolicy": "IfNotPresent"}
+    assert "MF_TRAINING_CONFIG" in p.chart_values["env"]
+    assert p.runtime.job.uid == "u-1"
+
+
+def test_workers_select_rayjob_and_suspend_keeps_the_run() -> None:
+    assert plan(compute={"workers": 2}).mode == "rayjob"
+    assert plan(suspend=True).run_id == plan().run_id
+    assert plan(model={"estimator": "sklearn.svm.SVC"}).run_id != plan().run_id
+
+
+def test_new_resource_launches() -> None:
+    d = decide({}, RunObservation("absent"))
+    assert d.launch and d.status["phase"] == "Pending"
+    assert d.status["runId"] == plan().run_id
+
+
+def test_running_then_result_succeeds() -> None:
+    p = plan()
+    d = decide({"runId": p.run_id, "appliedHash": p.hash}, RunObservation("running"), p)
+    assert not d.launch and d.status["phase"] == "Running"
+    d2 = decide({**d.status, "result": result(p)}, RunObservation("succeeded"), p)
+    assert d2.status["phase"] == "Succeeded"
+    assert d2.status["model"]["version"] == 1 and d2.status["score"] == 0.97
+    assert any(e[1] == "TrainingSucceeded" for e in d2.events)
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in d2.status["conditions"])
+
+
+def test_finished_job_without_result_fails_saying_so() -> None:
+    p = plan()
+    d = decide({"runId": p.run_id}, RunObservation("succeeded"), p)
+    assert d.status["phase"] == "Failed"
+    failed = next(c for c in d.status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "NoResult" and "without reporting a result" in failed["message"]
+
+
+def test_reported_failure_is_shown() -> None:
+    p = plan()
+    d = decide({"runId": p.run_id, "result": result(p, ok=False)}, RunObservation("failed"), p)
+    failed = next(c for c in d.status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "TargetNotFound" and "column 'y'" in failed["message"]
+
+
+def test_result_of_an_older_run_is_ignored() -> None:
+    old = plan()
+    new = plan(model={"estimator": "sklearn.svm.SVC"})
+    d = decide({"runId": old.run_id, "result": result(old)}, RunObservation("absent"), new)
+    assert d.launch and d.status["phase"] == "Pending"
+
+
+def test_failed_run_is_not_relaunched_when_its_job_is_gone() -> None:
+    p = plan()
+    d = decide({"runId": p.run_id}, RunObservation("failed", reason="BackoffLimitExceeded"), p)
+    d2 = decide(d.status, RunObservation("absent"), p)
+    assert not d2.launch and d2.status["phase"] == "Failed"
+
+
+def test_missing_rayjob_crd_fails_with_a_clear_message() -> None:
+    p = plan(compute={"workers": 2})
+    d = decide({}, RunObservation("absent"), p, rayjob_available=False)
+    assert not d.launch and d.status["phase"] == "Failed"
+    assert "RayJob CRD" in next(c["message"] for c in d.status["conditions"]
+                                if c["type"] == "Failed")
+
+
+def test_invalid_spec_fails_without_launching() -> None:
+    d = tj.decide(1, {}, None, "spec.model.estimator: nope", RunObservation("absent"), True, "t")
+    assert not d.launch and d.status["phase"] == "Failed"
+
+
+def test_deciding_twice_changes_nothing() -> None:
+    p = plan()
+    d = decide({"runId": p.run_id, "result": result(p)}, RunObservation("succeeded"), p)
+    d2 = decide(d.status, RunObservation("succeeded"), p)
+    assert d2.status == d.status and d2.events == []
+
+
+def test_history_keeps_every_good_version() -> None:
+    p = plan()
+    d = decide({"runId": p.run_id, "result": result(p)}, RunObservation("succeeded"), p)
+    p2 = plan(model={"estimator": "sklearn.svm.SVC"})
+    d2 = decide({**d.status, "result": result(p2, version=2)}, RunObservation("succeeded"), p2)
+    assert [m["version"] for m in d2.status["history"]] == [1, 2]
