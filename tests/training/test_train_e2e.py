@@ -194,7 +194,10 @@ FAILURES = [
     (
         {
             "dataset": {"uri": "CSV", "target": "c"},
-            "model": {"estimator": "sklearn.linear_model.LogisticRegression", "preprocessing": False},
+            "model": {
+                "estimator": "sklearn.linear_model.LogisticRegression",
+                "preprocessing": False,
+            },
         },
         "NonNumericFeatures",
         "b (str)",
@@ -258,7 +261,10 @@ def test_failed_trials_are_counted_and_all_failing_is_permanent(
     report = tmp_path / "result.json"
     partly = write_config(
         store,
-        model={"estimator": "sklearn.linear_model.LogisticRegression", "params": {"solver": "lbfgs"}},
+        model={
+            "estimator": "sklearn.linear_model.LogisticRegression",
+            "params": {"solver": "lbfgs"},
+        },
         tuning={"searchSpace": {"l1_ratio": {"values": [0.0, 1.0]}}},
     )
     assert run(partly, report) == 0
@@ -268,7 +274,10 @@ def test_failed_trials_are_counted_and_all_failing_is_permanent(
     failing = write_config(
         store,
         run_id="run-2",
-        model={"estimator": "sklearn.linear_model.LogisticRegression", "params": {"solver": "lbfgs"}},
+        model={
+            "estimator": "sklearn.linear_model.LogisticRegression",
+            "params": {"solver": "lbfgs"},
+        },
         tuning={"searchSpace": {"l1_ratio": {"values": [1.0, 0.5]}}},
     )
     assert run(failing, report) == 2
@@ -349,8 +358,11 @@ def test_console_script_joins_running_ray_from_env(
     import ray
 
     store = tmp_path / "store"
-    config = write_config(store, model={"estimator": "sklearn.tree.DecisionTreeRegressor"},
-                          dataset={"uri": "sklearn://diabetes"})
+    config = write_config(
+        store,
+        model={"estimator": "sklearn.tree.DecisionTreeRegressor"},
+        dataset={"uri": "sklearn://diabetes"},
+    )
     report = tmp_path / "result.json"
     env = {
         **os.environ,

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def ray_session() -> Iterator[ClusterInfo]:
 
     started = False
     if not ray.is_initialized():
-        quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+        quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
         if os.environ.get("RAY_ADDRESS"):
             log.info("joining ray cluster", extra={"address": os.environ["RAY_ADDRESS"]})
             ray.init(**quiet)

@@ -69,9 +69,7 @@ def load_frame(spec: DatasetSpec) -> pd.DataFrame:
     try:
         fs, path = url_to_fs(spec.uri)
     except (ImportError, ValueError) as exc:
-        raise SpecError(
-            "UnsupportedStorage", f"dataset: cannot open {spec.uri!r}: {exc}"
-        ) from exc
+        raise SpecError("UnsupportedStorage", f"dataset: cannot open {spec.uri!r}: {exc}") from exc
     try:
         if not fs.exists(path):
             raise SpecError("DataNotFound", f"dataset: {spec.uri} does not exist")
@@ -94,9 +92,7 @@ def load_frame(spec: DatasetSpec) -> pd.DataFrame:
     except (PermissionError, ConnectionError, TimeoutError, OSError) as exc:
         raise TransientError("DataUnavailable", f"dataset: cannot read {spec.uri}: {exc}") from exc
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise SpecError(
-            "InvalidData", f"dataset: {spec.uri} is not valid {fmt}: {exc}"
-        ) from exc
+        raise SpecError("InvalidData", f"dataset: {spec.uri} is not valid {fmt}: {exc}") from exc
     except Exception as exc:
         # pyarrow's parse errors are ArrowInvalid (a ValueError), anything else is unexpected.
         raise TransientError("DataUnavailable", f"dataset: cannot read {spec.uri}: {exc}") from exc

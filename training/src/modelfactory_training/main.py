@@ -104,7 +104,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 reason="InvalidConfig",
                 message=str(exc),
             )
-            _report(make_reporter(ReportSpec(kind="file", path=args.report_file), JobIdentity()), failed)
+            _report(
+                make_reporter(ReportSpec(kind="file", path=args.report_file), JobIdentity()), failed
+            )
         return EXIT_PERMANENT
 
     try:

@@ -83,7 +83,9 @@ class ProgressTracker(tune.Callback):
             self._last = now
             self.sink(self.progress.model_copy())
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:  # type: ignore[override]
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:  # type: ignore[override]
         score = None if result.get(FAILED) else result.get(SCORE)
         self._record(trial.trial_id, score)
 

@@ -18,17 +18,14 @@ def numeric_stats(values: pd.Series, bins: int = QUANTILE_BINS) -> dict[str, Any
     data = pd.to_numeric(values, errors="coerce").astype("float64")
     present = data[np.isfinite(data.to_numpy())].to_numpy()
     stats: dict[str, Any] = {
-        "count": int(len(values)),
+        "count": len(values),
         "missing": int(len(values) - len(present)),
     }
     if len(present) == 0:
         stats.update(mean=None, std=None, min=None, max=None, binEdges=[], binCounts=[])
         return stats
     edges = np.unique(np.quantile(present, np.linspace(0.0, 1.0, bins + 1)))
-    if len(edges) == 1:
-        counts = [len(present)]
-    else:
-        counts = np.histogram(present, bins=edges)[0].tolist()
+    counts = [len(present)] if len(edges) == 1 else np.histogram(present, bins=edges)[0].tolist()
     stats.update(
         mean=float(present.mean()),
         std=float(present.std()),
@@ -52,9 +49,9 @@ def categorical_stats(values: pd.Series, limit: int = MAX_CATEGORIES) -> dict[st
     if rest:
         frequencies[OTHER] = rest
     return {
-        "count": int(len(values)),
+        "count": len(values),
         "missing": int(values.isna().sum()),
-        "distinct": int(len(counts)),
+        "distinct": len(counts),
         "frequencies": frequencies,
     }
 
@@ -62,7 +59,9 @@ def categorical_stats(values: pd.Series, limit: int = MAX_CATEGORIES) -> dict[st
 def reference_stats(frame: pd.DataFrame, features: list[FeatureInfo]) -> dict[str, dict[str, Any]]:
     return {
         f.name: (
-            numeric_stats(frame[f.name]) if f.kind == "numeric" else categorical_stats(frame[f.name])
+            numeric_stats(frame[f.name])
+            if f.kind == "numeric"
+            else categorical_stats(frame[f.name])
         )
         for f in features
     }

@@ -85,9 +85,7 @@ class ModelStore:
             try:
                 metadata = self.read_metadata(version)
             except Exception as exc:
-                log.warning(
-                    "unreadable metadata", extra={"version": version, "error": str(exc)}
-                )
+                log.warning("unreadable metadata", extra={"version": version, "error": str(exc)})
                 continue
             if metadata.source.runId == run_id:
                 return metadata

@@ -16,7 +16,11 @@ from modelfactory_training.artifact import build_metadata, serialize
 from modelfactory_training.cluster import ClusterInfo, ray_session
 from modelfactory_training.data import load_frame
 from modelfactory_training.errors import SpecError, TrainingError, TransientError
-from modelfactory_training.estimator import resolve_estimator, supports_n_jobs, validate_model_params
+from modelfactory_training.estimator import (
+    resolve_estimator,
+    supports_n_jobs,
+    validate_model_params,
+)
 from modelfactory_training.metrics import held_out_metrics, resolve_metric
 from modelfactory_training.pipeline import MODEL_STEP, build_pipeline
 from modelfactory_training.prepare import Prepared, prepare
@@ -100,7 +104,9 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
     try:
         existing = store.find_run(config.runId)
     except OSError as exc:
-        raise TransientError("StorageUnavailable", f"output: cannot list {store.uri}: {exc}") from exc
+        raise TransientError(
+            "StorageUnavailable", f"output: cannot list {store.uri}: {exc}"
+        ) from exc
     if existing is not None:
         log.info("run already wrote a version", extra={"version": existing.version})
         return result_from_metadata(config.runId, existing, store.version_uri(existing.version))
@@ -157,7 +163,8 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
             scoring=metric,
             cv_folds=spec.tuning.cvFolds,
             estimator_n_jobs=per_trial if owns_n_jobs else None,
-            cv_n_jobs=min(per_trial, spec.tuning.cvFolds) if per_trial > 1 and not owns_n_jobs
+            cv_n_jobs=min(per_trial, spec.tuning.cvFolds)
+            if per_trial > 1 and not owns_n_jobs
             else None,
         )
         log.info(
@@ -220,7 +227,11 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
     uri = store.version_uri(version)
     log.info(
         "model written",
-        extra={"uri": uri, "digest": metadata.digest, "seconds": round(time.monotonic() - started, 2)},
+        extra={
+            "uri": uri,
+            "digest": metadata.digest,
+            "seconds": round(time.monotonic() - started, 2),
+        },
     )
     return result_from_metadata(config.runId, metadata, uri)
 
