@@ -90,8 +90,8 @@ class SearchDimension(ApiModel):
     """One hyper-parameter's range: either a list of values or a numeric interval."""
 
     model_config = ConfigDict(json_schema_extra=cel(
-        ("has(self.values) != (has(self.low) && has(self.high))",
-         "a search dimension sets either values or both low and high"),
+        # `values` holds any JSON, which CEL cannot type; the operator checks values vs range.
+        ("has(self.low) == has(self.high)", "a range needs both low and high"),
         ("!has(self.low) || !has(self.high) || self.low <= self.high",
          "low must not exceed high"),
         ("!self.log || !has(self.low) || self.low > 0.0", "log ranges need low > 0"),

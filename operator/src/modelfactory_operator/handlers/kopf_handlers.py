@@ -11,10 +11,11 @@ from kubernetes.client.exceptions import ApiException
 
 from modelfactory_api.trainingjob import GROUP, VERSION
 from modelfactory_operator.io.helm import HelmError
-from modelfactory_operator.logic.names import MANAGED_BY
+from modelfactory_operator.logic.names import PART_OF
 
 log = logging.getLogger("modelfactory.operator")
-MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+# Helm sets managed-by on what it installs; part-of marks every child of a Model Factory resource.
+MANAGED = {"app.kubernetes.io/part-of": PART_OF}
 
 
 async def guarded(action: Callable[[], Awaitable[None]], retry: int) -> None:
