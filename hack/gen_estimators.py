@@ -8,6 +8,7 @@ estimator or parameter fails the TrainingJob at once, before any pod starts.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from pathlib import Path
@@ -19,10 +20,13 @@ OUT = Path(__file__).resolve().parent.parent / "api/src/modelfactory_api/sklearn
 
 
 def public_path(cls: type) -> str:
-    """The shortest public import path (sklearn.ensemble.X rather than sklearn.ensemble._forest.X)."""
+    """The shortest public import path: sklearn.ensemble.X, not sklearn.ensemble._forest.X."""
     parts = cls.__module__.split(".")
-    public = [p for p in parts if not p.startswith("_")]
-    return ".".join([*public, cls.__name__])
+    for depth in range(2, len(parts) + 1):
+        module = importlib.import_module(".".join(parts[:depth]))
+        if getattr(module, cls.__name__, None) is cls:
+            return f"{module.__name__}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__name__}"
 
 
 def main() -> None:

@@ -51,9 +51,16 @@ class Helm:
             )
         return res
 
-    def template_args(self, chart: str, *, values: bool = True, namespace: str = "ml",
-                      release: str = "test", sets: dict[str, str] | None = None,
-                      extra: tuple[str, ...] = ()) -> list[str]:
+    def template_args(
+        self,
+        chart: str,
+        *,
+        values: bool = True,
+        namespace: str = "ml",
+        release: str = "test",
+        sets: dict[str, str] | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> list[str]:
         args = ["template", release, str(CHARTS / chart), "--namespace", namespace]
         if values:
             args += ["-f", str(example_values(chart))]
@@ -91,8 +98,10 @@ def pod_specs(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if kind == "RayJob":
         cluster = spec["rayClusterSpec"]
         found = [("RayJob head", cluster["headGroupSpec"]["template"])]
-        found += [(f"RayJob worker group {g['groupName']}", g["template"])
-                  for g in cluster.get("workerGroupSpecs", [])]
+        found += [
+            (f"RayJob worker group {g['groupName']}", g["template"])
+            for g in cluster.get("workerGroupSpecs", [])
+        ]
         if "submitterPodTemplate" in spec:
             found.append(("RayJob submitter", spec["submitterPodTemplate"]))
         return found

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chart_helpers import Helm, find_helm  # noqa: E402
+from chart_helpers import Helm, find_helm
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,12 @@ def example(chart: str) -> dict[str, Any]:
     return yaml.safe_load(example_values(chart).read_text())
 
 
+def training_env(values: dict[str, Any]) -> list[dict[str, str]]:
+    """The training containers' environment: the values' env, HOME=/tmp unless it says."""
+    env = {"HOME": "/tmp", **values["env"]}
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
 # ----------------------------------------------------------------------------- every chart
 
 
@@ -62,8 +68,14 @@ def test_defaults_render(helm: Helm, chart: str) -> None:
 @pytest.mark.parametrize("chart", CHART_NAMES)
 def test_chart_files(chart: str) -> None:
     base = CHARTS / chart
-    for name in ("Chart.yaml", "values.yaml", "values.schema.json", "README.md",
-                 "ci/example-values.yaml", "templates/_helpers.tpl"):
+    for name in (
+        "Chart.yaml",
+        "values.yaml",
+        "values.schema.json",
+        "README.md",
+        "ci/example-values.yaml",
+        "templates/_helpers.tpl",
+    ):
         assert (base / name).is_file(), f"{chart}/{name} is missing"
     schema = json.loads((base / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False
@@ -83,7 +95,7 @@ def test_every_object_labelled_and_owned(helm: Helm, chart: str) -> None:
         what = f"{doc['kind']}/{meta['name']}"
         assert meta["namespace"] == "ml", what
         labels = meta["labels"]
-        assert OPERATOR_LABELS <= set(labels), what
+        assert set(labels) >= OPERATOR_LABELS, what
         for key, value in values["labels"].items():
             assert labels[key] == value, what
         assert labels["app.kubernetes.io/part-of"] == "modelfactory"
@@ -92,7 +104,7 @@ def test_every_object_labelled_and_owned(helm: Helm, chart: str) -> None:
             {**values["owner"], "controller": True, "blockOwnerDeletion": False}
         ], what
         for where, template in pod_specs(doc):
-            assert OPERATOR_LABELS <= set(template["metadata"]["labels"]), where
+            assert set(template["metadata"]["labels"]) >= OPERATOR_LABELS, where
 
 
 @pytest.mark.parametrize("chart", ["training-job", "model-service"])
@@ -155,8 +167,11 @@ def test_schema_rejects(helm: Helm, chart: str, sets: dict[str, str], message: s
 
 
 def test_rayjob_entrypoint_rejects_shell_metacharacters(helm: Helm) -> None:
-    err = helm.template_fails("training-job", sets={"mode": "rayjob", "workers": "1"},
-                              extra=("--set-json", 'command=["train","$(rm -rf /)"]'))
+    err = helm.template_fails(
+        "training-job",
+        sets={"mode": "rayjob", "workers": "1"},
+        extra=("--set-json", 'command=["train","$(rm -rf /)"]'),
+    )
     assert "command" in err and "schema" in err
     helm.template("training-job", extra=("--set-json", 'command=["train","$(echo job)"]'))
 
@@ -191,8 +206,12 @@ def test_training_job_mode_job(helm: Helm) -> None:
     rules = spec["podFailurePolicy"]["rules"]
     assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
     fail = [r for r in rules if r["action"] == "FailJob"]
-    assert fail == [{"action": "FailJob", "onExitCodes": {
-        "containerName": "training", "operator": "In", "values": [2]}}]
+    assert fail == [
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "training", "operator": "In", "values": [2]},
+        }
+    ]
 
     pod = spec["template"]
     assert pod["metadata"]["labels"]["modelfactory.dev/run-id"] == "1a2b3c4d"
@@ -205,9 +224,11 @@ def test_training_job_mode_job(helm: Helm) -> None:
     assert container["image"] == "ghcr.io/modelfactory/training:0.1.0"
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["command"] == ["modelfactory-train"]
-    assert container["env"] == [{"name": k, "value": v} for k, v in sorted(values["env"].items())]
-    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"},
-                                      "limits": {"memory": "2Gi"}}
+    assert container["env"] == training_env(values)
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"memory": "2Gi"},
+    }
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts == {"/tmp": "tmp", "/dev/shm": "dshm", "/models": "models"}
     volumes = {v["name"]: v for v in podspec["volumes"]}
@@ -219,42 +240,73 @@ def test_training_job_mode_job(helm: Helm) -> None:
 def test_training_job_role_is_least_privilege(helm: Helm) -> None:
     docs = helm.template("training-job")
     role = one(docs, "Role")
-    assert role["rules"] == [{
-        "apiGroups": ["modelfactory.dev"],
-        "resources": ["trainingjobs/status"],
-        "resourceNames": ["iris"],
-        "verbs": ["get", "patch"],
-    }]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["modelfactory.dev"],
+            "resources": ["trainingjobs/status"],
+            "resourceNames": ["iris"],
+            "verbs": ["get", "patch"],
+        }
+    ]
     binding = one(docs, "RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "iris-trainer",
-                                    "namespace": "ml"}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "iris-trainer", "namespace": "ml"}
+    ]
 
 
 def test_training_job_null_limits_are_left_out(helm: Helm) -> None:
-    job = one(helm.template("training-job", sets={"activeDeadlineSeconds": "null",
-                                                  "ttlSecondsAfterFinished": "null"}), "Job")
+    job = one(
+        helm.template(
+            "training-job",
+            sets={"activeDeadlineSeconds": "null", "ttlSecondsAfterFinished": "null"},
+        ),
+        "Job",
+    )
     assert "activeDeadlineSeconds" not in job["spec"]
     assert "ttlSecondsAfterFinished" not in job["spec"]
-    job = one(helm.template("training-job", sets={"ttlSecondsAfterFinished": "0",
-                                                  "suspend": "true"}), "Job")
+    job = one(
+        helm.template("training-job", sets={"ttlSecondsAfterFinished": "0", "suspend": "true"}),
+        "Job",
+    )
     assert job["spec"]["ttlSecondsAfterFinished"] == 0
     assert job["spec"]["suspend"] is True
 
 
 def test_training_job_env_values_stay_strings(helm: Helm) -> None:
-    job = one(helm.template("training-job", extra=(
-        "--set-string", "env.MF_A=1", "--set-string", "env.MF_B=true",
-        "--set-string", "env.MF_C=2.50")), "Job")
+    job = one(
+        helm.template(
+            "training-job",
+            extra=(
+                "--set-string",
+                "env.MF_A=1",
+                "--set-string",
+                "env.MF_B=true",
+                "--set-string",
+                "env.MF_C=2.50",
+            ),
+        ),
+        "Job",
+    )
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MF_A"] == "1" and env["MF_B"] == "true" and env["MF_C"] == "2.50"
+    assert env["HOME"] == "/tmp"
+    job = one(helm.template("training-job", sets={"env.HOME": "/home/trainer"}), "Job")
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HOME"] == "/home/trainer"
 
 
 def test_training_job_mode_rayjob(helm: Helm) -> None:
     values = example("training-job")
-    docs = helm.template("training-job", sets={"mode": "rayjob", "workers": "3"},
-                         extra=("--set-json", 'command=["modelfactory-train","--verbose"]'))
+    docs = helm.template(
+        "training-job",
+        sets={"mode": "rayjob", "workers": "3"},
+        extra=("--set-json", 'command=["modelfactory-train","--verbose"]'),
+    )
     assert sorted(d["kind"] for d in docs) == ["RayJob", "Role", "RoleBinding", "ServiceAccount"]
     rayjob = one(docs, "RayJob")
     assert rayjob["apiVersion"] == "ray.io/v1"
@@ -280,7 +332,7 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     assert head_c["image"] == "ghcr.io/modelfactory/training:0.1.0"
     assert {p["containerPort"] for p in head_c["ports"]} == {6379, 8265, 10001}
     assert {p["name"] for p in head_c["ports"]} == {"gcs-server", "dashboard", "client"}
-    expected_env = [{"name": k, "value": v} for k, v in sorted(values["env"].items())]
+    expected_env = training_env(values)
     resources = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
     assert head_c["env"] == expected_env
     assert head_c["resources"] == resources
@@ -297,8 +349,7 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     assert worker_c["resources"] == resources
     for where, template in pod_specs(rayjob):
         assert template["metadata"]["labels"]["modelfactory.dev/run-id"] == "1a2b3c4d", where
-        mounts = {m["mountPath"] for c in template["spec"]["containers"]
-                  for m in c["volumeMounts"]}
+        mounts = {m["mountPath"] for c in template["spec"]["containers"] for m in c["volumeMounts"]}
         if "submitter" not in where:
             assert {"/tmp", "/dev/shm", "/models"} <= mounts, where
 
@@ -306,18 +357,19 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     assert submitter["restartPolicy"] == "Never"
     assert submitter["automountServiceAccountToken"] is False
     assert "command" not in submitter["containers"][0]
+    assert submitter["containers"][0]["env"] == [{"name": "HOME", "value": "/tmp"}]
 
 
 def test_training_job_rayjob_crd_fields(helm: Helm) -> None:
     """Every field the RayJob sets exists in KubeRay v1.5.1's RayJob CRD (when it is built)."""
-    crd_file = Path(os.path.expanduser("~/.cache/modelfactory/kuberay-crds/v1.5.1/"
-                                       "ray.io_rayjobs.yaml"))
+    crd_file = Path(
+        os.path.expanduser("~/.cache/modelfactory/kuberay-crds/v1.5.1/ray.io_rayjobs.yaml")
+    )
     if not crd_file.exists():
         pytest.skip("KubeRay CRDs not built yet (python3 hack/cluster.py build)")
     crd = yaml.safe_load(crd_file.read_text())
     (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-    rayjob = one(helm.template("training-job", sets={"mode": "rayjob", "workers": "1"}),
-                 "RayJob")
+    rayjob = one(helm.template("training-job", sets={"mode": "rayjob", "workers": "1"}), "RayJob")
 
     def check(value: Any, schema: dict[str, Any], path: str) -> None:
         if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
@@ -350,15 +402,21 @@ def test_model_service_deployment(helm: Helm) -> None:
     values = example("model-service")
     docs = helm.template("model-service")
     assert sorted(d["kind"] for d in docs) == [
-        "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Service",
+    ]
     assert {d["metadata"]["name"] for d in docs} == {"iris-svc"}
     assert all(d["metadata"]["labels"]["app.kubernetes.io/component"] == "serving" for d in docs)
 
     deploy = one(docs, "Deployment")
     spec = deploy["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "RollingUpdate",
-                                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     selector = spec["selector"]["matchLabels"]
     pod = spec["template"]
     assert selector.items() <= pod["metadata"]["labels"].items()
@@ -382,8 +440,10 @@ def test_model_service_deployment(helm: Helm) -> None:
     assert startup["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 120
     assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
-    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"},
-                              "limits": {"memory": "1Gi"}}
+    assert c["resources"] == {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"memory": "1Gi"},
+    }
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp", "/models"}
 
 
@@ -397,8 +457,9 @@ def test_model_service_new_version_changes_pod_template(helm: Helm) -> None:
 
 
 def test_model_service_limits_only_when_set(helm: Helm) -> None:
-    deploy = one(helm.template("model-service", sets={"resources.memoryLimit": "null"}),
-                 "Deployment")
+    deploy = one(
+        helm.template("model-service", sets={"resources.memoryLimit": "null"}), "Deployment"
+    )
     assert "limits" not in deploy["spec"]["template"]["spec"]["containers"][0]["resources"]
     deploy = one(helm.template("model-service", sets={"resources.cpuLimit": "2"}), "Deployment")
     limits = deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -406,27 +467,44 @@ def test_model_service_limits_only_when_set(helm: Helm) -> None:
 
 
 def test_model_service_service_hpa_pdb(helm: Helm) -> None:
-    docs = helm.template("model-service", sets={
-        "replicas.min": "2", "replicas.max": "5", "autoscaling.metric": "memory",
-        "autoscaling.targetUtilization": "80"})
+    docs = helm.template(
+        "model-service",
+        sets={
+            "replicas.min": "2",
+            "replicas.max": "5",
+            "autoscaling.metric": "memory",
+            "autoscaling.targetUtilization": "80",
+        },
+    )
     deploy = one(docs, "Deployment")
     pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert deploy["spec"]["replicas"] == 2
 
     svc = one(docs, "Service")
     assert svc["spec"]["type"] == "ClusterIP"
-    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http",
-                                     "protocol": "TCP", "appProtocol": "http"}]
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
+    ]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
 
     hpa = one(docs, "HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": "iris-svc"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "iris-svc",
+    }
     assert hpa["spec"]["minReplicas"] == 2
     assert hpa["spec"]["maxReplicas"] == 5
-    assert hpa["spec"]["metrics"] == [{"type": "Resource", "resource": {
-        "name": "memory", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "memory",
+                "target": {"type": "Utilization", "averageUtilization": 80},
+            },
+        }
+    ]
 
     pdb = one(docs, "PodDisruptionBudget")
     assert pdb["apiVersion"] == "policy/v1"
@@ -438,24 +516,42 @@ def test_model_service_service_hpa_pdb(helm: Helm) -> None:
 # ----------------------------------------------------------------------------- modelfactory
 
 NAMESPACED_RULES = [
-    ("modelfactory.dev", ["trainingjobs", "modelservices"],
-     ["get", "list", "watch", "patch", "update"]),
-    ("modelfactory.dev", ["trainingjobs/status", "modelservices/status"],
-     ["get", "patch", "update"]),
+    (
+        "modelfactory.dev",
+        ["trainingjobs", "modelservices"],
+        ["get", "list", "watch", "patch", "update"],
+    ),
+    (
+        "modelfactory.dev",
+        ["trainingjobs/status", "modelservices/status"],
+        ["get", "patch", "update"],
+    ),
     ("modelfactory.dev", ["trainingjobs/finalizers", "modelservices/finalizers"], ["update"]),
     ("", ["events"], ["create", "patch"]),
     ("events.k8s.io", ["events"], ["create", "patch"]),
     ("", ["secrets"], ["get", "list", "create", "update", "patch", "delete"]),
-    ("", ["serviceaccounts", "services"],
-     ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    ("rbac.authorization.k8s.io", ["roles", "rolebindings"],
-     ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    (
+        "",
+        ["serviceaccounts", "services"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        ["roles", "rolebindings"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
     ("batch", ["jobs"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     ("apps", ["deployments"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    ("autoscaling", ["horizontalpodautoscalers"],
-     ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    ("policy", ["poddisruptionbudgets"],
-     ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    (
+        "autoscaling",
+        ["horizontalpodautoscalers"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
+    (
+        "policy",
+        ["poddisruptionbudgets"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
     ("ray.io", ["rayjobs"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     ("", ["pods"], ["get", "list", "watch"]),
 ]
@@ -486,10 +582,14 @@ def test_operator_rbac_cluster_wide(helm: Helm) -> None:
     assert grants(role["rules"]) == expected(*NAMESPACED_RULES, CRD_RULE, NAMESPACES_RULE)
     binding = one(docs, "ClusterRoleBinding")
     sa = one(docs, "ServiceAccount")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                  "kind": "ClusterRole", "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                    "namespace": "mf-system"}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "mf-system"}
+    ]
     deploy = one(docs, "Deployment")
     assert "--all-namespaces" in deploy["spec"]["template"]["spec"]["containers"][0]["args"]
 
@@ -506,8 +606,9 @@ def test_operator_rbac_namespaced(helm: Helm) -> None:
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["ml-team-a", "ml-team-b"]
     for b in bindings:
         assert b["roleRef"]["kind"] == "Role"
-        assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa_name,
-                                  "namespace": "mf-system"}]
+        assert b["subjects"] == [
+            {"kind": "ServiceAccount", "name": sa_name, "namespace": "mf-system"}
+        ]
     cluster_role = one(docs, "ClusterRole")
     assert grants(cluster_role["rules"]) == expected(CRD_RULE)
     crb = one(docs, "ClusterRoleBinding")
@@ -521,7 +622,7 @@ def test_operator_deployment(helm: Helm) -> None:
     docs = helm.template("modelfactory", release="mf", namespace="mf-system")
     for doc in docs:
         labels = doc["metadata"]["labels"]
-        assert OPERATOR_LABELS <= set(labels), doc["kind"]
+        assert set(labels) >= OPERATOR_LABELS, doc["kind"]
         assert labels["app.kubernetes.io/part-of"] == "modelfactory"
         assert labels["app.kubernetes.io/component"] == "operator"
     deploy = one(docs, "Deployment")
@@ -544,11 +645,13 @@ def test_operator_deployment(helm: Helm) -> None:
 
 
 def test_operator_image_tags_default_to_app_version(helm: Helm) -> None:
-    app_version = yaml.safe_load((CHARTS / "modelfactory" / "Chart.yaml").read_text())[
-        "appVersion"]
-    deploy = one(helm.template("modelfactory", values=False,
-                               sets={"servingImage.repository": "registry.local/serve"}),
-                 "Deployment")
+    app_version = yaml.safe_load((CHARTS / "modelfactory" / "Chart.yaml").read_text())["appVersion"]
+    deploy = one(
+        helm.template(
+            "modelfactory", values=False, sets={"servingImage.repository": "registry.local/serve"}
+        ),
+        "Deployment",
+    )
     (c,) = deploy["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in c["env"]}
     assert c["image"] == f"ghcr.io/modelfactory/operator:{app_version}"

@@ -75,7 +75,7 @@ seccompProfile:
 
 {{- define "training-job.env" -}}
 {{- $env := list -}}
-{{- range $name, $value := .Values.env -}}
+{{- range $name, $value := merge (dict) .Values.env (dict "HOME" "/tmp") -}}
 {{- $env = append $env (dict "name" $name "value" $value) -}}
 {{- end -}}
 {{ toYaml $env }}

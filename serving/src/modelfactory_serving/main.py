@@ -82,6 +82,9 @@ def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> Non
     from modelfactory_serving.app import create_app
 
     config = _config(settings, create_app(settings))
+    # uvicorn re-raises the signal it shut down for once it is done, with the previous handler
+    # in place; a no-op handler makes a graceful SIGTERM shutdown exit with status 0.
+    signal.signal(signal.SIGTERM, lambda sig, frame: None)
     ServingServer(config, settings.drain_seconds).run(sockets=sockets)
 
 

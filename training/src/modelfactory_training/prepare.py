@@ -29,7 +29,6 @@ class Prepared:
     features: list[FeatureInfo]
     target: str
     task: TaskType
-    classes: list[object] | None
 
     @property
     def numeric(self) -> list[str]:
@@ -108,6 +107,7 @@ def check_target(y: pd.Series, target: str, is_classifier: bool) -> TaskType:
         n_classes = y.nunique()
         if n_classes < 2:
             only = y.iloc[0]
+            only = only.item() if hasattr(only, "item") else only
             raise SpecError(
                 "SingleClass",
                 f"dataset: target {target!r} has a single class ({only!r}); "
@@ -163,10 +163,8 @@ def prepare(
             f"fraction and {cv_folds}-fold cross-validation",
         )
     stratify = None
-    classes: list[object] | None = None
     if task != "regression":
         counts = y.value_counts()
-        classes = sorted(counts.index.tolist(), key=_sort_key)
         if counts.min() >= 2 and n_test >= len(counts) and n_train >= len(counts):
             stratify = y
     X_train, X_test, y_train, y_test = train_test_split(
@@ -186,10 +184,5 @@ def prepare(
         features=infos,
         target=target,
         task=task,
-        classes=classes,
     )
 
-
-def _sort_key(value: object) -> tuple[str, object]:
-    # Mixed label types cannot be compared directly; group by type name first.
-    return (type(value).__name__, value)

@@ -29,7 +29,7 @@ from modelfactory_training.search import SearchOutcome, plan_parallelism, run_se
 from modelfactory_training.search_space import build_plan, candidates
 from modelfactory_training.stats import reference_stats
 from modelfactory_training.store import ModelStore
-from modelfactory_training.trial import TrialSetup
+from modelfactory_training.trial import ModelRecipe
 
 log = logging.getLogger(__name__)
 
@@ -145,27 +145,11 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
     with ray_session() as cluster:
         parallelism = plan_parallelism(
             total_trials=plan.total_trials,
+            folds=spec.tuning.cvFolds,
             requested=spec.tuning.parallelTrials,
             cluster_cpus=cluster.cpus,
             largest_node_cpus=cluster.largest_node_cpus,
-            can_use_more_cpus=True,
-        )
-        per_trial = parallelism.cpus_per_trial
-        setup = TrialSetup(
-            X=prepared.X_train,
-            y=prepared.y_train,
-            estimator=spec.model.estimator,
-            fixed_params=dict(spec.model.params),
-            choices=plan.choices,
-            preprocessing=spec.model.preprocessing,
-            numeric=prepared.numeric,
-            categorical=prepared.categorical,
-            scoring=metric,
-            cv_folds=spec.tuning.cvFolds,
-            estimator_n_jobs=per_trial if owns_n_jobs else None,
-            cv_n_jobs=min(per_trial, spec.tuning.cvFolds)
-            if per_trial > 1 and not owns_n_jobs
-            else None,
+            multithreaded=owns_n_jobs,
         )
         log.info(
             "search starting",
@@ -173,13 +157,25 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
                 "cluster_cpus": cluster.cpus,
                 "nodes": cluster.nodes,
                 "concurrent_trials": parallelism.concurrent_trials,
-                "cpus_per_trial": per_trial,
+                "cpus_per_fold": parallelism.cpus_per_fold,
             },
         )
         outcome = run_search(
-            setup,
-            plan,
-            parallelism,
+            prepared.X_train,
+            prepared.y_train,
+            classifier=classifier,
+            recipe=ModelRecipe(
+                estimator=spec.model.estimator,
+                preprocessing=spec.model.preprocessing,
+                numeric=prepared.numeric,
+                categorical=prepared.categorical,
+                scoring=metric,
+            ),
+            fixed_params=dict(spec.model.params),
+            estimator_n_jobs=parallelism.cpus_per_fold if owns_n_jobs else None,
+            plan=plan,
+            parallelism=parallelism,
+            folds=spec.tuning.cvFolds,
             seed=spec.dataset.seed,
             direction=spec.tuning.direction,
             sink=reporter.progress,

@@ -1,4 +1,9 @@
-"""One Ray Tune trial: cross-validate one configuration. Runs inside Ray workers."""
+"""One Ray Tune trial: cross-validate one configuration.
+
+The trial itself only coordinates: each fold is a Ray task asking for CPUs on its own, so folds
+of different trials fill every CPU of the cluster until the last fold (no idle tail while one
+long trial finishes), and the training data is read from the object store, never re-sent.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import ray
 from ray import tune
-from sklearn.model_selection import cross_val_score
+from ray.exceptions import RayTaskError
+from sklearn.metrics import get_scorer
 
 from modelfactory_training.estimator import resolve_estimator
 from modelfactory_training.pipeline import build_pipeline
@@ -18,26 +24,34 @@ from modelfactory_training.search_space import decode_config
 SCORE = "score"
 SCORE_STD = "score_std"
 FAILED = "failed"
+INFRA = "infra"
 ERROR = "error"
 _MAX_ERROR = 1000
 
 
 @dataclass(frozen=True)
-class TrialSetup:
-    """Everything a trial needs besides its sampled config; sent to the workers once."""
+class ModelRecipe:
+    """How to build the pipeline of a configuration."""
 
-    X: pd.DataFrame
-    y: pd.Series
     estimator: str
-    fixed_params: dict[str, Any]
-    choices: dict[str, list[Any]]
     preprocessing: bool
     numeric: list[str]
     categorical: list[str]
     scoring: str
-    cv_folds: int
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Everything a trial needs besides its sampled config; sent to the object store once."""
+
+    data: Any  # ObjectRef of (X, y), the training split
+    splits: Any  # ObjectRef of [(train_indices, test_indices), ...]
+    folds: int
+    recipe: ModelRecipe
+    fixed_params: dict[str, Any]
+    choices: dict[str, list[Any]]
+    cpus_per_fold: int = 1
     estimator_n_jobs: int | None = None
-    cv_n_jobs: int | None = None
 
     def params_for(self, config: dict[str, Any]) -> dict[str, Any]:
         params = dict(self.fixed_params)
@@ -47,33 +61,58 @@ class TrialSetup:
         return params
 
 
+def score_fold(
+    data: tuple[Any, Any],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    fold: int,
+    recipe: ModelRecipe,
+    params: dict[str, Any],
+) -> float:
+    """Fit on one fold's training rows and score its validation rows, as cross_val_score does."""
+    X, y = data
+    train, test = splits[fold]
+    pipeline = build_pipeline(
+        resolve_estimator(recipe.estimator),
+        params,
+        preprocessing=recipe.preprocessing,
+        numeric=recipe.numeric,
+        categorical=recipe.categorical,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline.fit(X.iloc[train], y.iloc[train])
+        score = float(get_scorer(recipe.scoring)(pipeline, X.iloc[test], y.iloc[test]))
+    if not np.isfinite(score):
+        raise ValueError(f"the {recipe.scoring} score of fold {fold} is {score}")
+    return score
+
+
+_score_fold_task = ray.remote(score_fold)
+
+
 def evaluate(setup: TrialSetup, config: dict[str, Any]) -> dict[str, Any]:
     """Cross-validated score of one configuration; failures are returned, not raised."""
+    params = setup.params_for(config)
+    task = _score_fold_task.options(
+        num_cpus=setup.cpus_per_fold,
+        # Tune runs the trial inside a placement group; the folds must not be confined to it.
+        scheduling_strategy="DEFAULT",
+    )
+    refs = [
+        task.remote(setup.data, setup.splits, fold, setup.recipe, params)
+        for fold in range(setup.folds)
+    ]
     try:
-        pipeline = build_pipeline(
-            resolve_estimator(setup.estimator),
-            setup.params_for(config),
-            preprocessing=setup.preprocessing,
-            numeric=setup.numeric,
-            categorical=setup.categorical,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scores = cross_val_score(
-                pipeline,
-                setup.X,
-                setup.y,
-                cv=setup.cv_folds,
-                scoring=setup.scoring,
-                error_score="raise",
-                n_jobs=setup.cv_n_jobs,
-            )
-        if not np.all(np.isfinite(scores)):
-            raise ValueError(f"the {setup.scoring} score is not finite: {scores.tolist()}")
-        return {SCORE: float(scores.mean()), SCORE_STD: float(scores.std()), FAILED: 0}
-    except Exception as exc:
+        scores = np.array(ray.get(refs))
+    except ray.exceptions.RayError as exc:
+        for ref in refs:
+            ray.cancel(ref)  # the other folds of a failed configuration are wasted work
         # A failed trial is counted, not fatal; raising here would also cost an actor restart.
-        return {FAILED: 1, ERROR: f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]}
+        if isinstance(exc, RayTaskError):
+            cause = exc.cause if exc.cause is not None else exc
+            return {FAILED: 1, ERROR: f"{type(cause).__name__}: {cause}"[:_MAX_ERROR]}
+        return {FAILED: 1, INFRA: 1, ERROR: f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]}
+    return {SCORE: float(scores.mean()), SCORE_STD: float(scores.std()), FAILED: 0}
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:

@@ -86,7 +86,9 @@ def render(body: dict[str, Any], spec: ModelServiceSpec, model: ResolvedModel,
         "command": ["modelfactory-serve"],
         "port": SERVING_PORT,
         "env": runtime.to_env(),
-        "modelVersion": str(model.version) if model.version is not None else model.digest[7:19],
+        # Rolls the pods whenever the model changes; a URI-pinned model has no version number.
+        "modelVersion": (str(model.version) if model.version is not None
+                         else f"sha256-{model.digest[7:19]}"),
         "replicas": {"min": spec.replicas.min, "max": spec.replicas.max},
         "autoscaling": {"metric": spec.autoscaling.metric,
                         "targetUtilization": spec.autoscaling.targetUtilization},

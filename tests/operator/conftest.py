@@ -1,0 +1,103 @@
+"""The operator as a real process against the real local control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Kube
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class OperatorProcess:
+    def __init__(self, kube: Kube, logdir: Path, args: list[str],
+                 env: dict[str, str] | None = None) -> None:
+        self.kube = kube
+        self.log = logdir / "operator.log"
+        self.args = args
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = str(Path(sys.executable).parent / "modelfactory-operator")
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen([exe, *self.args], stdout=out, stderr=subprocess.STDOUT,
+                                     env={**self.kube.env, **self.extra_env},
+                                     start_new_session=True)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up handlers run, exactly like a crashed pod."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def install_crds(kube: Kube) -> None:
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                 "crd/trainingjobs.modelfactory.dev", "crd/modelservices.modelfactory.dev")
+
+
+@pytest.fixture(scope="session")
+def crds(kube: Kube) -> Kube:
+    install_crds(kube)
+    return kube
+
+
+@pytest.fixture(scope="session")
+def operator(crds: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """One operator for the session, watching every namespace with the kubernetes launcher."""
+    op = OperatorProcess(crds, tmp_path_factory.mktemp("operator"), ["--all-namespaces"],
+                         {"MF_LAUNCHER": "kubernetes"})
+    op.start()
+    time.sleep(2)
+    yield op
+    op.stop()
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60, interval: float = 0.5,
+               what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}")
+
+
+def get(kube: Kube, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    return json.loads(kube.kubectl("get", kind, name, "-n", namespace, "-o", "json"))
+
+
+def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c["type"] == ctype:
+            return dict(c)
+    return {}

@@ -1,0 +1,203 @@
+"""The operator, run as a process, reconciling real resources on the real control plane."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Kube
+from tests.operator.conftest import OperatorProcess, condition, eventually, get
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def apply(kube: Kube, namespace: str, manifest: str | dict[str, Any]) -> None:
+    text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input_text=text)
+
+
+def report_result(kube: Kube, namespace: str, name: str, version: int = 1,
+                  ok: bool = True) -> None:
+    """Write status.result exactly as the training pod does: as its own ServiceAccount."""
+    tj = get(kube, "tj", name, namespace)
+    run_id = eventually(lambda: (get(kube, "tj", name, namespace).get("status") or {})
+                        .get("runId"), what="runId")
+    result: dict[str, Any] = {"runId": run_id, "succeeded": ok}
+    if ok:
+        result.update(metric="accuracy", metrics={"test_accuracy": 0.96, "cv_mean": 0.95},
+                      bestParams={"n_estimators": 50},
+                      model={"version": version,
+                             "uri": f"{tj['spec']['output']['storageUri']}/{version}",
+                             "digest": DIGEST},
+                      progress={"trialsTotal": 6, "trialsCompleted": 6})
+    else:
+        result.update(reason="TargetNotFound",
+                      message="dataset: column 'label' (target) not found")
+    kube.kubectl("patch", "tj", name, "-n", namespace, "--subresource=status", "--type=merge",
+                 "-p", json.dumps({"status": {"result": result}}),
+                 f"--as=system:serviceaccount:{namespace}:{name}-trainer")
+
+
+def helm_releases(kube: Kube, namespace: str) -> list[str]:
+    out = kube.helm("list", "-n", namespace, "-a", "-o", "json").stdout
+    return sorted(r["name"] for r in json.loads(out))
+
+
+def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
+                                         namespace: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "iris-classifier.yaml"))
+    job = eventually(lambda: kube.kubectl_json("get", "jobs", "-n", namespace)["items"],
+                     what="training Job")[0]
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"].startswith("ghcr.io/modelfactory/training")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert "sklearn://iris" in env["MF_TRAINING_CONFIG"]
+    assert pod["serviceAccountName"] == "iris-trainer"
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "TrainingJob"
+    role = get(kube, "role", "iris-trainer", namespace)
+    assert role["rules"][0]["resourceNames"] == ["iris"]
+    assert "tj-iris" in helm_releases(kube, namespace)
+
+    # The ModelService waits for a model and says so.
+    ms = eventually(lambda: (m := get(kube, "msvc", "iris", namespace))
+                    and condition(m, "ModelResolved").get("reason") == "NoModelYet" and m,
+                    what="ModelResolved=False/NoModelYet")
+    assert ms["status"]["phase"] == "Pending"
+
+    # The training pod's ServiceAccount may write this resource's status, and nothing else.
+    refused = kube.run("kubectl", "patch", "msvc", "iris", "-n", namespace,
+                       "--subresource=status", "--type=merge", "-p", '{"status":{}}',
+                       f"--as=system:serviceaccount:{namespace}:iris-trainer", check=False)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr
+    report_result(kube, namespace, "iris")
+    tj = eventually(lambda: (t := get(kube, "tj", "iris", namespace))["status"].get("phase")
+                    == "Succeeded" and t, what="TrainingJob Succeeded")
+    assert tj["status"]["model"] == {"version": 1, "uri": "file:///tmp/modelfactory/models/iris/1",
+                                     "digest": DIGEST}
+    assert condition(tj, "Ready")["status"] == "True"
+    columns = kube.kubectl("get", "tj", "iris", "-n", namespace, "--no-headers").split()
+    assert columns[:5] == ["iris", "Succeeded", "accuracy", "0.96", "1"]
+
+    # ... and the ModelService rolls out version 1; kwok runs its pods.
+    dep = eventually(lambda: kube.kubectl_json("get", "deployments", "-n", namespace)["items"],
+                     what="Deployment")[0]
+    template = dep["spec"]["template"]
+    assert template["metadata"]["annotations"]["modelfactory.dev/model-version"] == "1"
+    server = template["spec"]["containers"][0]
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    ms = eventually(lambda: (m := get(kube, "msvc", "iris", namespace))["status"].get("phase")
+                    == "Ready" and m, what="ModelService Ready")
+    assert ms["status"]["modelVersion"] == 1 and ms["status"]["readyReplicas"] >= 1
+    assert ms["status"]["url"] == f"http://iris.{namespace}.svc"
+    hpa = get(kube, "hpa", "iris", namespace)
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    get(kube, "pdb", "iris", namespace)
+    columns = kube.kubectl("get", "msvc", "iris", "-n", namespace, "--no-headers").split()
+    assert columns[:5] == ["iris", "Ready", "1", "1", f"http://iris.{namespace}.svc"]
+    reasons = {e["reason"] for e in kube.kubectl_json("get", "events", "-n", namespace)["items"]}
+    assert {"TrainingSucceeded", "ModelAvailable", "ServingModel"} <= reasons
+
+    # Retraining makes version 2, and the service rolls to it.
+    kube.kubectl("annotate", "tj", "iris", "-n", namespace, "modelfactory.dev/retrain=2")
+    eventually(lambda: len(kube.kubectl_json("get", "jobs", "-n", namespace)["items"]) == 1
+               and kube.kubectl_json("get", "jobs", "-n", namespace)["items"][0]["metadata"]
+               ["name"] != job["metadata"]["name"], what="a new run's Job")
+    report_result(kube, namespace, "iris", version=2)
+    eventually(lambda: get(kube, "msvc", "iris", namespace)["status"].get("modelVersion") == 2,
+               what="ModelService serving version 2")
+    tj = get(kube, "tj", "iris", namespace)
+    assert [m["version"] for m in tj["status"]["history"]] == [1, 2]
+
+
+def test_ray_example_makes_a_rayjob(operator: OperatorProcess, kube: Kube,
+                                    namespace: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "ray-cluster.yaml"))
+    rayjob = eventually(lambda: kube.kubectl_json("get", "rayjobs", "-n", namespace)["items"],
+                        what="RayJob")[0]
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    assert cluster["workerGroupSpecs"][0]["replicas"] == 2
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert any(e["name"] == "MF_TRAINING_CONFIG" for e in head["env"])
+    assert rayjob["spec"]["shutdownAfterJobFinishes"] is True
+
+
+@pytest.mark.parametrize(("example", "name"),
+                         [("diabetes-regressor.yaml", "diabetes"), ("csv-churn.yaml", "churn")])
+def test_other_examples_apply(operator: OperatorProcess, kube: Kube, namespace: str,
+                              example: str, name: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / example))
+    eventually(lambda: kube.kubectl_json("get", "jobs", "-n", namespace)["items"],
+               what="training Job")
+    eventually(lambda: condition(get(kube, "msvc", name, namespace), "ModelResolved")
+               .get("reason") == "NoModelYet", what="ModelService waiting for a model")
+
+
+def test_finished_job_without_result_fails_saying_so(operator: OperatorProcess, kube: Kube,
+                                                     namespace: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "diabetes-regressor.yaml"))
+    tj = eventually(lambda: (t := get(kube, "tj", "diabetes", namespace))["status"]
+                    .get("phase") == "Failed" and t, what="Failed", timeout=90)
+    failed = condition(tj, "Failed")
+    assert failed["reason"] == "NoResult" and "without reporting a result" in failed["message"]
+    events = kube.kubectl("get", "events", "-n", namespace,
+                          "--field-selector=reason=NoResult")
+    assert "diabetes" in events
+
+
+def test_reported_failure_lands_in_failed_phase(operator: OperatorProcess, kube: Kube,
+                                                namespace: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "csv-churn.yaml"))
+    report_result(kube, namespace, "churn", ok=False)
+    tj = eventually(lambda: (t := get(kube, "tj", "churn", namespace))["status"]
+                    .get("phase") == "Failed" and t, what="Failed")
+    assert condition(tj, "Failed")["reason"] == "TargetNotFound"
+    assert "column 'label'" in condition(tj, "Failed")["message"]
+
+
+def test_modelservice_status_follows_its_pods(operator: OperatorProcess, kube: Kube,
+                                              namespace: str) -> None:
+    apply(kube, namespace, {
+        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+        "metadata": {"name": "pinned"},
+        "spec": {"model": {"uri": "s3://models/iris/3", "digest": DIGEST},
+                 "replicas": {"min": 2, "max": 4}}})
+    eventually(lambda: get(kube, "msvc", "pinned", namespace)["status"].get("phase") == "Ready",
+               what="Ready")
+    assert get(kube, "msvc", "pinned", namespace)["status"]["readyReplicas"] == 2
+    # No pod may run any more: the service degrades and says so.
+    apply(kube, namespace, {"apiVersion": "v1", "kind": "ResourceQuota",
+                            "metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
+    kube.kubectl("delete", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=pinned",
+                 "--wait=false")
+    ms = eventually(lambda: (m := get(kube, "msvc", "pinned", namespace))["status"]
+                    .get("phase") == "Degraded" and m, what="Degraded")
+    assert condition(ms, "Available")["status"] == "False"
+    kube.kubectl("delete", "resourcequota", "no-pods", "-n", namespace)
+    eventually(lambda: get(kube, "msvc", "pinned", namespace)["status"].get("phase") == "Ready",
+               what="Ready again", timeout=120)
+
+
+def test_delete_removes_releases_and_children(operator: OperatorProcess, kube: Kube,
+                                              namespace: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "iris-classifier.yaml"))
+    report_result(kube, namespace, "iris")
+    eventually(lambda: kube.kubectl_json("get", "deployments", "-n", namespace)["items"],
+               what="Deployment")
+    assert helm_releases(kube, namespace) == ["msvc-iris", "tj-iris"]
+    kube.kubectl("delete", "-n", namespace, "-f", str(EXAMPLES / "iris-classifier.yaml"),
+                 "--timeout=60s")
+    eventually(lambda: helm_releases(kube, namespace) == [], what="releases uninstalled")
+    for kind in ("jobs", "deployments", "services", "hpa", "pdb", "serviceaccounts", "roles",
+                 "rolebindings"):
+        items = [i["metadata"]["name"] for i in kube.kubectl_json("get", kind, "-n",
+                                                                  namespace)["items"]]
+        leftovers = [i for i in items if i != "default" and not i.startswith("kube-")]
+        assert leftovers == [], f"orphaned {kind}: {leftovers}"

@@ -1,0 +1,84 @@
+"""Artifacts that must not be served: the server stays up, not ready, and says why."""
+
+from __future__ import annotations
+
+import operator
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from modelfactory_api.artifact import MODEL_FILENAME
+
+from .conftest import Artifact, Server, numeric_data, numeric_features, write_artifact
+
+pytestmark = pytest.mark.e2e
+
+
+def tampered(art: Artifact, tmp_path: Path) -> str:
+    dest = tmp_path / "tampered" / "1"
+    shutil.copytree(art.uri, dest)
+    data = bytearray((dest / MODEL_FILENAME).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (dest / MODEL_FILENAME).write_bytes(bytes(data))
+    return str(dest)
+
+
+def untrusted(tmp_path: Path) -> Artifact:
+    X, y = numeric_data(n_features=2)
+    pipe = Pipeline([("neg", FunctionTransformer(operator.neg)), ("lr", LogisticRegression())])
+    return write_artifact(tmp_path / "untrusted" / "1", pipe, X, y, numeric_features(2), "binary")
+
+
+def assert_not_ready(server: Server, reason: str, fragment: str) -> None:
+    url = server.url
+    server.wait_state(lambda: httpx.get(url + "/v2/health/ready").json().get("reason")
+                      not in (None, "Loading"))
+    assert httpx.get(url + "/v2/health/live").status_code == 200
+    r = httpx.get(url + "/v2/health/ready")
+    assert r.status_code == 503 and r.json()["reason"] == reason, r.text
+    r = httpx.get(url + f"/v2/models/{server.name}/ready")
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["ready"] is False and body["reason"] == reason and fragment in body["message"]
+    r = httpx.get(url + f"/v1/models/{server.name}")
+    assert r.status_code == 503 and r.json()["ready"] is False
+    r = httpx.post(url + f"/v2/models/{server.name}/infer", json={"inputs": [
+        {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]})
+    assert r.status_code == 503 and r.json()["reason"] == reason
+    r = httpx.post(url + f"/v1/models/{server.name}:predict", json={"instances": [[1, 2]]})
+    assert r.status_code == 503
+    assert httpx.get(url + f"/v2/models/{server.name}").status_code == 503
+    errors = [rec for rec in server.log_records()
+              if rec.get("level") == "error" and rec.get("reason") == reason]
+    assert errors and fragment in errors[0]["msg"], server.logs()
+    assert server.proc.poll() is None  # still up
+
+
+def test_missing_artifact(start_server: Callable[..., Server], tmp_path: Path) -> None:
+    server = start_server("m", str(tmp_path / "does-not-exist"), wait_ready=False)
+    assert_not_ready(server, "MissingArtifact", "no model version directory")
+
+
+def test_tampered_artifact(start_server: Callable[..., Server], artifacts: dict[str, Artifact],
+                           tmp_path: Path) -> None:
+    art = artifacts["lr"]
+    server = start_server("m", tampered(art, tmp_path), art.digest, wait_ready=False)
+    assert_not_ready(server, "DigestMismatch", f"expected {art.digest}")
+
+
+def test_digest_differs_from_the_one_given(start_server: Callable[..., Server],
+                                           artifacts: dict[str, Artifact]) -> None:
+    server = start_server("m", artifacts["lr"].uri, artifacts["rf"].digest, wait_ready=False)
+    assert_not_ready(server, "DigestMismatch", artifacts["rf"].digest)
+
+
+def test_untrusted_artifact(start_server: Callable[..., Server], tmp_path: Path) -> None:
+    art = untrusted(tmp_path)
+    server = start_server("m", art.uri, art.digest, wait_ready=False)
+    assert_not_ready(server, "UntrustedType", "_operator.neg")
