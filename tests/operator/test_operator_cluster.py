@@ -76,7 +76,7 @@ def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
                        f"--as=system:serviceaccount:{namespace}:iris-trainer", check=False)
     assert refused.returncode != 0 and "forbidden" in refused.stderr
     report_result(kube, namespace, "iris")
-    tj = eventually(lambda: (t := get(kube, "tj", "iris", namespace))["status"].get("phase")
+    tj = eventually(lambda: (t := get(kube, "tj", "iris", namespace)).get("status", {}).get("phase")
                     == "Succeeded" and t, what="TrainingJob Succeeded")
     assert tj["status"]["model"] == {"version": 1, "uri": "file:///tmp/modelfactory/models/iris/1",
                                      "digest": DIGEST}
@@ -93,7 +93,7 @@ def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    ms = eventually(lambda: (m := get(kube, "msvc", "iris", namespace))["status"].get("phase")
+    ms = eventually(lambda: (m := get(kube, "msvc", "iris", namespace)).get("status", {}).get("phase")
                     == "Ready" and m, what="ModelService Ready")
     assert ms["status"]["modelVersion"] == 1 and ms["status"]["readyReplicas"] >= 1
     assert ms["status"]["url"] == f"http://iris.{namespace}.svc"
@@ -111,7 +111,7 @@ def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
                and kube.kubectl_json("get", "jobs", "-n", namespace)["items"][0]["metadata"]
                ["name"] != job["metadata"]["name"], what="a new run's Job")
     report_result(kube, namespace, "iris", version=2)
-    eventually(lambda: get(kube, "msvc", "iris", namespace)["status"].get("modelVersion") == 2,
+    eventually(lambda: get(kube, "msvc", "iris", namespace).get("status", {}).get("modelVersion") == 2,
                what="ModelService serving version 2")
     tj = get(kube, "tj", "iris", namespace)
     assert [m["version"] for m in tj["status"]["history"]] == [1, 2]
@@ -143,7 +143,7 @@ def test_other_examples_apply(operator: OperatorProcess, kube: Kube, namespace: 
 def test_finished_job_without_result_fails_saying_so(operator: OperatorProcess, kube: Kube,
                                                      namespace: str) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "diabetes-regressor.yaml"))
-    tj = eventually(lambda: (t := get(kube, "tj", "diabetes", namespace))["status"]
+    tj = eventually(lambda: (t := get(kube, "tj", "diabetes", namespace)).get("status", {})
                     .get("phase") == "Failed" and t, what="Failed", timeout=90)
     failed = condition(tj, "Failed")
     assert failed["reason"] == "NoResult" and "without reporting a result" in failed["message"]
@@ -156,7 +156,7 @@ def test_reported_failure_lands_in_failed_phase(operator: OperatorProcess, kube:
                                                 namespace: str) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "csv-churn.yaml"))
     report_result(kube, namespace, "churn", ok=False)
-    tj = eventually(lambda: (t := get(kube, "tj", "churn", namespace))["status"]
+    tj = eventually(lambda: (t := get(kube, "tj", "churn", namespace)).get("status", {})
                     .get("phase") == "Failed" and t, what="Failed")
     assert condition(tj, "Failed")["reason"] == "TargetNotFound"
     assert "column 'label'" in condition(tj, "Failed")["message"]
@@ -169,7 +169,7 @@ def test_modelservice_status_follows_its_pods(operator: OperatorProcess, kube: K
         "metadata": {"name": "pinned"},
         "spec": {"model": {"uri": "s3://models/iris/3", "digest": DIGEST},
                  "replicas": {"min": 2, "max": 4}}})
-    eventually(lambda: get(kube, "msvc", "pinned", namespace)["status"].get("phase") == "Ready",
+    eventually(lambda: get(kube, "msvc", "pinned", namespace).get("status", {}).get("phase") == "Ready",
                what="Ready")
     assert get(kube, "msvc", "pinned", namespace)["status"]["readyReplicas"] == 2
     # No pod may run any more: the service degrades and says so.
@@ -177,11 +177,11 @@ def test_modelservice_status_follows_its_pods(operator: OperatorProcess, kube: K
                             "metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
     kube.kubectl("delete", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=pinned",
                  "--wait=false")
-    ms = eventually(lambda: (m := get(kube, "msvc", "pinned", namespace))["status"]
+    ms = eventually(lambda: (m := get(kube, "msvc", "pinned", namespace)).get("status", {})
                     .get("phase") == "Degraded" and m, what="Degraded")
     assert condition(ms, "Available")["status"] == "False"
     kube.kubectl("delete", "resourcequota", "no-pods", "-n", namespace)
-    eventually(lambda: get(kube, "msvc", "pinned", namespace)["status"].get("phase") == "Ready",
+    eventually(lambda: get(kube, "msvc", "pinned", namespace).get("status", {}).get("phase") == "Ready",
                what="Ready again", timeout=120)
 
 

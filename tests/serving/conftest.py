@@ -20,8 +20,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import skops.io as sio
 import sklearn
+import skops.io as sio
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer

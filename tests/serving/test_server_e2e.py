@@ -18,11 +18,14 @@ from .conftest import Artifact, Server
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def rf(module_server: Callable[..., Server], artifacts: dict[str, Artifact]) -> Server:
+@pytest.fixture(scope="module", params=[True, False], ids=["direct", "fastapi-router"])
+def rf(module_server: Callable[..., Server], artifacts: dict[str, Artifact],
+       request: pytest.FixtureRequest) -> Server:
+    """Inference requests are served straight from the middleware by default; the same handler
+    behind FastAPI's router must answer identically."""
     art = artifacts["rf"]
     return module_server("forest", art.uri, art.digest, max_body_bytes=4096, max_rows=50,
-                         access_log="true")
+                         access_log="true", direct_inference=str(request.param).lower())
 
 
 @pytest.fixture(scope="module")

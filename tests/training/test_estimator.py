@@ -41,26 +41,26 @@ def test_rejects_anything_but_a_sklearn_predictor(path: str, message: str) -> No
 
 
 def test_unknown_fixed_param_is_named() -> None:
-    with pytest.raises(SpecError, match="model.params: 'n_estimator' is not a parameter") as err:
+    with pytest.raises(SpecError, match=r"model.params: 'n_estimator' is not a parameter") as err:
         validate_model_params(RandomForestClassifier, {"n_estimator": 10}, {})
     assert err.value.reason == "InvalidParams"
     assert "n_estimators" in err.value.message
 
 
 def test_unknown_searched_param_is_named() -> None:
-    with pytest.raises(SpecError, match="tuning.searchSpace: 'depth' is not a parameter"):
+    with pytest.raises(SpecError, match=r"tuning.searchSpace: 'depth' is not a parameter"):
         validate_model_params(RandomForestClassifier, {}, {"depth": [1, 2]})
 
 
 def test_bad_values_are_rejected_before_fitting() -> None:
-    with pytest.raises(SpecError, match="model.params: The 'n_estimators' parameter"):
+    with pytest.raises(SpecError, match=r"model.params: The 'n_estimators' parameter"):
         validate_model_params(RandomForestClassifier, {"n_estimators": "many"}, {})
     with pytest.raises(SpecError, match=r"tuning.searchSpace.max_depth: The 'max_depth'"):
         validate_model_params(RandomForestClassifier, {}, {"max_depth": [3, -1]})
 
 
 def test_fixed_and_searched_at_once_is_rejected() -> None:
-    with pytest.raises(SpecError, match="'C' is both fixed and in tuning.searchSpace"):
+    with pytest.raises(SpecError, match=r"'C' is both fixed and in tuning.searchSpace"):
         validate_model_params(LogisticRegression, {"C": 1.0}, {"C": [0.1, 1.0]})
 
 

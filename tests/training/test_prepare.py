@@ -25,9 +25,7 @@ def frame(n: int = 40) -> pd.DataFrame:
 
 def run(data: pd.DataFrame, classifier: bool = True, preprocessing: bool = True, **spec: object):
     dataset = DatasetSpec.model_validate({"uri": "/data.csv", **spec})
-    return prepare(
-        data, dataset, is_classifier=classifier, preprocessing=preprocessing, cv_folds=3
-    )
+    return prepare(data, dataset, is_classifier=classifier, preprocessing=preprocessing, cv_folds=3)
 
 
 def reason_of(data: pd.DataFrame, **kwargs: object) -> tuple[str, str]:

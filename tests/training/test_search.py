@@ -3,14 +3,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pytest
 
 from modelfactory_api.trainingjob import TrainingProgress, TuningSpec
 from modelfactory_training.search import (
     ProgressTracker,
     collect,
-    cv_splits,
     is_better,
     plan_parallelism,
 )
@@ -22,40 +20,25 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        # 2 CPUs, 5 folds: two trials keep both CPUs busy with queued folds.
-        ({"total_trials": 24, "folds": 5, "cluster_cpus": 2}, (2, 1)),
-        # Never more trials at once than there are.
-        ({"total_trials": 1, "folds": 5, "cluster_cpus": 2}, (1, 1)),
-        ({"total_trials": 100, "folds": 5, "cluster_cpus": 64}, (14, 1)),
-        # One trial on a big node: its folds get the spare CPUs as threads.
-        (
-            {"total_trials": 1, "folds": 2, "cluster_cpus": 16, "largest_node_cpus": 16},
-            (1, 8),
-        ),
+        ({"total_trials": 24, "cluster_cpus": 2}, (2, 1)),
+        # Never more trials at once than there are; the spare CPUs go to the trials.
+        ({"total_trials": 1, "cluster_cpus": 2}, (1, 2)),
+        ({"total_trials": 3, "cluster_cpus": 16}, (3, 5)),
         # ...but never more than one node holds.
-        ({"total_trials": 1, "folds": 2, "cluster_cpus": 16, "largest_node_cpus": 4}, (1, 4)),
-        ({"total_trials": 1, "folds": 2, "cluster_cpus": 16, "multithreaded": False}, (1, 1)),
-        ({"total_trials": 10, "folds": 3, "cluster_cpus": 8, "requested": 1}, (1, 2)),
+        ({"total_trials": 1, "cluster_cpus": 16, "largest_node_cpus": 4}, (1, 4)),
+        ({"total_trials": 10, "cluster_cpus": 8, "requested": 2}, (2, 4)),
+        ({"total_trials": 100, "cluster_cpus": 4, "requested": 8}, (8, 1)),
     ],
 )
 def test_plan_parallelism(kwargs: dict[str, Any], expected: tuple[int, int]) -> None:
-    args = {"requested": None, "largest_node_cpus": 64, "multithreaded": True, **kwargs}
+    args = {"requested": None, "largest_node_cpus": 64, **kwargs}
     plan = plan_parallelism(**args)
-    assert (plan.concurrent_trials, plan.cpus_per_fold) == expected
+    assert (plan.concurrent_trials, plan.cpus_per_trial) == expected
 
 
 def test_direction() -> None:
     assert is_better(0.9, 0.8, "maximize") and not is_better(0.9, 0.8, "minimize")
     assert is_better(1.0, None, "minimize")
-
-
-def test_cv_splits_match_cross_val_score_defaults() -> None:
-    y = np.array([0, 1] * 10)
-    splits = cv_splits(np.zeros((20, 1)), y, 5, classifier=True)
-    assert len(splits) == 5
-    for train, test in splits:
-        assert sorted(y[test].tolist()) == [0, 0, 1, 1]
-        assert len(set(train) & set(test)) == 0
 
 
 @dataclass

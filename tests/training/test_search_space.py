@@ -64,9 +64,7 @@ def test_random_maps_each_dimension_to_a_tune_domain() -> None:
 
 
 def test_samples_stay_inside_inclusive_int_bounds() -> None:
-    plan = build_plan(
-        tuning(searchSpace={"depth": {"low": 2, "high": 3, "type": "int"}}, trials=5)
-    )
+    plan = build_plan(tuning(searchSpace={"depth": {"low": 2, "high": 3, "type": "int"}}, trials=5))
     seen = {plan.param_space["depth"].sample() for _ in range(200)}
     assert seen == {2, 3}
 

@@ -383,3 +383,27 @@ def test_console_script_joins_running_ray_from_env(
     lines = [json.loads(x) for x in proc.stderr.splitlines() if x.startswith("{")]
     assert any(line["message"] == "model written" for line in lines)
     assert proc.stdout == ""
+
+
+def test_refit_through_rays_joblib_backend() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from modelfactory_api.trainingjob import DatasetSpec
+    from modelfactory_training.data import load_frame
+    from modelfactory_training.prepare import prepare
+
+    dataset = DatasetSpec(uri="sklearn://iris")
+    prepared = prepare(
+        load_frame(dataset), dataset, is_classifier=True, preprocessing=True, cv_folds=2
+    )
+    model = train_module.refit(
+        prepared,
+        RandomForestClassifier,
+        {"n_estimators": 8, "random_state": 0},
+        preprocessing=True,
+        n_jobs=2,
+        use_ray_joblib=True,
+    )
+    assert model.score(prepared.X_test, prepared.y_test) > 0.8
+    # The cluster's CPU count is not carried into the stored model.
+    assert model.named_steps["model"].n_jobs is None

@@ -18,9 +18,9 @@ import platform
 
 import joblib
 import numpy as np
+import sklearn
 import skops
 import skops.io as sio
-import sklearn
 
 from modelfactory_api.artifact import (
     COMPLETE_MARKER,

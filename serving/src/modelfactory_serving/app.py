@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,7 +36,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
 
 
@@ -48,15 +50,22 @@ def error_response(error: InferenceError) -> Response:
 
 
 # ---------------------------------------------------------------------------- middleware
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 class RequestContext:
     """Request id (X-Request-ID honoured or generated, always returned), in-flight gauge,
     latency and status metrics by route template, optional JSON access log, and a last-resort
     500 for anything that escaped the exception handlers."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, access: bool) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access: bool,
+                 dataplane: DataPlane | None = None, limit: int = 0) -> None:
         self.app = app
         self.metrics = metrics
         self.access = access
+        # With a data plane, inference requests skip FastAPI's routing and dependency
+        # machinery (the same handler, run directly: a large share of per-request CPU).
+        self.dataplane = dataplane
+        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,8 +95,25 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
+        route_label: str | None = None
         try:
-            await self.app(scope, receive, send_with_id)
+            direct = (match_inference(scope["method"], scope["path"])
+                      if self.dataplane is not None else None)
+            if direct is None:
+                await self.app(scope, receive, send_with_id)
+            else:
+                protocol, name, version, route_label = direct
+                headers = {k.decode("latin-1"): v.decode("latin-1")
+                           for k, v in scope["headers"] if k in _INFER_HEADERS}
+                assert self.dataplane is not None
+                code, body, extra = await run_inference(
+                    self.dataplane, protocol, name, version, headers, receive, self.limit
+                )
+                await send_with_id({"type": "http.response.start", "status": code, "headers": [
+                    *extra, (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+        except ClientDisconnected:
+            status = 499
         except Exception:
             log.exception("unhandled error in %s %s", scope["method"], scope["path"],
                           extra={"path": scope["path"]})
@@ -101,9 +127,10 @@ class RequestContext:
         finally:
             in_flight.dec()
             seconds = time.perf_counter() - started
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe_request(label, scope["method"], status, seconds)
+            label = route_label or getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.observe_request(label, method if method in _METHODS else "other",
+                                         status, seconds)
             if self.access:
                 access_log.info(
                     "%s %s %d", scope["method"], scope["path"], status,
@@ -114,11 +141,20 @@ class RequestContext:
             request_id_var.reset(token)
 
 
-# ---------------------------------------------------------------------------- body reading
-def body_reader(request: Request, limit: int) -> Callable[[], Awaitable[bytes]]:
+# ---------------------------------------------------------------------------- inference
+_INFER_HEADERS = frozenset({b"content-length", b"content-encoding",
+                            b"inference-header-content-length"})
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+def body_reader(
+    headers: Mapping[str, str], receive: Receive, limit: int
+) -> Callable[[], Awaitable[bytes]]:
     """A reader that enforces the size limit before parsing: on Content-Length first, then on
     the bytes actually received, then on the decompressed size."""
-    headers = request.headers
     length = headers.get("content-length")
     if length is not None:
         try:
@@ -132,16 +168,20 @@ def body_reader(request: Request, limit: int) -> Callable[[], Awaitable[bytes]]:
         raise InferenceError(f"Content-Encoding {encoding!r} is not supported", status=415)
 
     async def read() -> bytes:
-        if length is not None:
-            body = await request.body()
-        else:
-            parts, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-                parts.append(chunk)
-            body = b"".join(parts)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
         if encoding != "identity":
             body = _decompress(body, encoding, limit)
         return body
@@ -161,14 +201,64 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
-def _header_length(request: Request) -> int | None:
-    value = request.headers.get("inference-header-content-length")
+def _header_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("inference-header-content-length")
     if value is None:
         return None
     try:
         return int(value)
     except ValueError:
         raise BadRequest("Inference-Header-Content-Length is not a number") from None
+
+
+_JSON_HEADERS = [(b"content-type", JSON.encode())]
+
+
+async def run_inference(
+    dataplane: DataPlane,
+    protocol: str,
+    name: str,
+    version: str | None,
+    headers: Mapping[str, str],
+    receive: Receive,
+    limit: int,
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """One inference request -> (status, body, headers). Shared by the FastAPI routes and the
+    middleware's direct path, so both answer byte for byte the same."""
+    try:
+        reader = body_reader(headers, receive, limit)
+        if protocol == "v1":
+            return 200, await dataplane.infer_v1(name, reader), _JSON_HEADERS
+        body, header_length = await dataplane.infer_v2(
+            name, version, reader, _header_length(headers)
+        )
+    except InferenceError as e:
+        out: dict[str, Any] = {"error": e.message}
+        if isinstance(e, NotReady):
+            out["reason"] = e.reason
+        return e.status, orjson.dumps(out), _JSON_HEADERS
+    if header_length is None:
+        return 200, body, _JSON_HEADERS
+    return 200, body, [(b"content-type", b"application/octet-stream"),
+                       (b"inference-header-content-length", str(header_length).encode())]
+
+
+def match_inference(method: str, path: str) -> tuple[str, str, str | None, str] | None:
+    """(protocol, model name, version, route template) for an inference path, else None."""
+    if method != "POST":
+        return None
+    parts = path.split("/")
+    n = len(parts)
+    if n == 5 and parts[1] == "v2" and parts[2] == "models" and parts[4] == "infer" and parts[3]:
+        return "v2", parts[3], None, "/v2/models/{name}/infer"
+    if (n == 7 and parts[1] == "v2" and parts[2] == "models" and parts[4] == "versions"
+            and parts[6] == "infer" and parts[3] and parts[5]):
+        return "v2", parts[3], parts[5], "/v2/models/{name}/versions/{version}/infer"
+    if n == 4 and parts[1] == "v1" and parts[2] == "models" and parts[3].endswith(":predict"):
+        name = parts[3][: -len(":predict")]
+        if name:
+            return "v1", name, None, "/v1/models/{name}:predict"
+    return None
 
 
 # ---------------------------------------------------------------------------- app
@@ -270,28 +360,24 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
         }
     }
 
-    async def infer(request: Request, name: str, version: str | None) -> Response:
-        body, header_length = await dataplane.infer_v2(
-            name, version, body_reader(request, limit), _header_length(request)
+    async def infer(request: Request, protocol: str, name: str, version: str | None) -> Response:
+        status, body, headers = await run_inference(
+            dataplane, protocol, name, version, request.headers, request.receive, limit
         )
-        if header_length is None:
-            return Response(body, media_type=JSON)
-        return Response(
-            body,
-            media_type="application/octet-stream",
-            headers={"inference-header-content-length": str(header_length)},
-        )
+        response = Response(body, status_code=status)
+        response.raw_headers = [*response.raw_headers, *headers]
+        return response
 
     @app.post("/v2/models/{name}/infer", tags=["v2"], openapi_extra=infer_doc,
               responses={200: {"model": schemas.InferenceResponse}, **_ERRORS})
     async def infer_v2(name: str, request: Request) -> Response:
-        return await infer(request, name, None)
+        return await infer(request, "v2", name, None)
 
     @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"],
               openapi_extra=infer_doc,
               responses={200: {"model": schemas.InferenceResponse}, **_ERRORS})
     async def infer_v2_version(name: str, version: str, request: Request) -> Response:
-        return await infer(request, name, version)
+        return await infer(request, "v2", name, version)
 
     # ---------------- KServe v1
     @app.get("/v1/models", tags=["kserve-v1"], responses={200: {"model": schemas.V1ModelsResponse}})
@@ -311,8 +397,7 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
                   "schema": {"$ref": "#/components/schemas/V1PredictRequest"}}}}},
               responses={200: {"model": schemas.V1PredictResponse}, **_ERRORS})
     async def v1_predict(name: str, request: Request) -> Response:
-        body = await dataplane.infer_v1(name, body_reader(request, limit))
-        return Response(body, media_type=JSON)
+        return await infer(request, "v1", name, None)
 
     # ---------------- metrics
     @app.get("/metrics", tags=["observability"], response_class=Response)
@@ -321,20 +406,52 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
         return Response(data, media_type=content_type)
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version,
-                              description=app.description, routes=app.routes)
-            components = doc.setdefault("components", {}).setdefault("schemas", {})
-            for model in (schemas.InferenceRequest, schemas.V1PredictRequest):
-                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(js.pop("$defs", {}))
-                components[model.__name__] = js
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = get_openapi(title=app.title, version=app.version,
+                          description=app.description, routes=app.routes)
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        for model in (schemas.InferenceRequest, schemas.V1PredictRequest):
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(js.pop("$defs", {}))
+            components[model.__name__] = js
+        # This server has one model (and, once loaded, one version): say so, so clients and
+        # schema-driven tools address it.
+        runtime = dataplane.runtime
+        enums = {"name": [settings.model_name]}
+        if runtime is not None:
+            enums["version"] = [runtime.version]
+        for item in doc.get("paths", {}).values():
+            for operation in item.values():
+                for param in operation.get("parameters", []):
+                    if param.get("in") == "path" and param.get("name") in enums:
+                        param["schema"] = {"type": "string", "enum": enums[param["name"]]}
+        if runtime is not None:
+            _add_examples(doc, runtime)
             app.openapi_schema = doc
-        return app.openapi_schema
+        return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(RequestContext, metrics=metrics, access=settings.access_log)
+    app.add_middleware(RequestContext, metrics=metrics, access=settings.access_log,
+                       dataplane=dataplane if settings.direct_inference else None, limit=limit)
     return app
+
+
+def _add_examples(doc: dict[str, Any], runtime: Any) -> None:
+    """Request examples that fit the served model (shown in /docs, used by schema tools)."""
+    row = runtime.sample_row()
+    v2_example = {
+        "inputs": [{"name": f.name, "shape": [1], "datatype": f.v2_datatype, "data": [row[i]]}
+                   for i, f in enumerate(runtime.features)],
+        "outputs": [{"name": name} for name in runtime.outputs],
+    }
+    v1_example = {"instances": [dict(zip(runtime.feature_names, row, strict=True))]}
+    for path, item in doc.get("paths", {}).items():
+        post = item.get("post")
+        if post is None or "requestBody" not in post:
+            continue
+        example = v1_example if path.startswith("/v1/") else v2_example
+        post["requestBody"]["content"][JSON]["example"] = example
 
 
 def create_app_from_env() -> FastAPI:

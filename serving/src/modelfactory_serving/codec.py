@@ -205,7 +205,8 @@ def to_column(feature: Feature, values: np.ndarray, rt: ModelRuntime, where: str
             col = values.astype(np.float64)
             if not np.isin(col, (0.0, 1.0)).all():
                 raise BadRequest(
-                    f"{where}: feature '{feature.name}' is boolean, values must be true/false or 0/1"
+                    f"{where}: feature '{feature.name}' is boolean, values must be true/false "
+                    "or 0/1"
                 )
             return col.astype(bool) if rt.frame_mode else col
         raise BadRequest(f"{where}: feature '{feature.name}' is boolean, got non-boolean values")

@@ -292,6 +292,10 @@ class ModelRuntime:
             timings.append(time.perf_counter() - started)
         self.batch_predict_seconds = min(timings)
 
+    def sample_row(self) -> list[Any]:
+        """A row this model predicts on (found by the warm-up), as JSON-friendly values."""
+        return [v.item() if isinstance(v, np.generic) else v for v in self._warm_row]
+
     def _accepts(self, row: list[Any]) -> bool:
         try:
             with warnings.catch_warnings():

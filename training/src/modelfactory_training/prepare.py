@@ -185,4 +185,3 @@ def prepare(
         target=target,
         task=task,
     )
-

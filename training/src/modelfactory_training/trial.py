@@ -1,9 +1,4 @@
-"""One Ray Tune trial: cross-validate one configuration.
-
-The trial itself only coordinates: each fold is a Ray task asking for CPUs on its own, so folds
-of different trials fill every CPU of the cluster until the last fold (no idle tail while one
-long trial finishes), and the training data is read from the object store, never re-sent.
-"""
+"""One Ray Tune trial: cross-validate one configuration. Runs inside a Ray worker."""
 
 from __future__ import annotations
 
@@ -12,10 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import ray
 from ray import tune
-from ray.exceptions import RayTaskError
-from sklearn.metrics import get_scorer
+from sklearn.model_selection import cross_val_score
 
 from modelfactory_training.estimator import resolve_estimator
 from modelfactory_training.pipeline import build_pipeline
@@ -24,7 +17,6 @@ from modelfactory_training.search_space import decode_config
 SCORE = "score"
 SCORE_STD = "score_std"
 FAILED = "failed"
-INFRA = "infra"
 ERROR = "error"
 _MAX_ERROR = 1000
 
@@ -42,16 +34,16 @@ class ModelRecipe:
 
 @dataclass(frozen=True)
 class TrialSetup:
-    """Everything a trial needs besides its sampled config; sent to the object store once."""
+    """Everything a trial needs besides its sampled config; put in the object store once."""
 
-    data: Any  # ObjectRef of (X, y), the training split
-    splits: Any  # ObjectRef of [(train_indices, test_indices), ...]
+    X: Any
+    y: Any
     folds: int
     recipe: ModelRecipe
     fixed_params: dict[str, Any]
     choices: dict[str, list[Any]]
-    cpus_per_fold: int = 1
     estimator_n_jobs: int | None = None
+    cv_n_jobs: int | None = None
 
     def params_for(self, config: dict[str, Any]) -> dict[str, Any]:
         params = dict(self.fixed_params)
@@ -61,57 +53,33 @@ class TrialSetup:
         return params
 
 
-def score_fold(
-    data: tuple[Any, Any],
-    splits: list[tuple[np.ndarray, np.ndarray]],
-    fold: int,
-    recipe: ModelRecipe,
-    params: dict[str, Any],
-) -> float:
-    """Fit on one fold's training rows and score its validation rows, as cross_val_score does."""
-    X, y = data
-    train, test = splits[fold]
-    pipeline = build_pipeline(
-        resolve_estimator(recipe.estimator),
-        params,
-        preprocessing=recipe.preprocessing,
-        numeric=recipe.numeric,
-        categorical=recipe.categorical,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipeline.fit(X.iloc[train], y.iloc[train])
-        score = float(get_scorer(recipe.scoring)(pipeline, X.iloc[test], y.iloc[test]))
-    if not np.isfinite(score):
-        raise ValueError(f"the {recipe.scoring} score of fold {fold} is {score}")
-    return score
-
-
-_score_fold_task = ray.remote(score_fold)
-
-
 def evaluate(setup: TrialSetup, config: dict[str, Any]) -> dict[str, Any]:
     """Cross-validated score of one configuration; failures are returned, not raised."""
-    params = setup.params_for(config)
-    task = _score_fold_task.options(
-        num_cpus=setup.cpus_per_fold,
-        # Tune runs the trial inside a placement group; the folds must not be confined to it.
-        scheduling_strategy="DEFAULT",
-    )
-    refs = [
-        task.remote(setup.data, setup.splits, fold, setup.recipe, params)
-        for fold in range(setup.folds)
-    ]
+    recipe = setup.recipe
     try:
-        scores = np.array(ray.get(refs))
-    except ray.exceptions.RayError as exc:
-        for ref in refs:
-            ray.cancel(ref)  # the other folds of a failed configuration are wasted work
+        pipeline = build_pipeline(
+            resolve_estimator(recipe.estimator),
+            setup.params_for(config),
+            preprocessing=recipe.preprocessing,
+            numeric=recipe.numeric,
+            categorical=recipe.categorical,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = cross_val_score(
+                pipeline,
+                setup.X,
+                setup.y,
+                cv=setup.folds,
+                scoring=recipe.scoring,
+                error_score="raise",
+                n_jobs=setup.cv_n_jobs,
+            )
+        if not np.all(np.isfinite(scores)):
+            raise ValueError(f"the {recipe.scoring} score is not finite: {scores.tolist()}")
+    except Exception as exc:
         # A failed trial is counted, not fatal; raising here would also cost an actor restart.
-        if isinstance(exc, RayTaskError):
-            cause = exc.cause if exc.cause is not None else exc
-            return {FAILED: 1, ERROR: f"{type(cause).__name__}: {cause}"[:_MAX_ERROR]}
-        return {FAILED: 1, INFRA: 1, ERROR: f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]}
+        return {FAILED: 1, ERROR: f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]}
     return {SCORE: float(scores.mean()), SCORE_STD: float(scores.std()), FAILED: 0}
 
 

@@ -47,8 +47,11 @@ def render(body: dict[str, Any], spec: TrainingJobSpec, image: str,
         runId=rid,
         report=ReportSpec(kind=report_kind),  # type: ignore[arg-type]
     )
-    job_name = names.dns_name(name, rid)
     mode = "rayjob" if spec.compute.workers > 0 else "job"
+    # KubeRay derives further names from a RayJob's: it takes at most 47 characters and a letter
+    # first.
+    job_name = (names.dns_name(name if name[0].isalpha() else f"tj-{name}", rid, max_len=47)
+                if mode == "rayjob" else names.dns_name(name, rid))
     values: dict[str, Any] = {
         "owner": {"apiVersion": body.get("apiVersion", "modelfactory.dev/v1alpha1"),
                   "kind": "TrainingJob", "name": name, "uid": uid},
