@@ -69,7 +69,7 @@ def crds(kube: Kube) -> Kube:
 def operator(crds: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """One operator for the session, watching every namespace with the kubernetes launcher."""
     op = OperatorProcess(crds, tmp_path_factory.mktemp("operator"), ["--all-namespaces"],
-                         {"MF_LAUNCHER": "kubernetes"})
+                         {"MF_LAUNCHER": "kubernetes", "MF_CRD_CACHE_SECONDS": "1"})
     op.start()
     time.sleep(2)
     yield op

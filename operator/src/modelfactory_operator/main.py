@@ -22,7 +22,8 @@ def build_launcher(settings: OperatorSettings) -> Launcher:
         from modelfactory_operator.io.local_launcher import LocalLauncher
 
         return LocalLauncher(settings.local_state_dir)
-    return KubernetesLauncher(Helm(settings.helm_binary), settings.charts_dir)
+    return KubernetesLauncher(Helm(settings.helm_binary), settings.charts_dir,
+                              settings.crd_cache_seconds)
 
 
 def configure(settings: OperatorSettings) -> None:

@@ -27,3 +27,5 @@ class OperatorSettings(BaseSettings):
     local_state_dir: Path = Path.home() / ".cache" / "modelfactory" / "local"
     # Safety net only: children's watch events drive status; this catches a missed event.
     resync_seconds: float = 120.0
+    # How long the answer to "is KubeRay's RayJob CRD installed?" is reused.
+    crd_cache_seconds: float = 30.0

@@ -37,14 +37,33 @@ class Helm:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(values, f)
             path = f.name
+        args = ("upgrade", "--install", release, chart, "--namespace", namespace,
+                "--values", path, "--output", "json", "--history-max", "5")
         try:
-            out = await self._run(
-                "upgrade", "--install", release, chart, "--namespace", namespace,
-                "--values", path, "--output", "json", "--history-max", "5",
-            )
+            try:
+                out = await self._run(*args)
+            except HelmError as exc:
+                if "another operation" not in str(exc):
+                    raise
+                await self.recover_pending(release, namespace)
+                out = await self._run(*args)
         finally:
             os.unlink(path)
         return int(json.loads(out).get("version", 0))
+
+    async def recover_pending(self, release: str, namespace: str) -> None:
+        """Undo a release left pending by a helm process that died (an operator killed mid-way).
+
+        Only the operator runs helm on its releases, one at a time per resource, so a pending
+        release found here has no live helm process behind it.
+        """
+        status = json.loads(await self._run("status", release, "--namespace", namespace,
+                                            "--output", "json"))
+        state = (status.get("info") or {}).get("status", "")
+        if state == "pending-install":
+            await self._run("uninstall", release, "--namespace", namespace)
+        elif state.startswith("pending-"):
+            await self._run("rollback", release, "--namespace", namespace)
 
     async def uninstall(self, release: str, namespace: str) -> None:
         try:

@@ -18,20 +18,20 @@ from modelfactory_operator.logic.plans import (
 )
 
 RAYJOB_CRD = "rayjobs.ray.io"
-CRD_CACHE_SECONDS = 30.0
 
 
 class KubernetesLauncher:
     name = "kubernetes"
 
-    def __init__(self, helm: Helm, charts_dir: Path) -> None:
+    def __init__(self, helm: Helm, charts_dir: Path, crd_cache_seconds: float = 30.0) -> None:
         self.helm = helm
+        self.crd_cache_seconds = crd_cache_seconds
         self.charts = charts_dir
         self._rayjob_checked = (0.0, False)
 
     async def rayjob_available(self) -> bool:
         checked_at, available = self._rayjob_checked
-        if time.monotonic() - checked_at > CRD_CACHE_SECONDS:
+        if time.monotonic() - checked_at > self.crd_cache_seconds:
             available = await asyncio.to_thread(kube.crd_exists, RAYJOB_CRD)
             self._rayjob_checked = (time.monotonic(), available)
         return available

@@ -176,8 +176,6 @@ def decide(
         else:
             setc("Failed", False, "NoFailure", "")
             setc("Complete", False, "Training", "no model from this run yet")
-            if observation.state != "absent" and status.get("appliedHash") != plan.hash:
-                launch = True  # run control changed (e.g. suspend): apply it to the live run
             if observation.state == "absent" and not plan.suspend:
                 launch = True
                 setc("Running", False, "Launching", f"starting training run {plan.run_id}")
@@ -192,6 +190,10 @@ def decide(
             else:
                 setc("Running", False, "Pending",
                      observation.message or f"run {plan.run_id} is waiting to start")
+        if observation.state != "absent" and status.get("appliedHash") != plan.hash:
+            # Run control changed (e.g. suspend), or an earlier apply was cut short: apply the
+            # same run again, which is idempotent.
+            launch = True
         if plan.suspend:
             setc("Suspended", True, "Suspended", "spec.suspend is true")
         else:

@@ -1,0 +1,142 @@
+"""Invalid manifests: rejected by the API server (schema, CEL), or Failed with a message; the
+message always names the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import Kube
+from tests.operator.conftest import OperatorProcess, condition, eventually, get
+
+pytestmark = pytest.mark.integration
+
+TJ: dict[str, Any] = {
+    "apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
+    "metadata": {"name": "bad"},
+    "spec": {"dataset": {"uri": "sklearn://iris"},
+             "model": {"estimator": "sklearn.ensemble.RandomForestClassifier"},
+             "tuning": {"searchSpace": {"n_estimators": {"values": [10, 20]}}},
+             "output": {"storageUri": "file:///tmp/models/bad"}},
+}
+MS: dict[str, Any] = {
+    "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+    "metadata": {"name": "bad"},
+    "spec": {"model": {"trainingJob": "iris"}},
+}
+
+
+def change(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(base)
+    *parents, leaf = path.split(".")
+    node = obj
+    for p in parents:
+        node = node.setdefault(p, {})
+    if value is DELETE:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+    return obj
+
+
+DELETE = object()
+
+REJECTED = [
+    (TJ, "spec.dataset.uri", "ftp://data/x.csv", "spec.dataset.uri"),
+    (TJ, "spec.dataset.uri", "sklearn://mnist", "spec.dataset.uri"),
+    (TJ, "spec.dataset.uri", "file:///data/x.csv", "spec.dataset.target"),
+    (TJ, "spec.dataset.testSize", 1.5, "spec.dataset.testSize"),
+    (TJ, "spec.dataset.format", "excel", "spec.dataset.format"),
+    (TJ, "spec.model.estimator", "os.system", "spec.model.estimator"),
+    (TJ, "spec.model.estimator", 42, "spec.model.estimator"),
+    (TJ, "spec.model.preprocessing", "sometimes", "spec.model.preprocessing"),
+    (TJ, "spec.tuning.trials", 0, "spec.tuning.trials"),
+    (TJ, "spec.tuning.trials", "ten", "spec.tuning.trials"),
+    (TJ, "spec.tuning.cvFolds", 1, "spec.tuning.cvFolds"),
+    (TJ, "spec.tuning.algorithm", "bayes", "spec.tuning.algorithm"),
+    (TJ, "spec.tuning.direction", "up", "spec.tuning.direction"),
+    (TJ, "spec.tuning.searchSpace", {"max_depth": {"low": 3}}, "spec.tuning.searchSpace"),
+    (TJ, "spec.compute.workers", -1, "spec.compute.workers"),
+    (TJ, "spec.compute.memory", "lots", "spec.compute.memory"),
+    (TJ, "spec.output", DELETE, "spec.output"),
+    (TJ, "spec.backoffLimit", -2, "spec.backoffLimit"),
+    (TJ, "spec.unknownField", 1, "unknownField"),
+    (MS, "spec.replicas", {"min": -1, "max": 2}, "spec.replicas.min"),
+    (MS, "spec.replicas", {"min": 5, "max": 2}, "spec.replicas"),
+    (MS, "spec.model", {"trainingJob": "a", "uri": "s3://b/1", "digest": "sha256:" + "a" * 64},
+     "spec.model"),
+    (MS, "spec.model", {"uri": "s3://b/m/1"}, "spec.model"),
+    (MS, "spec.model", {"uri": "s3://b/m/1", "digest": "md5:abc"}, "spec.model.digest"),
+    (MS, "spec.model", {"uri": "s3://b/m/1", "digest": "sha256:" + "a" * 64, "version": 2},
+     "spec.model"),
+    (MS, "spec.autoscaling", {"metric": "gpu"}, "spec.autoscaling.metric"),
+    (MS, "spec.batching", {"maxBatchSize": 0}, "spec.batching.maxBatchSize"),
+    (MS, "spec.resources", {"cpu": "two"}, "spec.resources.cpu"),
+]
+
+FAILED_PHASE = [
+    ("spec.model.estimator", "sklearn.ensemble.NoSuchForest", "spec.model.estimator"),
+    ("spec.model.params", {"n_trees": 3}, "spec.model.params"),
+    ("spec.tuning.searchSpace", {"depth": {"values": [1, 2]}}, "spec.tuning.searchSpace"),
+    ("spec.tuning", {"algorithm": "grid", "searchSpace": {"max_depth": {"low": 1, "high": 4}}},
+     "spec.tuning.searchSpace"),
+    ("spec.tuning.searchSpace", {"max_depth": {"values": [1], "low": 1, "high": 3}},
+     "spec.tuning.searchSpace"),
+]
+
+
+@pytest.mark.parametrize(("base", "path", "value", "field"), REJECTED,
+                         ids=[f"{b['kind']}:{p}={v!r}"[:60] for b, p, v, _ in REJECTED])
+def test_api_server_rejects(crds: Kube, namespace: str, base: dict[str, Any], path: str,
+                            value: Any, field: str) -> None:
+    res = crds.run("kubectl", "apply", "-n", namespace, "-f", "-", check=False,
+                   input_text=json.dumps(change(base, path, value)))
+    assert res.returncode != 0, f"accepted: {path}={value!r}"
+    assert field in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize(("path", "value", "field"), FAILED_PHASE,
+                         ids=[f"{p}={v!r}"[:60] for p, v, _ in FAILED_PHASE])
+def test_operator_fails_with_a_message(operator: OperatorProcess, kube: Kube, namespace: str,
+                                       path: str, value: Any, field: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input_text=json.dumps(change(TJ, path,
+                                                                                   value)))
+    tj = eventually(lambda: (t := get(kube, "tj", "bad", namespace)).get("status", {})
+                    .get("phase") == "Failed" and t, what="Failed")
+    failed = condition(tj, "Failed")
+    assert failed["reason"] == "InvalidSpec" and field in failed["message"]
+    assert kube.kubectl_json("get", "jobs", "-n", namespace)["items"] == []
+    # No retry storm: the operator does not keep re-handling an invalid spec.
+    log_lines = operator.log.read_text().count(f'"{namespace}"')
+    assert log_lines < 50
+
+
+def test_storage_uri_is_immutable(operator: OperatorProcess, kube: Kube, namespace: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input_text=json.dumps(TJ))
+    res = kube.run("kubectl", "apply", "-n", namespace, "-f", "-", check=False,
+                   input_text=json.dumps(change(TJ, "spec.output.storageUri", "s3://else/x")))
+    assert res.returncode != 0 and "spec.output.storageUri is immutable" in res.stderr
+
+
+def test_missing_rayjob_crd_is_reported(operator: OperatorProcess, kube: Kube,
+                                        namespace: str) -> None:
+    """With workers > 0 and no KubeRay the TrainingJob says so instead of retrying forever."""
+    crd = kube.kubectl_json("get", "crd", "rayjobs.ray.io")
+    kube.kubectl("delete", "crd", "rayjobs.ray.io")
+    try:
+        kube.kubectl("apply", "-n", namespace, "-f", "-",
+                     input_text=json.dumps(change(TJ, "spec.compute.workers", 2)))
+        tj = eventually(lambda: (t := get(kube, "tj", "bad", namespace)).get("status", {})
+                        .get("phase") == "Failed" and t, what="Failed")
+        failed = condition(tj, "Failed")
+        assert failed["reason"] == "RayJobCRDMissing"
+        assert "install KubeRay or set spec.compute.workers to 0" in failed["message"]
+    finally:
+        for key in ("resourceVersion", "uid", "creationTimestamp", "generation",
+                    "managedFields"):
+            crd["metadata"].pop(key, None)
+        crd.pop("status", None)
+        kube.kubectl("create", "-f", "-", input_text=json.dumps(crd))
