@@ -610,7 +610,7 @@ def test_operator_rbac_namespaced(helm: Helm) -> None:
             {"kind": "ServiceAccount", "name": sa_name, "namespace": "mf-system"}
         ]
     cluster_role = one(docs, "ClusterRole")
-    assert grants(cluster_role["rules"]) == expected(CRD_RULE)
+    assert grants(cluster_role["rules"]) == expected(CRD_RULE, NAMESPACES_RULE)
     crb = one(docs, "ClusterRoleBinding")
     assert crb["roleRef"]["name"] == cluster_role["metadata"]["name"]
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -428,3 +428,25 @@ def test_regression_outputs_floats(artifacts: dict[str, Artifact]) -> None:
     out = run(main())
     assert out["outputs"][0]["datatype"] == "FP64"
     assert out["outputs"][0]["data"] == pytest.approx([2.0], abs=0.05)
+
+
+def test_model_that_cannot_predict_is_never_ready(tmp_path: Any) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from .conftest import numeric_data, numeric_features, write_artifact
+
+    X, y = numeric_data(n_features=4)
+    # metadata lists 3 features, the model was fitted on 4: the warm-up must catch it
+    art = write_artifact(tmp_path / "bad" / "1", LogisticRegression(), X, y,
+                         numeric_features(3), "binary")
+
+    async def main() -> None:
+        dp = DataPlane(settings_for(art, "bad"))
+        await dp.start()
+        state = await dp.wait_loaded()
+        assert state.status == "Failed" and state.reason == "WarmupFailed", state
+        assert "4 features" in state.message
+        assert dp.batcher is None and dp.runtime is None
+        await dp.stop()
+
+    run(main())

@@ -104,4 +104,8 @@ Cluster-scoped reads: whether the RayJob CRD is installed.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+# kopf follows namespaces as they come and go, in both install modes (read-only).
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
 {{- end -}}

@@ -78,15 +78,18 @@ class DataPlane:
         started = time.perf_counter()
         log.info("loading model", extra={"model": s.model_name, "uri": s.model_uri})
         loop = asyncio.get_running_loop()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load") as pool:
-            try:
-                runtime = await loop.run_in_executor(pool, self._load_sync)
-            except ArtifactError as e:
-                self._failed(e.reason, e.message)
-                return
-            except Exception as e:
-                self._failed("WarmupFailed", f"the model could not predict a sample row: {e}")
-                return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+        try:
+            runtime = await loop.run_in_executor(pool, self._load_sync)
+        except ArtifactError as e:
+            self._failed(e.reason, e.message)
+            return
+        except Exception as e:
+            self._failed("WarmupFailed", f"the model could not predict a sample row: {e}")
+            return
+        finally:
+            # A shutdown during loading must not wait for the load to finish.
+            pool.shutdown(wait=False)
         inline = s.predict_mode == "inline" or (
             s.predict_mode == "auto"
             and (runtime.batch_predict_seconds or 0.0) * 1000.0 <= s.inline_predict_ms
