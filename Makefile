@@ -10,11 +10,11 @@ help:
 install: ## Python environment (.venv) with every component and the test tools
 	bash hack/install-python.sh
 
-quickstart: ## The main flow on this machine: control plane, operator, train, serve, predict
-	bash hack/quickstart.sh up
+quickstart: install ## The main flow on this machine: control plane, operator, train, serve, predict
+	$(PY) hack/quickstart.py up
 
 down: ## Stop everything quickstart started
-	bash hack/quickstart.sh down
+	python3 hack/quickstart.py down
 
 test: ## Every test: unit, integration (real control plane) and e2e (Ray, HTTP)
 	$(PY) -m pytest tests
@@ -27,6 +27,7 @@ lint: ## ruff, mypy, generated files up to date, helm lint
 	$(PY) -m ruff format --check api operator
 	$(PY) -m mypy
 	$(PY) hack/gen_crds.py --check
+	$(PY) hack/gen_reference.py --check
 	bash hack/helm-lint.sh
 
 cluster-up: ## Start the local Kubernetes control plane (builds it on first use)

@@ -82,3 +82,15 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         time.sleep(0.3)
     yield name
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+LAYERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one layer, so `-m` selections never miss one silently."""
+    unmarked = [i.nodeid for i in items
+                if sum(1 for m in LAYERS if i.get_closest_marker(m)) != 1]
+    if unmarked:
+        raise pytest.UsageError("tests without exactly one of the markers "
+                                f"{', '.join(LAYERS)}: {', '.join(unmarked[:10])}")

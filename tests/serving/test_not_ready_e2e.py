@@ -60,8 +60,11 @@ def assert_not_ready(server: Server, reason: str, fragment: str) -> None:
     assert server.proc.poll() is None  # still up
 
 
-def test_missing_artifact(start_server: Callable[..., Server], tmp_path: Path) -> None:
-    server = start_server("m", str(tmp_path / "does-not-exist"), wait_ready=False)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_missing_artifact(start_server: Callable[..., Server], tmp_path: Path,
+                          workers: int) -> None:
+    server = start_server("m", str(tmp_path / "does-not-exist"), wait_ready=False,
+                          workers=workers)
     assert_not_ready(server, "MissingArtifact", "no model version directory")
 
 

@@ -275,7 +275,7 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await dataplane.start()
+        await dataplane.start(wait=settings.workers > 1)
         try:
             yield
         finally:

@@ -58,9 +58,13 @@ class DataPlane:
         self._load_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> None:
-        """Begin loading in the background; the server answers (not ready) meanwhile."""
+    async def start(self, wait: bool = False) -> None:
+        """Begin loading. In the background by default: the server answers (not ready)
+        meanwhile. With `wait`, only return once loaded or failed: a worker that shares its
+        listening socket with others then takes no connection it could not serve."""
         self._load_task = asyncio.get_running_loop().create_task(self._load(), name="model-load")
+        if wait:
+            await asyncio.shield(self._load_task)
 
     async def wait_loaded(self) -> ModelState:
         if self._load_task is not None:

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
+from sklearn.model_selection import check_cv
 
 from modelfactory_api.artifact import TrialRecord
 from modelfactory_api.trainingjob import TrainingProgress
@@ -19,8 +21,10 @@ from modelfactory_training.search_space import SearchPlan
 from modelfactory_training.trial import (
     ERROR,
     FAILED,
+    INFRA,
     SCORE,
     SCORE_STD,
+    ModelRecipe,
     TrialSetup,
     run_trial,
 )
@@ -33,23 +37,30 @@ ProgressSink = Callable[[TrainingProgress], None]
 @dataclass(frozen=True)
 class Parallelism:
     concurrent_trials: int
-    cpus_per_trial: int
+    cpus_per_fold: int
 
 
 def plan_parallelism(
     *,
     total_trials: int,
+    folds: int,
     requested: int | None,
     cluster_cpus: int,
     largest_node_cpus: int,
+    multithreaded: bool,
 ) -> Parallelism:
-    """How many trials run at once and how many CPUs each gets: every CPU busy, none twice.
+    """How many trials run at once and how many CPUs each fold task gets.
 
-    A trial's CPUs are on one node, so a trial never gets more than the largest node has.
+    Enough trials run to keep a fold queued for every CPU, plus one so the next trial's folds
+    are queued before the current ones drain. When even that leaves CPUs idle, a multithreaded
+    estimator gets several CPUs per fold (never more than one node has).
     """
-    concurrent = max(1, min(requested or cluster_cpus, total_trials))
-    per_trial = max(1, min(cluster_cpus // concurrent, largest_node_cpus))
-    return Parallelism(concurrent_trials=concurrent, cpus_per_trial=per_trial)
+    wanted = requested or -(-cluster_cpus // folds) + 1
+    concurrent = max(1, min(wanted, total_trials))
+    per_fold = 1
+    if multithreaded:
+        per_fold = max(1, min(cluster_cpus // (concurrent * folds), largest_node_cpus))
+    return Parallelism(concurrent_trials=concurrent, cpus_per_fold=per_fold)
 
 
 def is_better(score: float, best: float | None, direction: str) -> bool:
@@ -130,6 +141,7 @@ def collect(results: Any, plan: SearchPlan, direction: str) -> SearchOutcome:
             records.append(TrialRecord(params=params, status="failed", error=error[:1000]))
             continue
         if metrics.get(FAILED):
+            infra += 1 if metrics.get(INFRA) else 0
             records.append(TrialRecord(params=params, status="failed", error=metrics.get(ERROR)))
             continue
         score = float(metrics[SCORE])
@@ -143,22 +155,45 @@ def _trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
 
+def cv_splits(X: Any, y: Any, folds: int, classifier: bool) -> list[tuple[Any, Any]]:
+    """The folds cross_val_score(cv=folds) uses: stratified for classifiers, not shuffled."""
+    return list(check_cv(folds, y, classifier=classifier).split(X, y))
+
+
+# A trial only waits for its folds: it takes no CPU, and a token of memory because Tune needs
+# some resource to place it.
+TRIAL_RESOURCES: dict[str, float] = {"cpu": 0, "memory": float(1 << 20)}
+
+
 def run_search(
-    setup: TrialSetup,
+    X: Any,
+    y: Any,
+    *,
+    classifier: bool,
+    recipe: ModelRecipe,
+    fixed_params: dict[str, Any],
+    estimator_n_jobs: int | None,
     plan: SearchPlan,
     parallelism: Parallelism,
-    *,
+    folds: int,
     seed: int,
     direction: str,
     sink: ProgressSink,
 ) -> SearchOutcome:
     tracker = ProgressTracker(plan.total_trials, direction, sink)
     tracker.flush(force=True)
-    # with_parameters puts the setup (with the training data) in the object store once; every
-    # trial reads it from there instead of receiving its own copy.
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, setup=setup), {"cpu": parallelism.cpus_per_trial}
+    # The data and the folds go to the object store once; every fold task reads them there.
+    setup = TrialSetup(
+        data=ray.put((X, y)),
+        splits=ray.put(cv_splits(X, y, folds, classifier)),
+        folds=folds,
+        recipe=recipe,
+        fixed_params=fixed_params,
+        choices=plan.choices,
+        cpus_per_fold=parallelism.cpus_per_fold,
+        estimator_n_jobs=estimator_n_jobs,
     )
+    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), TRIAL_RESOURCES)
     storage = tempfile.mkdtemp(prefix="mf-tune-")
     try:
         tuner = tune.Tuner(

@@ -29,7 +29,7 @@ from modelfactory_training.search import SearchOutcome, plan_parallelism, run_se
 from modelfactory_training.search_space import build_plan, candidates
 from modelfactory_training.stats import reference_stats
 from modelfactory_training.store import ModelStore
-from modelfactory_training.trial import ModelRecipe, TrialSetup
+from modelfactory_training.trial import ModelRecipe
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +145,25 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
     with ray_session() as cluster:
         parallelism = plan_parallelism(
             total_trials=plan.total_trials,
+            folds=spec.tuning.cvFolds,
             requested=spec.tuning.parallelTrials,
             cluster_cpus=cluster.cpus,
             largest_node_cpus=cluster.largest_node_cpus,
+            multithreaded=owns_n_jobs,
         )
-        per_trial = parallelism.cpus_per_trial
-        setup = TrialSetup(
-            X=prepared.X_train,
-            y=prepared.y_train,
-            folds=spec.tuning.cvFolds,
+        log.info(
+            "search starting",
+            extra={
+                "cluster_cpus": cluster.cpus,
+                "nodes": cluster.nodes,
+                "concurrent_trials": parallelism.concurrent_trials,
+                "cpus_per_fold": parallelism.cpus_per_fold,
+            },
+        )
+        outcome = run_search(
+            prepared.X_train,
+            prepared.y_train,
+            classifier=classifier,
             recipe=ModelRecipe(
                 estimator=spec.model.estimator,
                 preprocessing=spec.model.preprocessing,
@@ -162,26 +172,10 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
                 scoring=metric,
             ),
             fixed_params=dict(spec.model.params),
-            choices=plan.choices,
-            # Spare CPUs of a trial go to the estimator's own threads, else to parallel folds.
-            estimator_n_jobs=per_trial if owns_n_jobs else None,
-            cv_n_jobs=min(per_trial, spec.tuning.cvFolds)
-            if per_trial > 1 and not owns_n_jobs
-            else None,
-        )
-        log.info(
-            "search starting",
-            extra={
-                "cluster_cpus": cluster.cpus,
-                "nodes": cluster.nodes,
-                "concurrent_trials": parallelism.concurrent_trials,
-                "cpus_per_trial": per_trial,
-            },
-        )
-        outcome = run_search(
-            setup,
-            plan,
-            parallelism,
+            estimator_n_jobs=parallelism.cpus_per_fold if owns_n_jobs else None,
+            plan=plan,
+            parallelism=parallelism,
+            folds=spec.tuning.cvFolds,
             seed=spec.dataset.seed,
             direction=spec.tuning.direction,
             sink=reporter.progress,

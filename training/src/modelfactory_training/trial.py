@@ -1,4 +1,9 @@
-"""One Ray Tune trial: cross-validate one configuration. Runs inside a Ray worker."""
+"""One Ray Tune trial: cross-validate one configuration.
+
+The trial only coordinates: each fold is a Ray task that asks for CPUs of its own, so the folds
+of all running trials share every CPU of the cluster until the very last fold (no CPU idles
+while one long trial finishes), and every fold reads the training data from the object store.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import ray
 from ray import tune
-from sklearn.model_selection import cross_val_score
+from ray.exceptions import RayError, RayTaskError
+from sklearn.metrics import get_scorer
 
 from modelfactory_training.estimator import resolve_estimator
 from modelfactory_training.pipeline import build_pipeline
@@ -17,13 +24,14 @@ from modelfactory_training.search_space import decode_config
 SCORE = "score"
 SCORE_STD = "score_std"
 FAILED = "failed"
+INFRA = "infra"
 ERROR = "error"
 _MAX_ERROR = 1000
 
 
 @dataclass(frozen=True)
 class ModelRecipe:
-    """How to build the pipeline of a configuration."""
+    """How to build and score the pipeline of a configuration."""
 
     estimator: str
     preprocessing: bool
@@ -36,14 +44,14 @@ class ModelRecipe:
 class TrialSetup:
     """Everything a trial needs besides its sampled config; put in the object store once."""
 
-    X: Any
-    y: Any
+    data: Any  # ObjectRef of (X, y): the training split
+    splits: Any  # ObjectRef of [(train_rows, validation_rows), ...]
     folds: int
     recipe: ModelRecipe
     fixed_params: dict[str, Any]
     choices: dict[str, list[Any]]
+    cpus_per_fold: int = 1
     estimator_n_jobs: int | None = None
-    cv_n_jobs: int | None = None
 
     def params_for(self, config: dict[str, Any]) -> dict[str, Any]:
         params = dict(self.fixed_params)
@@ -53,33 +61,57 @@ class TrialSetup:
         return params
 
 
+def score_fold(
+    data: tuple[Any, Any],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    fold: int,
+    recipe: ModelRecipe,
+    params: dict[str, Any],
+) -> float:
+    """Fit on one fold's training rows and score its validation rows, as cross_val_score does."""
+    X, y = data
+    train, test = splits[fold]
+    pipeline = build_pipeline(
+        resolve_estimator(recipe.estimator),
+        params,
+        preprocessing=recipe.preprocessing,
+        numeric=recipe.numeric,
+        categorical=recipe.categorical,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline.fit(X.iloc[train], y.iloc[train])
+        score = float(get_scorer(recipe.scoring)(pipeline, X.iloc[test], y.iloc[test]))
+    if not np.isfinite(score):
+        raise ValueError(f"the {recipe.scoring} score of fold {fold} is {score}")
+    return score
+
+
+_score_fold = ray.remote(score_fold)
+
+
 def evaluate(setup: TrialSetup, config: dict[str, Any]) -> dict[str, Any]:
     """Cross-validated score of one configuration; failures are returned, not raised."""
-    recipe = setup.recipe
+    params = setup.params_for(config)
+    task = _score_fold.options(
+        num_cpus=setup.cpus_per_fold,
+        # Tune runs the trial in a placement group; its folds must not be confined to it.
+        scheduling_strategy="DEFAULT",
+    )
+    refs = [
+        task.remote(setup.data, setup.splits, fold, setup.recipe, params)
+        for fold in range(setup.folds)
+    ]
     try:
-        pipeline = build_pipeline(
-            resolve_estimator(recipe.estimator),
-            setup.params_for(config),
-            preprocessing=recipe.preprocessing,
-            numeric=recipe.numeric,
-            categorical=recipe.categorical,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scores = cross_val_score(
-                pipeline,
-                setup.X,
-                setup.y,
-                cv=setup.folds,
-                scoring=recipe.scoring,
-                error_score="raise",
-                n_jobs=setup.cv_n_jobs,
-            )
-        if not np.all(np.isfinite(scores)):
-            raise ValueError(f"the {recipe.scoring} score is not finite: {scores.tolist()}")
-    except Exception as exc:
-        # A failed trial is counted, not fatal; raising here would also cost an actor restart.
-        return {FAILED: 1, ERROR: f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]}
+        scores = np.array(ray.get(refs))
+    except RayError as exc:
+        for ref in refs:
+            ray.cancel(ref)  # the other folds of a failed configuration are wasted work
+        # A failed trial is counted, not fatal.
+        if isinstance(exc, RayTaskError):
+            cause = exc.cause if exc.cause is not None else exc
+            return {FAILED: 1, ERROR: f"{type(cause).__name__}: {cause}"[:_MAX_ERROR]}
+        return {FAILED: 1, INFRA: 1, ERROR: f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]}
     return {SCORE: float(scores.mean()), SCORE_STD: float(scores.std()), FAILED: 0}
 
 
