@@ -15,6 +15,7 @@ the running cluster's state in MF_CLUSTER_DIR (default <cache>/cluster).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -163,7 +164,8 @@ def build_kubernetes(env: dict[str, str]) -> None:
         gomod.write_text(k8s_wrapper_gomod(KUBERNETES_VERSION, env))
         (work / "go.sum").unlink(missing_ok=True)
         (work / "tools.go").write_text(
-            "//go:build tools\n\n// Package tools pins the commands this module builds.\npackage tools\n\n"
+            "//go:build tools\n\n"
+            "// Package tools pins the commands this module builds.\npackage tools\n\n"
             + "import (\n"
             + "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"\n' for c in K8S_COMMANDS)
             + ")\n"
@@ -423,20 +425,16 @@ class Cluster:
         stopped = []
         running = self.running()
         for name, pid in running.items():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
             stopped.append(name)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(pid_alive(p) for p in running.values()):
             time.sleep(0.2)
         for pid in running.values():
             if pid_alive(pid):
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
         if self.pids.exists():
             shutil.rmtree(self.pids)
         return stopped

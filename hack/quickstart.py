@@ -23,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = [sys.executable, str(ROOT / "hack" / "cluster.py")]
-STATE = Path(os.environ.get("MF_CACHE_DIR") or Path.home() / ".cache" / "modelfactory") / "quickstart"
+CACHE = Path(os.environ.get("MF_CACHE_DIR") or Path.home() / ".cache" / "modelfactory")
+STATE = CACHE / "quickstart"
 NAMESPACE = "default"
 EXAMPLE = ROOT / "examples" / "iris-classifier.yaml"
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
@@ -136,7 +137,8 @@ Model Factory is running on this machine.
   export KUBECONFIG={kc} PATH={env()['PATH'].split(':', 2)[1]}:$PATH
   kubectl get modelfactory                     # both resources, with phase, model, URL
   kubectl describe tj iris                     # conditions, metrics, events
-  curl -s {url}/v2/models/iris/infer -d '{{"inputs":[{{"name":"x","shape":[1,4],"datatype":"FP64","data":{IRIS_ROW}}}]}}'
+  curl -s {url}/v2/models/iris/infer \\
+    -d '{{"inputs":[{{"name":"x","shape":[1,4],"datatype":"FP64","data":{IRIS_ROW}}}]}}'
   kubectl annotate tj iris modelfactory.dev/retrain=$(date +%s)   # retrain: the service rolls to v2
   kubectl apply -f examples/diabetes-regressor.yaml               # a regressor
   make down                                    # stop everything

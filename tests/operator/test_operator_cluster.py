@@ -43,6 +43,10 @@ def report_result(kube: Kube, namespace: str, name: str, version: int = 1,
                  f"--as=system:serviceaccount:{namespace}:{name}-trainer")
 
 
+def status(kube: Kube, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    return dict(get(kube, kind, name, namespace).get("status") or {})
+
+
 def helm_releases(kube: Kube, namespace: str) -> list[str]:
     out = kube.helm("list", "-n", namespace, "-a", "-o", "json").stdout
     return sorted(r["name"] for r in json.loads(out))
@@ -93,8 +97,9 @@ def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    ms = eventually(lambda: (m := get(kube, "msvc", "iris", namespace)).get("status", {}).get("phase")
-                    == "Ready" and m, what="ModelService Ready")
+    eventually(lambda: status(kube, "msvc", "iris", namespace).get("phase") == "Ready",
+               what="ModelService Ready")
+    ms = get(kube, "msvc", "iris", namespace)
     assert ms["status"]["modelVersion"] == 1 and ms["status"]["readyReplicas"] >= 1
     assert ms["status"]["url"] == f"http://iris.{namespace}.svc"
     hpa = get(kube, "hpa", "iris", namespace)
@@ -111,7 +116,7 @@ def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
                and kube.kubectl_json("get", "jobs", "-n", namespace)["items"][0]["metadata"]
                ["name"] != job["metadata"]["name"], what="a new run's Job")
     report_result(kube, namespace, "iris", version=2)
-    eventually(lambda: get(kube, "msvc", "iris", namespace).get("status", {}).get("modelVersion") == 2,
+    eventually(lambda: status(kube, "msvc", "iris", namespace).get("modelVersion") == 2,
                what="ModelService serving version 2")
     tj = get(kube, "tj", "iris", namespace)
     assert [m["version"] for m in tj["status"]["history"]] == [1, 2]
@@ -169,7 +174,7 @@ def test_modelservice_status_follows_its_pods(operator: OperatorProcess, kube: K
         "metadata": {"name": "pinned"},
         "spec": {"model": {"uri": "s3://models/iris/3", "digest": DIGEST},
                  "replicas": {"min": 2, "max": 4}}})
-    eventually(lambda: get(kube, "msvc", "pinned", namespace).get("status", {}).get("phase") == "Ready",
+    eventually(lambda: status(kube, "msvc", "pinned", namespace).get("phase") == "Ready",
                what="Ready")
     assert get(kube, "msvc", "pinned", namespace)["status"]["readyReplicas"] == 2
     # No pod may run any more: the service degrades and says so.
@@ -181,7 +186,7 @@ def test_modelservice_status_follows_its_pods(operator: OperatorProcess, kube: K
                     .get("phase") == "Degraded" and m, what="Degraded")
     assert condition(ms, "Available")["status"] == "False"
     kube.kubectl("delete", "resourcequota", "no-pods", "-n", namespace)
-    eventually(lambda: get(kube, "msvc", "pinned", namespace).get("status", {}).get("phase") == "Ready",
+    eventually(lambda: status(kube, "msvc", "pinned", namespace).get("phase") == "Ready",
                what="Ready again", timeout=120)
 
 

@@ -66,7 +66,9 @@ class ArtifactMetadata(BaseModel):
     format: Literal["skops"] = "skops"
     modelFile: str = MODEL_FILENAME
     modelSha256: str = Field(pattern=r"^[a-f0-9]{64}$")
-    libraries: dict[str, str] = Field(description="python, scikit-learn, numpy, ray, skops versions.")
+    libraries: dict[str, str] = Field(
+        description="python, scikit-learn, numpy, ray, skops versions."
+    )
     features: list[FeatureInfo]
     target: TargetInfo
     estimator: str

@@ -15,13 +15,19 @@ MODELSERVICE_KIND = "ModelService"
 class ModelSource(ApiModel):
     """The model to serve: follow a TrainingJob, or a fixed artifact URI with its digest."""
 
-    model_config = ConfigDict(json_schema_extra=cel(
-        ("has(self.trainingJob) != has(self.uri)",
-         "spec.model: set exactly one of trainingJob and uri"),
-        ("!has(self.uri) || has(self.digest)", "spec.model.digest is required with uri"),
-        ("!has(self.version) || has(self.trainingJob)",
-         "spec.model.version only applies with trainingJob"),
-    ))
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.trainingJob) != has(self.uri)",
+                "spec.model: set exactly one of trainingJob and uri",
+            ),
+            ("!has(self.uri) || has(self.digest)", "spec.model.digest is required with uri"),
+            (
+                "!has(self.version) || has(self.trainingJob)",
+                "spec.model.version only applies with trainingJob",
+            ),
+        )
+    )
 
     trainingJob: str | None = Field(
         None,
@@ -56,9 +62,11 @@ class ModelSource(ApiModel):
 
 
 class ReplicaSpec(ApiModel):
-    model_config = ConfigDict(json_schema_extra=cel(
-        ("self.min <= self.max", "spec.replicas.min must not exceed spec.replicas.max"),
-    ))
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("self.min <= self.max", "spec.replicas.min must not exceed spec.replicas.max"),
+        )
+    )
 
     min: int = Field(1, description="Fewest replicas.", ge=1, le=1000)
     max: int = Field(1, description="Most replicas.", ge=1, le=1000)
@@ -78,14 +86,22 @@ class AutoscalingSpec(ApiModel):
 
 
 class ResourceSpec(ApiModel):
-    cpu: str = Field("500m", description="CPU request per replica.",
-                     pattern=r"^[0-9]+(\.[0-9]+)?m?$")
-    memory: str = Field("512Mi", description="Memory request per replica.",
-                        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-    cpuLimit: str | None = Field(None, description="CPU limit per replica.",
-                                 pattern=r"^[0-9]+(\.[0-9]+)?m?$")
-    memoryLimit: str | None = Field(None, description="Memory limit; the request when unset.",
-                                    pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+    cpu: str = Field(
+        "500m", description="CPU request per replica.", pattern=r"^[0-9]+(\.[0-9]+)?m?$"
+    )
+    memory: str = Field(
+        "512Mi",
+        description="Memory request per replica.",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+    )
+    cpuLimit: str | None = Field(
+        None, description="CPU limit per replica.", pattern=r"^[0-9]+(\.[0-9]+)?m?$"
+    )
+    memoryLimit: str | None = Field(
+        None,
+        description="Memory limit; the request when unset.",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+    )
 
 
 class BatchingSpec(ApiModel):
@@ -101,16 +117,25 @@ class ModelServiceSpec(ApiModel):
     """Desired state of a ModelService."""
 
     model: ModelSource = Field(description="Model to serve.")
-    replicas: ReplicaSpec = Field(default_factory=ReplicaSpec,  # type: ignore[arg-type]
-                                  description="Replica bounds.")
-    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec,  # type: ignore[arg-type]
-                                         description="Horizontal autoscaling.")
-    resources: ResourceSpec = Field(default_factory=ResourceSpec,  # type: ignore[arg-type]
-                                    description="Resources per replica.")
-    batching: BatchingSpec = Field(default_factory=BatchingSpec,  # type: ignore[arg-type]
-                                   description="Adaptive batching.")
-    image: str | None = Field(None, description="Serving image; the operator's default when unset.",
-                              max_length=512)
+    replicas: ReplicaSpec = Field(
+        default_factory=ReplicaSpec,  # type: ignore[arg-type]
+        description="Replica bounds.",
+    )
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec,  # type: ignore[arg-type]
+        description="Horizontal autoscaling.",
+    )
+    resources: ResourceSpec = Field(
+        default_factory=ResourceSpec,  # type: ignore[arg-type]
+        description="Resources per replica.",
+    )
+    batching: BatchingSpec = Field(
+        default_factory=BatchingSpec,  # type: ignore[arg-type]
+        description="Adaptive batching.",
+    )
+    image: str | None = Field(
+        None, description="Serving image; the operator's default when unset.", max_length=512
+    )
     workers: int = Field(1, description="Server worker processes per replica.", ge=1, le=64)
 
 

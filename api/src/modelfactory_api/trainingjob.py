@@ -24,14 +24,20 @@ TOY_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
 class DatasetSpec(ApiModel):
     """Where the training data is and how to read it."""
 
-    model_config = ConfigDict(json_schema_extra=cel(
-        ("self.uri.startsWith('sklearn://') || has(self.target)",
-         "spec.dataset.target is required unless dataset.uri is a sklearn:// dataset"),
-        ("!self.uri.startsWith('sklearn://') || self.uri.substring(10) in "
-         + str(list(TOY_DATASETS)).replace("'", '"'),
-         "spec.dataset.uri: unknown bundled dataset; use one of sklearn://"
-         + ", sklearn://".join(TOY_DATASETS)),
-    ))
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.uri.startsWith('sklearn://') || has(self.target)",
+                "spec.dataset.target is required unless dataset.uri is a sklearn:// dataset",
+            ),
+            (
+                "!self.uri.startsWith('sklearn://') || self.uri.substring(10) in "
+                + str(list(TOY_DATASETS)).replace("'", '"'),
+                "spec.dataset.uri: unknown bundled dataset; use one of sklearn://"
+                + ", sklearn://".join(TOY_DATASETS),
+            ),
+        )
+    )
 
     uri: str = Field(
         description=(
@@ -67,8 +73,7 @@ class ModelSpec(ApiModel):
 
     estimator: str = Field(
         description=(
-            "Import path of a scikit-learn estimator, e.g. "
-            "sklearn.ensemble.RandomForestClassifier."
+            "Import path of a scikit-learn estimator, e.g. sklearn.ensemble.RandomForestClassifier."
         ),
         pattern=r"^sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+$",
         max_length=256,
@@ -89,13 +94,17 @@ class ModelSpec(ApiModel):
 class SearchDimension(ApiModel):
     """One hyper-parameter's range: either a list of values or a numeric interval."""
 
-    model_config = ConfigDict(json_schema_extra=cel(
-        # `values` holds any JSON, which CEL cannot type; the operator checks values vs range.
-        ("has(self.low) == has(self.high)", "a range needs both low and high"),
-        ("!has(self.low) || !has(self.high) || self.low <= self.high",
-         "low must not exceed high"),
-        ("!self.log || !has(self.low) || self.low > 0.0", "log ranges need low > 0"),
-    ))
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            # `values` holds any JSON, which CEL cannot type; the operator checks values vs range.
+            ("has(self.low) == has(self.high)", "a range needs both low and high"),
+            (
+                "!has(self.low) || !has(self.high) || self.low <= self.high",
+                "low must not exceed high",
+            ),
+            ("!self.log || !has(self.low) || self.low > 0.0", "log ranges need low > 0"),
+        )
+    )
 
     values: list[Any] | None = Field(
         None, description="Candidate values (grid and random search).", min_length=1
@@ -209,10 +218,14 @@ class TrainingSpec(ApiModel):
 class TrainingJobSpec(TrainingSpec):
     """Desired state of a TrainingJob."""
 
-    model_config = ConfigDict(json_schema_extra=cel(
-        ("self.output.storageUri == oldSelf.output.storageUri",
-         "spec.output.storageUri is immutable: versions of one TrainingJob live in one place"),
-    ))
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.output.storageUri == oldSelf.output.storageUri",
+                "spec.output.storageUri is immutable: a TrainingJob keeps its versions in one place",
+            ),
+        )
+    )
 
     image: str | None = Field(
         None, description="Training image; the operator's default when unset.", max_length=512

@@ -22,8 +22,9 @@ def build_launcher(settings: OperatorSettings) -> Launcher:
         from modelfactory_operator.io.local_launcher import LocalLauncher
 
         return LocalLauncher(settings.local_state_dir)
-    return KubernetesLauncher(Helm(settings.helm_binary), settings.charts_dir,
-                              settings.crd_cache_seconds)
+    return KubernetesLauncher(
+        Helm(settings.helm_binary), settings.charts_dir, settings.crd_cache_seconds
+    )
 
 
 def configure(settings: OperatorSettings) -> None:
@@ -57,14 +58,26 @@ def configure(settings: OperatorSettings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Model Factory operator")
-    parser.add_argument("--launcher", choices=["kubernetes", "local"],
-                        help="where workloads run (default: MF_LAUNCHER or kubernetes)")
-    parser.add_argument("--namespace", "-n", action="append", default=[],
-                        help="watch this namespace (repeatable)")
-    parser.add_argument("--all-namespaces", "-A", action="store_true",
-                        help="watch every namespace (the default without --namespace)")
-    parser.add_argument("--liveness-port", type=int, default=None,
-                        help="serve kopf's liveness probe at http://0.0.0.0:PORT/healthz")
+    parser.add_argument(
+        "--launcher",
+        choices=["kubernetes", "local"],
+        help="where workloads run (default: MF_LAUNCHER or kubernetes)",
+    )
+    parser.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    parser.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="watch every namespace (the default without --namespace)",
+    )
+    parser.add_argument(
+        "--liveness-port",
+        type=int,
+        default=None,
+        help="serve kopf's liveness probe at http://0.0.0.0:PORT/healthz",
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
     overrides = {"launcher": args.launcher} if args.launcher else {}
@@ -72,17 +85,19 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-               '"message":"%(message)s"}',
+        '"message":"%(message)s"}',
     )
     configure(settings)
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
     clusterwide = args.all_namespaces or not args.namespace
-    asyncio.run(kopf.operator(
-        clusterwide=clusterwide,
-        namespaces=[] if clusterwide else list(args.namespace),
-        liveness_endpoint=liveness,
-        standalone=True,
-    ))
+    asyncio.run(
+        kopf.operator(
+            clusterwide=clusterwide,
+            namespaces=[] if clusterwide else list(args.namespace),
+            liveness_endpoint=liveness,
+            standalone=True,
+        )
+    )
 
 
 if __name__ == "__main__":

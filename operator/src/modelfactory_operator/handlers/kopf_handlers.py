@@ -41,22 +41,25 @@ async def best_effort(action: Callable[[], Awaitable[None]]) -> None:
 @kopf.on.resume(GROUP, VERSION, "trainingjobs")
 @kopf.on.create(GROUP, VERSION, "trainingjobs")
 @kopf.on.update(GROUP, VERSION, "trainingjobs")
-async def trainingjob_changed(namespace: str, name: str, memo: kopf.Memo, retry: int,
-                              **_: Any) -> None:
+async def trainingjob_changed(
+    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
+) -> None:
     await guarded(lambda: memo.reconciler.trainingjob(namespace, name), retry)
 
 
 @kopf.on.event(GROUP, VERSION, "trainingjobs")
-async def trainingjob_event(event: dict[str, Any], namespace: str, name: str, memo: kopf.Memo,
-                            **_: Any) -> None:
+async def trainingjob_event(
+    event: dict[str, Any], namespace: str, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     # Status writes (the training runtime's result and progress) arrive here.
     if event.get("type") in ("ADDED", "MODIFIED"):
         await best_effort(lambda: memo.reconciler.trainingjob(namespace, name))
 
 
 @kopf.on.delete(GROUP, VERSION, "trainingjobs")
-async def trainingjob_deleted(namespace: str, name: str, memo: kopf.Memo, retry: int,
-                              **_: Any) -> None:
+async def trainingjob_deleted(
+    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
+) -> None:
     await guarded(lambda: memo.launcher.delete_training(namespace, name), retry)
 
 
@@ -71,14 +74,16 @@ async def trainingjob_resync(namespace: str, name: str, memo: kopf.Memo, **_: An
 @kopf.on.resume(GROUP, VERSION, "modelservices")
 @kopf.on.create(GROUP, VERSION, "modelservices")
 @kopf.on.update(GROUP, VERSION, "modelservices")
-async def modelservice_changed(namespace: str, name: str, memo: kopf.Memo, retry: int,
-                               **_: Any) -> None:
+async def modelservice_changed(
+    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
+) -> None:
     await guarded(lambda: memo.reconciler.modelservice(namespace, name), retry)
 
 
 @kopf.on.delete(GROUP, VERSION, "modelservices")
-async def modelservice_deleted(namespace: str, name: str, memo: kopf.Memo, retry: int,
-                               **_: Any) -> None:
+async def modelservice_deleted(
+    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
+) -> None:
     await guarded(lambda: memo.launcher.delete_service(namespace, name), retry)
 
 
@@ -112,6 +117,5 @@ async def child_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo)
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.event("ray.io", "v1", "rayjobs", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def child_event(labels: dict[str, str], namespace: str, memo: kopf.Memo,
-                      **_: Any) -> None:
+async def child_event(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
     await child_changed(labels, namespace, memo)

@@ -44,8 +44,12 @@ def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def emit(body: dict[str, Any], decision: Decision) -> None:
     for kind, reason, message in decision.events:
         try:
-            kopf.event(body, type=kind, reason=reason,  # type: ignore[arg-type]
-                       message=message[:1000])
+            kopf.event(
+                body,
+                type=kind,
+                reason=reason,  # type: ignore[arg-type]
+                message=message[:1000],
+            )
         except Exception:  # events are best effort; outside a handler context there is no queue
             log.info("event %s/%s %s: %s", body["metadata"]["name"], kind, reason, message)
 
@@ -79,8 +83,9 @@ class Reconciler:
             rayjob_ok = True
             if plan is not None and plan.mode == "rayjob":
                 rayjob_ok = await self.launcher.rayjob_available()
-            decision = tjlogic.decide(meta.get("generation"), status, plan, spec_error,
-                                      observation, rayjob_ok, now())
+            decision = tjlogic.decide(
+                meta.get("generation"), status, plan, spec_error, observation, rayjob_ok, now()
+            )
             if decision.launch and plan is not None:
                 revision = await self.launcher.launch_training(plan)
                 decision.status["appliedHash"] = plan.hash
@@ -88,8 +93,9 @@ class Reconciler:
                     decision.status["releaseRevision"] = revision
             patch = status_patch(status, decision.status)
             if patch:
-                await asyncio.to_thread(kube.patch_status, TRAININGJOB_PLURAL, namespace, name,
-                                        patch)
+                await asyncio.to_thread(
+                    kube.patch_status, TRAININGJOB_PLURAL, namespace, name, patch
+                )
             emit(body, decision)
         if status.get("history") != decision.status.get("history"):
             await self.followers(namespace, name)
@@ -100,8 +106,9 @@ class Reconciler:
             try:
                 await self.modelservice(namespace, ms["metadata"]["name"])
             except Exception:
-                log.exception("updating ModelService %s after a new model failed",
-                              ms["metadata"]["name"])
+                log.exception(
+                    "updating ModelService %s after a new model failed", ms["metadata"]["name"]
+                )
 
     async def modelservice(self, namespace: str, name: str) -> None:
         async with self.locks[("msvc", namespace, name)]:
@@ -120,17 +127,20 @@ class Reconciler:
             else:
                 trainingjob = None
                 if spec.model.trainingJob:
-                    trainingjob = await asyncio.to_thread(kube.get_trainingjob, namespace,
-                                                          spec.model.trainingJob)
+                    trainingjob = await asyncio.to_thread(
+                        kube.get_trainingjob, namespace, spec.model.trainingJob
+                    )
                 resolved = mslogic.resolve_model(spec, trainingjob)
                 if isinstance(resolved, mslogic.ResolvedModel):
                     plan = mslogic.render(body, spec, resolved, self.settings.serving_image)
             observation = (
                 await self.launcher.observe_service(namespace, name)
-                if spec_error is None else ServiceObservation(exists=False)
+                if spec_error is None
+                else ServiceObservation(exists=False)
             )
-            decision = mslogic.decide(meta.get("generation"), status, spec_error, resolved, plan,
-                                      observation, now())
+            decision = mslogic.decide(
+                meta.get("generation"), status, spec_error, resolved, plan, observation, now()
+            )
             if decision.launch and plan is not None:
                 revision = await self.launcher.apply_service(plan)
                 decision.status["appliedHash"] = plan.hash
@@ -138,6 +148,7 @@ class Reconciler:
                     decision.status["releaseRevision"] = revision
             patch = status_patch(status, decision.status)
             if patch:
-                await asyncio.to_thread(kube.patch_status, MODELSERVICE_PLURAL, namespace, name,
-                                        patch)
+                await asyncio.to_thread(
+                    kube.patch_status, MODELSERVICE_PLURAL, namespace, name, patch
+                )
             emit(body, decision)

@@ -23,7 +23,10 @@ class Helm:
         if self.kubeconfig:
             env["KUBECONFIG"] = self.kubeconfig
         proc = await asyncio.create_subprocess_exec(
-            self.binary, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            self.binary,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             env=env,
         )
         out, err = await proc.communicate()
@@ -31,14 +34,27 @@ class Helm:
             raise HelmError(f"helm {args[0]} failed: {err.decode().strip()[-2000:]}")
         return out.decode()
 
-    async def upgrade_install(self, release: str, chart: str, namespace: str,
-                              values: dict[str, Any]) -> int:
+    async def upgrade_install(
+        self, release: str, chart: str, namespace: str, values: dict[str, Any]
+    ) -> int:
         """Install or upgrade without waiting for readiness; returns the release revision."""
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(values, f)
             path = f.name
-        args = ("upgrade", "--install", release, chart, "--namespace", namespace,
-                "--values", path, "--output", "json", "--history-max", "5")
+        args = (
+            "upgrade",
+            "--install",
+            release,
+            chart,
+            "--namespace",
+            namespace,
+            "--values",
+            path,
+            "--output",
+            "json",
+            "--history-max",
+            "5",
+        )
         try:
             try:
                 out = await self._run(*args)
@@ -57,8 +73,9 @@ class Helm:
         Only the operator runs helm on its releases, one at a time per resource, so a pending
         release found here has no live helm process behind it.
         """
-        status = json.loads(await self._run("status", release, "--namespace", namespace,
-                                            "--output", "json"))
+        status = json.loads(
+            await self._run("status", release, "--namespace", namespace, "--output", "json")
+        )
         state = (status.get("info") or {}).get("status", "")
         if state == "pending-install":
             await self._run("uninstall", release, "--namespace", namespace)

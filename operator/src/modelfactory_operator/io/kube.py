@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -28,10 +28,10 @@ def custom() -> client.CustomObjectsApi:
 
 def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        obj: dict[str, Any] = custom().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name
+        return cast(
+            dict[str, Any],
+            custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name),
         )
-        return obj
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -47,8 +47,9 @@ def get_modelservice(namespace: str, name: str) -> dict[str, Any] | None:
 
 
 def list_modelservices(namespace: str) -> list[dict[str, Any]]:
-    res: dict[str, Any] = custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, MODELSERVICE_PLURAL
+    res = cast(
+        dict[str, Any],
+        custom().list_namespaced_custom_object(GROUP, VERSION, namespace, MODELSERVICE_PLURAL),
     )
     return list(res.get("items", []))
 
@@ -76,10 +77,10 @@ def get_job(namespace: str, name: str) -> dict[str, Any] | None:
 
 def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        obj: dict[str, Any] = custom().get_namespaced_custom_object(
-            "ray.io", "v1", namespace, "rayjobs", name
+        return cast(
+            dict[str, Any],
+            custom().get_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", name),
         )
-        return obj
     except ApiException as exc:
         if exc.status == 404:
             return None

@@ -105,7 +105,9 @@ def spawn(cmd: list[str], env: dict[str, str], logfile: Path, exitfile: Path) ->
         child = subprocess.Popen(
             ["/bin/sh", "-c", script, "sh", *cmd],
             env={**env, "MF_EXIT_FILE": str(exitfile)},
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     return child.pid
@@ -264,11 +266,18 @@ class LocalLauncher:
         d = self._tj_dir(plan.namespace, plan.name)
         env = {**os.environ, **plan.runtime.to_env()}
         pid = spawn([entrypoint("modelfactory-train")], env, d / "train.log", d / "exit")
-        rec = {"runId": plan.run_id, "pid": pid, "attempts": attempts, "startTime": now_iso(),
-               "backoffLimit": plan.chart_values.get("backoffLimit", 0), "final": False}
+        rec = {
+            "runId": plan.run_id,
+            "pid": pid,
+            "attempts": attempts,
+            "startTime": now_iso(),
+            "backoffLimit": plan.chart_values.get("backoffLimit", 0),
+            "final": False,
+        }
         self._save_run(plan.namespace, plan.name, rec)
-        log.info("started training %s/%s run %s (pid %s)", plan.namespace, plan.name,
-                 plan.run_id, pid)
+        log.info(
+            "started training %s/%s run %s (pid %s)", plan.namespace, plan.name, plan.run_id, pid
+        )
         self._watch_training(plan, rec)
 
     def _watch_training(self, plan: TrainingPlan, rec: dict[str, Any]) -> None:
@@ -293,8 +302,10 @@ class LocalLauncher:
         rec = self._run_record(plan.namespace, plan.name)
         if rec is None or rec["runId"] != plan.run_id:
             return RunObservation(state="absent")
-        common: dict[str, Any] = {"start_time": rec.get("startTime"),
-                                  "attempts": int(rec.get("attempts", 1))}
+        common: dict[str, Any] = {
+            "start_time": rec.get("startTime"),
+            "attempts": int(rec.get("attempts", 1)),
+        }
         if not rec.get("final"):
             if pid_alive(rec.get("pid")):
                 self._watch_training(plan, rec)
@@ -309,13 +320,16 @@ class LocalLauncher:
             rec.update(exitCode=code, completionTime=now_iso(), final=True)
             self._save_run(plan.namespace, plan.name, rec)
         if rec.get("exitCode") == 0:
-            return RunObservation(state="succeeded", completion_time=rec.get("completionTime"),
-                                  **common)
+            return RunObservation(
+                state="succeeded", completion_time=rec.get("completionTime"), **common
+            )
         log_tail = tail(self._tj_dir(plan.namespace, plan.name) / "train.log")
         return RunObservation(
-            state="failed", reason="ProcessFailed",
+            state="failed",
+            reason="ProcessFailed",
             message=f"training process exited with code {rec.get('exitCode')}: {log_tail}",
-            completion_time=rec.get("completionTime"), **common,
+            completion_time=rec.get("completionTime"),
+            **common,
         )
 
     async def delete_training(self, namespace: str, name: str) -> None:
@@ -366,12 +380,15 @@ class LocalLauncher:
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
 
-    async def _proxy(self, state: ServiceState, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+    async def _proxy(
+        self, state: ServiceState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         backend = state.active
         if backend is None or not backend.ready:
-            writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
-                         b"connection: close\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
+                b"connection: close\r\n\r\n"
+            )
             with contextlib.suppress(Exception):
                 await writer.drain()
                 writer.close()
@@ -403,12 +420,16 @@ class LocalLauncher:
 
     def _start_backend(self, state: ServiceState, plan: ServingPlan) -> Backend:
         port = free_port()
-        env = {**os.environ, **plan.runtime.to_env(), "MF_HOST": "127.0.0.1",
-               "MF_PORT": str(port)}
-        pid = spawn([entrypoint("modelfactory-serve")], env, state.dir / f"serve-{port}.log",
-                    state.dir / f"exit-{port}")
-        log.info("started model server %s/%s on port %s (pid %s)", state.namespace, state.name,
-                 port, pid)
+        env = {**os.environ, **plan.runtime.to_env(), "MF_HOST": "127.0.0.1", "MF_PORT": str(port)}
+        pid = spawn(
+            [entrypoint("modelfactory-serve")],
+            env,
+            state.dir / f"serve-{port}.log",
+            state.dir / f"exit-{port}",
+        )
+        log.info(
+            "started model server %s/%s on port %s (pid %s)", state.namespace, state.name, port, pid
+        )
         return Backend(pid=pid, port=port, hash=plan.hash, version=plan.model_version)
 
     async def _roll(self, state: ServiceState, backend: Backend) -> None:
@@ -420,8 +441,9 @@ class LocalLauncher:
         if state.pending is not backend:
             return
         if not pid_alive(backend.pid) or not await asyncio.to_thread(http_ready, backend.port):
-            state.message = ("the new model server did not become ready: "
-                             + tail(state.dir / f"serve-{backend.port}.log"))
+            state.message = "the new model server did not become ready: " + tail(
+                state.dir / f"serve-{backend.port}.log"
+            )
             await stop_process(backend.pid, grace=2)
             state.pending = None
             self._notify("msvc", state.namespace, state.name)
@@ -451,8 +473,9 @@ class LocalLauncher:
             backend.ready = False
             state.restarts += 1
             state.message = f"model server exited (code {code}); restarting"
-            log.warning("model server %s/%s exited (%s); restarting", state.namespace,
-                        state.name, code)
+            log.warning(
+                "model server %s/%s exited (%s); restarting", state.namespace, state.name, code
+            )
             self._notify("msvc", state.namespace, state.name)
             await asyncio.sleep(RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF) - 1)])
             failures += 1
@@ -481,8 +504,10 @@ class LocalLauncher:
         active = state.active
         ready = active is not None and active.ready and pid_alive(active.pid)
         desired = state.desired
-        rolled_out = ready and state.pending is None and (
-            desired is None or (active is not None and active.hash == desired.hash)
+        rolled_out = (
+            ready
+            and state.pending is None
+            and (desired is None or (active is not None and active.hash == desired.hash))
         )
         return ServiceObservation(
             exists=active is not None or state.pending is not None,

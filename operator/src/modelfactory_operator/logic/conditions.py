@@ -16,8 +16,15 @@ def is_true(conditions: Conditions, ctype: str) -> bool:
     return cond is not None and cond.get("status") == "True"
 
 
-def set_condition(conditions: Conditions, ctype: str, status: bool | str, reason: str,
-                  message: str, generation: int | None, now: str) -> Conditions:
+def set_condition(
+    conditions: Conditions,
+    ctype: str,
+    status: bool | str,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> Conditions:
     """Return a new list with `ctype` set; the transition time moves only when status changes."""
     status_str = status if isinstance(status, str) else ("True" if status else "False")
     old = get(conditions, ctype)
@@ -40,9 +47,11 @@ def transitions(before: Conditions, after: Conditions) -> list[dict[str, Any]]:
     changed = []
     for cond in after:
         old = get(before, cond["type"])
-        if old is None or old.get("status") != cond["status"] or old.get("reason") != cond[
-            "reason"
-        ]:
+        if (
+            old is None
+            or old.get("status") != cond["status"]
+            or old.get("reason") != cond["reason"]
+        ):
             changed.append(cond)
     return changed
 

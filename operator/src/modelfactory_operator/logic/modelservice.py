@@ -28,15 +28,17 @@ class Unresolved:
     message: str
 
 
-def resolve_model(spec: ModelServiceSpec, trainingjob: dict[str, Any] | None
-                  ) -> ResolvedModel | Unresolved:
+def resolve_model(
+    spec: ModelServiceSpec, trainingjob: dict[str, Any] | None
+) -> ResolvedModel | Unresolved:
     src = spec.model
     if src.uri is not None:
         return ResolvedModel(uri=src.uri, digest=str(src.digest), version=None)
     if trainingjob is None:
-        return Unresolved("TrainingJobNotFound",
-                          f"spec.model.trainingJob: TrainingJob {src.trainingJob!r} not found in "
-                          "this namespace")
+        return Unresolved(
+            "TrainingJobNotFound",
+            f"spec.model.trainingJob: TrainingJob {src.trainingJob!r} not found in this namespace",
+        )
     status = trainingjob.get("status") or {}
     if src.version is not None:
         for ref in status.get("history") or []:
@@ -49,21 +51,24 @@ def resolve_model(spec: ModelServiceSpec, trainingjob: dict[str, Any] | None
         )
     model = status.get("model")
     if not model:
-        return Unresolved("NoModelYet",
-                          f"TrainingJob {src.trainingJob!r} has not produced a model yet")
+        return Unresolved(
+            "NoModelYet", f"TrainingJob {src.trainingJob!r} has not produced a model yet"
+        )
     return ResolvedModel(uri=model["uri"], digest=model["digest"], version=model.get("version"))
 
 
 def following(modelservices: list[dict[str, Any]], trainingjob_name: str) -> list[dict[str, Any]]:
     """ModelServices that serve a TrainingJob's models."""
     return [
-        m for m in modelservices
+        m
+        for m in modelservices
         if ((m.get("spec") or {}).get("model") or {}).get("trainingJob") == trainingjob_name
     ]
 
 
-def render(body: dict[str, Any], spec: ModelServiceSpec, model: ResolvedModel,
-           image: str) -> ServingPlan:
+def render(
+    body: dict[str, Any], spec: ModelServiceSpec, model: ResolvedModel, image: str
+) -> ServingPlan:
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     runtime = ServingRuntimeConfig(
@@ -78,8 +83,12 @@ def render(body: dict[str, Any], spec: ModelServiceSpec, model: ResolvedModel,
         port=SERVING_PORT,
     )
     values: dict[str, Any] = {
-        "owner": {"apiVersion": body.get("apiVersion", "modelfactory.dev/v1alpha1"),
-                  "kind": "ModelService", "name": name, "uid": uid},
+        "owner": {
+            "apiVersion": body.get("apiVersion", "modelfactory.dev/v1alpha1"),
+            "kind": "ModelService",
+            "name": name,
+            "uid": uid,
+        },
         "labels": names.labels("serving", name, "modelfactory-serving"),
         "name": names.dns_name(name),
         "image": split_image(spec.image or image),
@@ -87,16 +96,25 @@ def render(body: dict[str, Any], spec: ModelServiceSpec, model: ResolvedModel,
         "port": SERVING_PORT,
         "env": runtime.to_env(),
         # Rolls the pods whenever the model changes; a URI-pinned model has no version number.
-        "modelVersion": (str(model.version) if model.version is not None
-                         else f"sha256-{model.digest[7:19]}"),
+        "modelVersion": (
+            str(model.version) if model.version is not None else f"sha256-{model.digest[7:19]}"
+        ),
         "replicas": {"min": spec.replicas.min, "max": spec.replicas.max},
-        "autoscaling": {"metric": spec.autoscaling.metric,
-                        "targetUtilization": spec.autoscaling.targetUtilization},
+        "autoscaling": {
+            "metric": spec.autoscaling.metric,
+            "targetUtilization": spec.autoscaling.targetUtilization,
+        },
         "resources": spec.resources.model_dump(),
     }
-    return ServingPlan(namespace=namespace, name=name, uid=uid,
-                       release=names.release_name("msvc", name), model_version=model.version,
-                       runtime=runtime, chart_values=values)
+    return ServingPlan(
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        release=names.release_name("msvc", name),
+        model_version=model.version,
+        runtime=runtime,
+        chart_values=values,
+    )
 
 
 def cluster_url(name: str, namespace: str) -> str:
@@ -140,11 +158,19 @@ def decide(
         if observation.url:
             new["url"] = observation.url
         if observation.ready_replicas > 0:
-            setc("Available", True, "MinimumReplicasAvailable",
-                 f"{observation.ready_replicas}/{observation.replicas} replicas ready")
+            setc(
+                "Available",
+                True,
+                "MinimumReplicasAvailable",
+                f"{observation.ready_replicas}/{observation.replicas} replicas ready",
+            )
         else:
-            setc("Available", False, "ReplicasUnavailable",
-                 observation.message or f"0/{observation.replicas} replicas ready")
+            setc(
+                "Available",
+                False,
+                "ReplicasUnavailable",
+                observation.message or f"0/{observation.replicas} replicas ready",
+            )
         if observation.rolled_out and observation.served_version is not None:
             new["modelVersion"] = observation.served_version
         if observation.rolled_out and plan is not None:
@@ -154,18 +180,30 @@ def decide(
             setc("Ready", False, "ModelNotResolved", cond.get(c, "ModelResolved")["message"])  # type: ignore[index]
         elif launch or not observation.rolled_out:
             if observation.ready_replicas > 0:
-                setc("Ready", False, "RollingOut",
-                     f"rolling out model version {plan.model_version if plan else '?'}")
+                setc(
+                    "Ready",
+                    False,
+                    "RollingOut",
+                    f"rolling out model version {plan.model_version if plan else '?'}",
+                )
             elif status.get("modelVersion") is not None or status.get("modelUri"):
                 # It served before and no replica is ready now.
-                setc("Ready", False, "ReplicasUnavailable",
-                     observation.message or "no replica is ready")
+                setc(
+                    "Ready",
+                    False,
+                    "ReplicasUnavailable",
+                    observation.message or "no replica is ready",
+                )
             else:
                 setc("Ready", False, "Deploying", observation.message or "starting the server")
         else:
-            setc("Ready", True, "ServingModel",
-                 f"{observation.ready_replicas} replica(s) serving model version "
-                 f"{new.get('modelVersion')}")
+            setc(
+                "Ready",
+                True,
+                "ServingModel",
+                f"{observation.ready_replicas} replica(s) serving model version "
+                f"{new.get('modelVersion')}",
+            )
     new["conditions"] = c
     new["observedGeneration"] = generation
     new["phase"] = cond.modelservice_phase(c)
@@ -180,6 +218,7 @@ def decide(
         warn = change["type"] == "Failed" or (
             change["type"] == "Available" and change["status"] == "False"
         )
-        events.append(("Warning" if warn else "Normal", change["reason"],
-                       change["message"] or change["type"]))
+        events.append(
+            ("Warning" if warn else "Normal", change["reason"], change["message"] or change["type"])
+        )
     return Decision(status=new, launch=launch, events=events)

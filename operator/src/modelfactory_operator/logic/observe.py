@@ -17,21 +17,26 @@ def job(job: dict[str, Any] | None) -> RunObservation:
         return RunObservation(state="absent")
     status = job.get("status") or {}
     conds = _conditions(job)
-    attempts = int(status.get("failed") or 0) + int(status.get("succeeded") or 0) + int(
-        status.get("active") or 0
+    attempts = (
+        int(status.get("failed") or 0)
+        + int(status.get("succeeded") or 0)
+        + int(status.get("active") or 0)
     )
     common: dict[str, Any] = {"start_time": status.get("startTime"), "attempts": attempts}
     failed = conds.get("Failed")
     if failed and failed.get("status") == "True":
         return RunObservation(
-            state="failed", reason=failed.get("reason") or "JobFailed",
+            state="failed",
+            reason=failed.get("reason") or "JobFailed",
             message=f"training Job failed: {failed.get('message') or failed.get('reason')}",
-            completion_time=failed.get("lastTransitionTime"), **common,
+            completion_time=failed.get("lastTransitionTime"),
+            **common,
         )
     complete = conds.get("Complete")
     if complete and complete.get("status") == "True":
-        return RunObservation(state="succeeded", completion_time=status.get("completionTime"),
-                              **common)
+        return RunObservation(
+            state="succeeded", completion_time=status.get("completionTime"), **common
+        )
     suspended = conds.get("Suspended")
     if (suspended and suspended.get("status") == "True") or (job.get("spec") or {}).get("suspend"):
         return RunObservation(state="suspended", **common)
@@ -39,8 +44,9 @@ def job(job: dict[str, Any] | None) -> RunObservation:
         int(status.get("active") or 0) > 0 and status.get("ready") is None
     ):
         return RunObservation(state="running", **common)
-    return RunObservation(state="pending", message="waiting for the training pod to start",
-                          **common)
+    return RunObservation(
+        state="pending", message="waiting for the training pod to start", **common
+    )
 
 
 def rayjob(rayjob: dict[str, Any] | None) -> RunObservation:
@@ -49,20 +55,27 @@ def rayjob(rayjob: dict[str, Any] | None) -> RunObservation:
     status = rayjob.get("status") or {}
     deployment = status.get("jobDeploymentStatus") or ""
     job_status = status.get("jobStatus") or ""
-    common: dict[str, Any] = {"start_time": status.get("startTime"),
-              "attempts": int(status.get("failed") or 0) + int(status.get("succeeded") or 0) + 1}
+    common: dict[str, Any] = {
+        "start_time": status.get("startTime"),
+        "attempts": int(status.get("failed") or 0) + int(status.get("succeeded") or 0) + 1,
+    }
     if deployment == "Failed" or job_status in ("FAILED", "STOPPED"):
-        return RunObservation(state="failed", reason=status.get("reason") or "RayJobFailed",
-                              message=f"RayJob failed: {status.get('message') or job_status}",
-                              completion_time=status.get("endTime"), **common)
+        return RunObservation(
+            state="failed",
+            reason=status.get("reason") or "RayJobFailed",
+            message=f"RayJob failed: {status.get('message') or job_status}",
+            completion_time=status.get("endTime"),
+            **common,
+        )
     if deployment == "Complete" or job_status == "SUCCEEDED":
         return RunObservation(state="succeeded", completion_time=status.get("endTime"), **common)
     if deployment == "Suspended" or (rayjob.get("spec") or {}).get("suspend"):
         return RunObservation(state="suspended", **common)
     if deployment == "Running" or job_status == "RUNNING":
         return RunObservation(state="running", **common)
-    return RunObservation(state="pending", message=f"RayJob is {deployment or 'starting'}",
-                          **common)
+    return RunObservation(
+        state="pending", message=f"RayJob is {deployment or 'starting'}", **common
+    )
 
 
 def deployment(dep: dict[str, Any] | None, url: str) -> ServiceObservation:
@@ -82,7 +95,11 @@ def deployment(dep: dict[str, Any] | None, url: str) -> ServiceObservation:
     version = int(raw_version) if raw_version and str(raw_version).isdigit() else None
     unavailable = _conditions(dep).get("Available", {})
     return ServiceObservation(
-        exists=True, replicas=replicas, ready_replicas=ready, rolled_out=rolled_out,
-        served_version=version, url=url,
+        exists=True,
+        replicas=replicas,
+        ready_replicas=ready,
+        rolled_out=rolled_out,
+        served_version=version,
+        url=url,
         message="" if ready else (unavailable.get("message") or f"0/{want} replicas ready"),
     )

@@ -35,26 +35,33 @@ def current_run_id(body: dict[str, Any], spec: TrainingJobSpec) -> str:
     return names.run_id(meta["uid"], config_hash(what), retrain)
 
 
-def render(body: dict[str, Any], spec: TrainingJobSpec, image: str,
-           report_kind: str = "kubernetes") -> TrainingPlan:
+def render(
+    body: dict[str, Any], spec: TrainingJobSpec, image: str, report_kind: str = "kubernetes"
+) -> TrainingPlan:
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     rid = current_run_id(body, spec)
     runtime = TrainingRuntimeConfig(
         spec=spec,
-        job=JobIdentity(namespace=namespace, name=name, uid=uid,
-                        generation=meta.get("generation")),
+        job=JobIdentity(namespace=namespace, name=name, uid=uid, generation=meta.get("generation")),
         runId=rid,
         report=ReportSpec(kind=report_kind),  # type: ignore[arg-type]
     )
     mode = "rayjob" if spec.compute.workers > 0 else "job"
     # KubeRay derives further names from a RayJob's: it takes at most 47 characters and a letter
     # first.
-    job_name = (names.dns_name(name if name[0].isalpha() else f"tj-{name}", rid, max_len=47)
-                if mode == "rayjob" else names.dns_name(name, rid))
+    job_name = (
+        names.dns_name(name if name[0].isalpha() else f"tj-{name}", rid, max_len=47)
+        if mode == "rayjob"
+        else names.dns_name(name, rid)
+    )
     values: dict[str, Any] = {
-        "owner": {"apiVersion": body.get("apiVersion", "modelfactory.dev/v1alpha1"),
-                  "kind": "TrainingJob", "name": name, "uid": uid},
+        "owner": {
+            "apiVersion": body.get("apiVersion", "modelfactory.dev/v1alpha1"),
+            "kind": "TrainingJob",
+            "name": name,
+            "uid": uid,
+        },
         "labels": names.labels("training", name, "modelfactory-training"),
         "mode": mode,
         "jobName": job_name,
@@ -72,9 +79,16 @@ def render(body: dict[str, Any], spec: TrainingJobSpec, image: str,
         "suspend": spec.suspend,
     }
     return TrainingPlan(
-        namespace=namespace, name=name, uid=uid, run_id=rid,
-        release=names.release_name("tj", name), job_name=job_name, mode=mode,  # type: ignore[arg-type]
-        suspend=spec.suspend, runtime=runtime, chart_values=values,
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        run_id=rid,
+        release=names.release_name("tj", name),
+        job_name=job_name,
+        mode=mode,  # type: ignore[arg-type]
+        suspend=spec.suspend,
+        runtime=runtime,
+        chart_values=values,
     )
 
 
@@ -159,9 +173,12 @@ def decide(
             observation.state == "absent" and failed_before
         ):
             if observation.state == "succeeded":
-                reason, msg = "NoResult", (
-                    "the training run finished without reporting a result "
-                    "(status.result was never written for run " + plan.run_id + ")"
+                reason, msg = (
+                    "NoResult",
+                    (
+                        "the training run finished without reporting a result "
+                        "(status.result was never written for run " + plan.run_id + ")"
+                    ),
                 )
             elif observation.state == "failed":
                 reason = observation.reason or "TrainingFailed"
@@ -188,8 +205,12 @@ def decide(
                 detail = f": {done}/{total} trials" if total else ""
                 setc("Running", True, "Training", f"run {plan.run_id} is training{detail}")
             else:
-                setc("Running", False, "Pending",
-                     observation.message or f"run {plan.run_id} is waiting to start")
+                setc(
+                    "Running",
+                    False,
+                    "Pending",
+                    observation.message or f"run {plan.run_id} is waiting to start",
+                )
         if observation.state != "absent" and status.get("appliedHash") != plan.hash:
             # Run control changed (e.g. suspend), or an earlier apply was cut short: apply the
             # same run again, which is idempotent.

@@ -45,8 +45,10 @@ def trainingjob_spec(spec: dict[str, Any]) -> TrainingJobSpec:
             "RandomForestClassifier)"
         )
     known = set(entry["params"])
-    for source, names in (("spec.model.params", parsed.model.params),
-                          ("spec.tuning.searchSpace", parsed.tuning.searchSpace)):
+    for source, names in (
+        ("spec.model.params", parsed.model.params),
+        ("spec.tuning.searchSpace", parsed.tuning.searchSpace),
+    ):
         unknown = sorted(set(names) - known)
         if unknown:
             raise SpecError(
