@@ -222,7 +222,7 @@ class TrainingJobSpec(TrainingSpec):
         json_schema_extra=cel(
             (
                 "self.output.storageUri == oldSelf.output.storageUri",
-                "spec.output.storageUri is immutable: a TrainingJob keeps its versions in one place",
+                "spec.output.storageUri is immutable: a TrainingJob keeps its versions together",
             ),
         )
     )

@@ -45,9 +45,9 @@ def emit(body: dict[str, Any], decision: Decision) -> None:
     for kind, reason, message in decision.events:
         try:
             kopf.event(
-                body,
+                body,  # type: ignore[arg-type]
                 type=kind,
-                reason=reason,  # type: ignore[arg-type]
+                reason=reason,
                 message=message[:1000],
             )
         except Exception:  # events are best effort; outside a handler context there is no queue
