@@ -67,8 +67,9 @@ def crds(kube: Kube) -> Kube:
 
 @pytest.fixture(scope="session")
 def operator(crds: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    """One operator for the session, watching every namespace with the kubernetes launcher."""
-    op = OperatorProcess(crds, tmp_path_factory.mktemp("operator"), ["--all-namespaces"],
+    """One operator for the session, with the kubernetes launcher."""
+    # Test namespaces start with "t-"; e2e tests run operators of their own elsewhere.
+    op = OperatorProcess(crds, tmp_path_factory.mktemp("operator"), ["--namespace", "t-*"],
                          {"MF_LAUNCHER": "kubernetes", "MF_CRD_CACHE_SECONDS": "1"})
     op.start()
     time.sleep(2)
