@@ -117,5 +117,6 @@ async def child_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo)
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.event("ray.io", "v1", "rayjobs", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 async def child_event(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
     await child_changed(labels, namespace, memo)
