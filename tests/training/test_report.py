@@ -89,7 +89,7 @@ class FakeApi:
             raise ConnectionError("apiserver away")
         self.patches.append((args, kwargs))
 
-    def get_namespaced_custom_object_status(self, *args: Any) -> Any:
+    def get_namespaced_custom_object_status(self, *args: Any, **kwargs: Any) -> Any:
         return {"status": {"result": self.current}} if self.current is not None else {}
 
 
@@ -101,6 +101,7 @@ def test_kubernetes_reporter_merge_patches_status() -> None:
     (progress_args, progress_kwargs), (result_args, _) = api.patches
     assert progress_args[:5] == ("modelfactory.dev", "v1alpha1", "ml", "trainingjobs", "iris")
     assert progress_kwargs["_content_type"] == MERGE_PATCH
+    assert progress_kwargs["_request_timeout"] == 10.0
     assert progress_args[5] == {
         "status": {
             "progress": {

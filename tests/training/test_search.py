@@ -3,12 +3,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from modelfactory_api.trainingjob import TrainingProgress, TuningSpec
 from modelfactory_training.search import (
     ProgressTracker,
     collect,
+    cv_splits,
     is_better,
     plan_parallelism,
 )
@@ -20,20 +23,37 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"total_trials": 24, "cluster_cpus": 2}, (2, 1)),
-        # Never more trials at once than there are; the spare CPUs go to the trials.
-        ({"total_trials": 1, "cluster_cpus": 2}, (1, 2)),
-        ({"total_trials": 3, "cluster_cpus": 16}, (3, 5)),
-        # ...but never more than one node holds.
-        ({"total_trials": 1, "cluster_cpus": 16, "largest_node_cpus": 4}, (1, 4)),
-        ({"total_trials": 10, "cluster_cpus": 8, "requested": 2}, (2, 4)),
-        ({"total_trials": 100, "cluster_cpus": 4, "requested": 8}, (8, 1)),
+        # 2 CPUs, 5 folds: two trials keep a fold queued for each CPU.
+        ({"total_trials": 24, "folds": 5, "cluster_cpus": 2}, (2, 1)),
+        # Never more trials at once than there are.
+        ({"total_trials": 1, "folds": 5, "cluster_cpus": 2}, (1, 1)),
+        ({"total_trials": 100, "folds": 5, "cluster_cpus": 64}, (14, 1)),
+        # One trial on a big node: its folds get the spare CPUs as threads...
+        ({"total_trials": 1, "folds": 2, "cluster_cpus": 16}, (1, 8)),
+        # ...never more than one node has, and only if the estimator has threads.
+        ({"total_trials": 1, "folds": 2, "cluster_cpus": 16, "largest_node_cpus": 4}, (1, 4)),
+        ({"total_trials": 1, "folds": 2, "cluster_cpus": 16, "multithreaded": False}, (1, 1)),
+        ({"total_trials": 10, "folds": 3, "cluster_cpus": 8, "requested": 1}, (1, 2)),
     ],
 )
 def test_plan_parallelism(kwargs: dict[str, Any], expected: tuple[int, int]) -> None:
-    args = {"requested": None, "largest_node_cpus": 64, **kwargs}
+    args = {"requested": None, "largest_node_cpus": 64, "multithreaded": True, **kwargs}
     plan = plan_parallelism(**args)
-    assert (plan.concurrent_trials, plan.cpus_per_trial) == expected
+    assert (plan.concurrent_trials, plan.cpus_per_fold) == expected
+
+
+def test_cv_splits_match_cross_val_score() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    y = pd.Series((X["a"] + rng.normal(scale=0.5, size=60) > 0).astype(int))
+    splits = cv_splits(X, y, 4, classifier=True)
+    assert len(splits) == 4
+    model = LogisticRegression()
+    mine = [model.fit(X.iloc[tr], y.iloc[tr]).score(X.iloc[te], y.iloc[te]) for tr, te in splits]
+    np.testing.assert_allclose(mine, cross_val_score(LogisticRegression(), X, y, cv=4))
 
 
 def test_direction() -> None:

@@ -407,3 +407,43 @@ def test_refit_through_rays_joblib_backend() -> None:
     assert model.score(prepared.X_test, prepared.y_test) > 0.8
     # The cluster's CPU count is not carried into the stored model.
     assert model.named_steps["model"].n_jobs is None
+
+
+def test_scores_equal_cross_val_score_on_the_same_split(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    verified_loader: Callable[[Path], Any],
+) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import cross_val_score
+
+    from modelfactory_api.trainingjob import DatasetSpec
+    from modelfactory_training.data import load_frame
+    from modelfactory_training.prepare import prepare
+
+    store = tmp_path / "store"
+    config = write_config(
+        store,
+        dataset={"uri": "sklearn://wine", "seed": 3},
+        model={
+            "estimator": "sklearn.ensemble.RandomForestClassifier",
+            "params": {"random_state": 0, "n_estimators": 10},
+            "preprocessing": False,
+        },
+        tuning={"cvFolds": 3, "searchSpace": {"max_depth": {"values": [1, 3]}}},
+    )
+    assert run(config, tmp_path / "result.json") == 0
+    _, metadata = verified_loader(store / "1")
+
+    dataset = DatasetSpec(uri="sklearn://wine", seed=3)
+    prepared = prepare(
+        load_frame(dataset), dataset, is_classifier=True, preprocessing=False, cv_folds=3
+    )
+    for trial in metadata.trials:
+        expected = cross_val_score(
+            RandomForestClassifier(random_state=0, n_estimators=10, **trial.params),
+            prepared.X_train,
+            prepared.y_train,
+            cv=3,
+        )
+        assert trial.score == pytest.approx(expected.mean(), abs=1e-12)

@@ -4,7 +4,8 @@ One asyncio task owns the model. It takes everything queued (up to max_batch_siz
 requests are still being read or decoded it waits for them, but never longer than max_latency.
 With nothing else in flight a request is predicted at once, so a lone client pays no delay.
 Predict runs on a dedicated thread (the event loop keeps accepting and decoding while a slow
-model works) or inline for models so fast that the thread hand-off would cost more.
+model works) or inline: for models so fast that the thread hand-off would cost more, and for a
+lone request while nothing else is in flight.
 """
 
 from __future__ import annotations
@@ -147,8 +148,12 @@ class Batcher:
             return
         want_proba = any(it.want_proba for it in items)
         merged = self.runtime.concat([it.batch for it in items])
+        # A lone request with nothing else in flight gains nothing from the thread hand-off.
+        inline = self._executor is None or (
+            len(items) == 1 and not self._queue and not self._arriving
+        )
         try:
-            if self._executor is None:
+            if inline:
                 result = self.runtime.predict(merged, want_proba)
             else:
                 result = await loop.run_in_executor(

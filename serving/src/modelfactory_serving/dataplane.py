@@ -7,6 +7,7 @@ InferenceError that says what is wrong (the route maps it to a status code).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -108,6 +109,10 @@ class DataPlane:
             on_queue=m.queue_rows.set if m else None,
         )
         self.batcher.start()
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which would otherwise walk it and stall requests.
+        gc.collect()
+        gc.freeze()
         self.runtime = runtime
         seconds = time.perf_counter() - started
         self.state = ModelState("Ready", "Ready", f"serving version {runtime.version}")

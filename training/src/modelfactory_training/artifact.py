@@ -19,7 +19,7 @@ from modelfactory_api.artifact import (
     sha256_hex,
 )
 from modelfactory_api.runtime import JobIdentity
-from modelfactory_training.errors import TrainingError
+from modelfactory_training.errors import SpecError
 
 # Types a model may contain beyond skops' defaults; serving trusts exactly these packages.
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
@@ -43,7 +43,7 @@ def serialize(model: Any) -> tuple[bytes, list[str]]:
     types = sorted(sio.get_untrusted_types(data=data))
     outside = untrusted_outside_allowlist(types)
     if outside:
-        raise TrainingError(
+        raise SpecError(
             "UnsafeModel",
             f"model: contains types outside scikit-learn/numpy/scipy: {', '.join(outside)}",
         )

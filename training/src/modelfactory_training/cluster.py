@@ -52,7 +52,9 @@ def ray_session() -> Iterator[ClusterInfo]:
             log.info("joining ray cluster", extra={"address": os.environ["RAY_ADDRESS"]})
             ray.init(**quiet)
         else:
-            ray.init(include_dashboard=False, **quiet)
+            # Ray nices its workers to 15 by default; here they are the job itself, and niced
+            # they lose the CPU to any other process on a shared node.
+            ray.init(include_dashboard=False, _system_config={"worker_niceness": 0}, **quiet)
         started = True
     try:
         info = describe()

@@ -100,6 +100,7 @@ class KubernetesReporter(LogReporter):
         attempts: int = 5,
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 10.0,
     ) -> None:
         if not job.namespace or not job.name:
             raise ValueError("report kind kubernetes needs job.namespace and job.name")
@@ -109,6 +110,7 @@ class KubernetesReporter(LogReporter):
         self.attempts = attempts
         self.backoff = backoff
         self.sleep = sleep
+        self.timeout = timeout
 
     @property
     def api(self) -> Any:
@@ -125,12 +127,19 @@ class KubernetesReporter(LogReporter):
             self.job.name,
             body,
             _content_type=MERGE_PATCH,
+            # Progress is sent from Tune's event loop: a hung API server must not stall it.
+            _request_timeout=self.timeout,
         )
 
     def _current_result(self) -> Any:
         try:
             obj = self.api.get_namespaced_custom_object_status(
-                GROUP, VERSION, self.job.namespace, TRAININGJOB_PLURAL, self.job.name
+                GROUP,
+                VERSION,
+                self.job.namespace,
+                TRAININGJOB_PLURAL,
+                self.job.name,
+                _request_timeout=self.timeout,
             )
         except Exception as exc:
             log.warning("cannot read current status", extra={"error": str(exc)})

@@ -5,13 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from sklearn.base import is_classifier
 
-from modelfactory_api.artifact import ArtifactMetadata
+from modelfactory_api.artifact import ArtifactMetadata, TrialRecord
 from modelfactory_api.runtime import TrainingRuntimeConfig
-from modelfactory_api.trainingjob import ModelRef, TrainingProgress, TrainingResult
+from modelfactory_api.trainingjob import (
+    ModelRef,
+    TrainingProgress,
+    TrainingResult,
+    TrainingSpec,
+)
 from modelfactory_training.artifact import build_metadata, serialize
 from modelfactory_training.cluster import ClusterInfo, ray_session
 from modelfactory_training.data import load_frame
@@ -26,7 +32,7 @@ from modelfactory_training.pipeline import MODEL_STEP, build_pipeline
 from modelfactory_training.prepare import Prepared, prepare
 from modelfactory_training.report import Reporter
 from modelfactory_training.search import SearchOutcome, plan_parallelism, run_search
-from modelfactory_training.search_space import build_plan, candidates
+from modelfactory_training.search_space import SearchPlan, build_plan, candidates
 from modelfactory_training.stats import reference_stats
 from modelfactory_training.store import ModelStore
 from modelfactory_training.trial import ModelRecipe
@@ -97,59 +103,44 @@ def refit(
     return pipeline
 
 
-def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
-    spec = config.spec
-    started = time.monotonic()
-    store = ModelStore.open(spec.output.storageUri)
-    try:
-        existing = store.find_run(config.runId)
-    except OSError as exc:
-        raise TransientError(
-            "StorageUnavailable", f"output: cannot list {store.uri}: {exc}"
-        ) from exc
-    if existing is not None:
-        log.info("run already wrote a version", extra={"version": existing.version})
-        return result_from_metadata(config.runId, existing, store.version_uri(existing.version))
+@dataclass(frozen=True)
+class CheckedSpec:
+    """What the spec resolves to, checked before any data is read or compute spent."""
 
+    estimator_cls: Any
+    classifier: bool
+    metric: str
+    plan: SearchPlan
+    owns_n_jobs: bool
+
+
+def check_spec(spec: TrainingSpec) -> CheckedSpec:
     estimator_cls = resolve_estimator(spec.model.estimator)
     classifier = is_classifier(estimator_cls())
     metric = resolve_metric(spec.tuning.metric, classifier)
     plan = build_plan(spec.tuning)
     validate_model_params(estimator_cls, spec.model.params, candidates(spec.tuning))
-
-    frame = load_frame(spec.dataset)
-    prepared = prepare(
-        frame,
-        spec.dataset,
-        is_classifier=classifier,
-        preprocessing=spec.model.preprocessing,
-        cv_folds=spec.tuning.cvFolds,
-    )
-    log.info(
-        "data ready",
-        extra={
-            "rows_train": len(prepared.y_train),
-            "rows_test": len(prepared.y_test),
-            "features": len(prepared.features),
-            "task": prepared.task,
-            "trials": plan.total_trials,
-        },
-    )
-
-    searched = set(spec.tuning.searchSpace)
+    # n_jobs is ours to size unless the user fixed or searches it.
     owns_n_jobs = (
         supports_n_jobs(estimator_cls)
         and "n_jobs" not in spec.model.params
-        and "n_jobs" not in searched
+        and "n_jobs" not in spec.tuning.searchSpace
     )
+    return CheckedSpec(estimator_cls, classifier, metric, plan, owns_n_jobs)
+
+
+def search_and_refit(
+    spec: TrainingSpec, checked: CheckedSpec, prepared: Prepared, reporter: Reporter
+) -> tuple[SearchOutcome, TrialRecord, Any]:
+    """Run the search on Ray and fit the best configuration on the whole training split."""
     with ray_session() as cluster:
         parallelism = plan_parallelism(
-            total_trials=plan.total_trials,
+            total_trials=checked.plan.total_trials,
             folds=spec.tuning.cvFolds,
             requested=spec.tuning.parallelTrials,
             cluster_cpus=cluster.cpus,
             largest_node_cpus=cluster.largest_node_cpus,
-            multithreaded=owns_n_jobs,
+            multithreaded=checked.owns_n_jobs,
         )
         log.info(
             "search starting",
@@ -163,17 +154,17 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
         outcome = run_search(
             prepared.X_train,
             prepared.y_train,
-            classifier=classifier,
+            classifier=checked.classifier,
             recipe=ModelRecipe(
                 estimator=spec.model.estimator,
                 preprocessing=spec.model.preprocessing,
                 numeric=prepared.numeric,
                 categorical=prepared.categorical,
-                scoring=metric,
+                scoring=checked.metric,
             ),
             fixed_params=dict(spec.model.params),
-            estimator_n_jobs=parallelism.cpus_per_fold if owns_n_jobs else None,
-            plan=plan,
+            estimator_n_jobs=parallelism.cpus_per_fold if checked.owns_n_jobs else None,
+            plan=checked.plan,
             parallelism=parallelism,
             folds=spec.tuning.cvFolds,
             seed=spec.dataset.seed,
@@ -185,42 +176,90 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
             raise all_failed_error(outcome)
         model = refit(
             prepared,
-            estimator_cls,
+            checked.estimator_cls,
             {**spec.model.params, **best.params},
             preprocessing=spec.model.preprocessing,
-            n_jobs=_refit_jobs(cluster) if owns_n_jobs else None,
-            use_ray_joblib=owns_n_jobs and cluster.nodes > 1,
+            n_jobs=_refit_jobs(cluster) if checked.owns_n_jobs else None,
+            use_ray_joblib=checked.owns_n_jobs and cluster.nodes > 1,
         )
+    return outcome, best, model
 
+
+def write_version(
+    config: TrainingRuntimeConfig,
+    store: ModelStore,
+    checked: CheckedSpec,
+    prepared: Prepared,
+    outcome: SearchOutcome,
+    best: TrialRecord,
+    model: Any,
+) -> ArtifactMetadata:
     metrics = {"cv_mean": float(best.score or 0.0), "cv_std": float(best.scoreStd or 0.0)}
-    metrics.update(held_out_metrics(model, prepared.X_test, prepared.y_test, prepared.task, metric))
+    metrics.update(
+        held_out_metrics(model, prepared.X_test, prepared.y_test, prepared.task, checked.metric)
+    )
     model_bytes, _ = serialize(model)
     classes = getattr(model, "classes_", None) if prepared.task != "regression" else None
     try:
         version = store.reserve()
-    except OSError as exc:
-        raise TransientError("StorageUnavailable", f"output: {store.uri}: {exc}") from exc
-    metadata = build_metadata(
-        version=version,
-        model_bytes=model_bytes,
-        task=prepared.task,
-        features=prepared.features,
-        target=prepared.target,
-        classes=list(classes) if classes is not None else None,
-        estimator=spec.model.estimator,
-        metric=metric,
-        metrics=metrics,
-        best_params=best.params,
-        trials=outcome.trials,
-        reference_stats=reference_stats(prepared.X_train, prepared.features),
-        job=config.job,
-        run_id=config.runId,
-    )
-    try:
+        metadata = build_metadata(
+            version=version,
+            model_bytes=model_bytes,
+            task=prepared.task,
+            features=prepared.features,
+            target=prepared.target,
+            classes=list(classes) if classes is not None else None,
+            estimator=config.spec.model.estimator,
+            metric=checked.metric,
+            metrics=metrics,
+            best_params=best.params,
+            trials=outcome.trials,
+            reference_stats=reference_stats(prepared.X_train, prepared.features),
+            job=config.job,
+            run_id=config.runId,
+        )
         store.write(version, model_bytes, metadata)
     except OSError as exc:
         raise TransientError("StorageUnavailable", f"output: {store.uri}: {exc}") from exc
-    uri = store.version_uri(version)
+    return metadata
+
+
+def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
+    """Train and write a version, or report the version this run already wrote."""
+    spec = config.spec
+    started = time.monotonic()
+    store = ModelStore.open(spec.output.storageUri)
+    try:
+        existing = store.find_run(config.runId)
+    except OSError as exc:
+        raise TransientError(
+            "StorageUnavailable", f"output: cannot list {store.uri}: {exc}"
+        ) from exc
+    if existing is not None:
+        log.info("run already wrote a version", extra={"version": existing.version})
+        return result_from_metadata(config.runId, existing, store.version_uri(existing.version))
+
+    checked = check_spec(spec)
+    prepared = prepare(
+        load_frame(spec.dataset),
+        spec.dataset,
+        is_classifier=checked.classifier,
+        preprocessing=spec.model.preprocessing,
+        cv_folds=spec.tuning.cvFolds,
+    )
+    log.info(
+        "data ready",
+        extra={
+            "rows_train": len(prepared.y_train),
+            "rows_test": len(prepared.y_test),
+            "features": len(prepared.features),
+            "task": prepared.task,
+            "trials": checked.plan.total_trials,
+        },
+    )
+    outcome, best, model = search_and_refit(spec, checked, prepared, reporter)
+    metadata = write_version(config, store, checked, prepared, outcome, best, model)
+    uri = store.version_uri(metadata.version)
     log.info(
         "model written",
         extra={
