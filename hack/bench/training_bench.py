@@ -192,7 +192,11 @@ def run_baseline(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved comparison runs")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the 1-CPU runs")
+    parser.add_argument(
+        "--scaling-rows", type=int, default=5000, help="rows for the 1 vs 2 CPU runs"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -203,10 +207,15 @@ def main() -> int:
     configs = int(np.prod([len(v) for v in grid.values()]))
     with tempfile.TemporaryDirectory(prefix="mf-bench-") as tmp:
         work = Path(tmp)
-        X, y = make_classification(n_samples=rows, n_features=20, random_state=0)
-        frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]).assign(y=y)
-        data = work / "train.parquet"
-        frame.to_parquet(data)
+
+        def dataset(n: int) -> Path:
+            X, y = make_classification(n_samples=n, n_features=20, random_state=0)
+            frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]).assign(y=y)
+            path = work / f"train-{n}.parquet"
+            frame.to_parquet(path)
+            return path
+
+        data = dataset(rows)
         print(
             f"data: make_classification({rows}, 20); {configs} configs x {folds}-fold CV; "
             f"cpus={os.cpu_count()}; load={os.getloadavg()[0]:.2f}"
@@ -217,42 +226,47 @@ def main() -> int:
         )
         print("ray start-up (s): " + ", ".join(f"{k} {v:.2f}" for k, v in ray_start.items()))
 
-        base = run_baseline(data, grid, folds, n_jobs=-1, cpus=None)
-        entry = run_entrypoint(data, work, grid, folds, cpus=None)
-        best = entry["result"]["metrics"]["cv_mean"]
-        ratio = entry["wall"] / base["fit_seconds"]
-        print(
-            f"GridSearchCV(n_jobs=-1).fit: {base['fit_seconds']:.1f} s "
-            f"(whole process {base['process_wall']:.1f} s), best cv {base['best_score']:.6f}, "
-            f"params {base['best_params']}, peak RSS {base['peak_rss'] / 2**20:.0f} MiB"
-        )
-        print(
-            f"modelfactory-train (whole process): {entry['wall']:.1f} s, best cv {best:.6f}, "
-            f"params {entry['result']['bestParams']}, "
-            f"peak RSS {entry['peak_rss'] / 2**20:.0f} MiB"
-        )
-        print(f"  phases (first log time): {entry['phases']}")
-        print(
-            f"ratio entrypoint / GridSearchCV.fit: {ratio:.3f}  "
-            f"(vs whole GridSearchCV process: {entry['wall'] / base['process_wall']:.3f})"
-        )
-        same = abs(best - base["best_score"]) < 1e-9
-        print(f"same best score: {same}")
+        same = True
+        ratios = []
+        for attempt in range(1, args.repeat + 1):
+            load = os.getloadavg()[0]
+            base = run_baseline(data, grid, folds, n_jobs=-1, cpus=None)
+            entry = run_entrypoint(data, work, grid, folds, cpus=None)
+            best = entry["result"]["metrics"]["cv_mean"]
+            ratio = entry["wall"] / base["fit_seconds"]
+            ratios.append(ratio)
+            same = same and abs(best - base["best_score"]) < 1e-9
+            print(f"run {attempt} (load before {load:.2f}):")
+            print(
+                f"  GridSearchCV(n_jobs=-1).fit: {base['fit_seconds']:.1f} s "
+                f"(whole process {base['process_wall']:.1f} s), "
+                f"best cv {base['best_score']:.6f} {base['best_params']}, "
+                f"peak RSS {base['peak_rss'] / 2**20:.0f} MiB"
+            )
+            print(
+                f"  modelfactory-train (whole process): {entry['wall']:.1f} s, "
+                f"best cv {best:.6f} {entry['result']['bestParams']}, "
+                f"peak RSS {entry['peak_rss'] / 2**20:.0f} MiB"
+            )
+            print(f"  phases (first log line): {entry['phases']}")
+            print(f"  ratio entrypoint / GridSearchCV.fit: {ratio:.3f}")
+        print(f"ratios: {', '.join(f'{r:.3f}' for r in ratios)}; same best score: {same}")
 
         if not args.skip_scaling:
-            one = run_entrypoint(data, work, grid, folds, cpus=1)
-            base_one = run_baseline(data, grid, folds, n_jobs=1, cpus=1)
+            small = dataset(args.scaling_rows)
+            walls = {}
+            for cpus in (1, 2):
+                one = run_entrypoint(small, work, grid, folds, cpus=cpus)
+                base_one = run_baseline(small, grid, folds, n_jobs=cpus, cpus=cpus)
+                walls[cpus] = (one["wall"], base_one["fit_seconds"])
+                print(
+                    f"{cpus} CPU(s), {args.scaling_rows} rows: modelfactory-train "
+                    f"{one['wall']:.1f} s, GridSearchCV(n_jobs={cpus}).fit "
+                    f"{base_one['fit_seconds']:.1f} s"
+                )
             print(
-                f"1 CPU: modelfactory-train {one['wall']:.1f} s, "
-                f"GridSearchCV(n_jobs=1) {base_one['fit_seconds']:.1f} s"
-            )
-            print(
-                f"2 CPUs: modelfactory-train {entry['wall']:.1f} s, "
-                f"GridSearchCV(n_jobs=-1) {base['fit_seconds']:.1f} s"
-            )
-            print(
-                f"speed-up 1->2 CPUs: modelfactory-train {one['wall'] / entry['wall']:.2f}x, "
-                f"GridSearchCV {base_one['fit_seconds'] / base['fit_seconds']:.2f}x"
+                f"speed-up 1 -> 2 CPUs: modelfactory-train {walls[1][0] / walls[2][0]:.2f}x, "
+                f"GridSearchCV {walls[1][1] / walls[2][1]:.2f}x"
             )
         return 0 if same else 1
 

@@ -2,8 +2,9 @@
 KServe's InferenceRESTClient (v1 and v2).
 
 The kserve package pins versions of pandas, protobuf, grpcio and psutil that conflict with the
-rest of this workspace's environment, so its client runs in its own virtualenv (the benchmark
-harness's /tmp/venvs/kserve, or KSERVE_PYTHON) in a subprocess; without one that test is skipped.
+rest of this workspace's environment, so its client runs in its own virtualenv (.venv-kserve,
+made by hack/install-python.sh, or KSERVE_PYTHON) in a subprocess; without one that test is
+skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from .conftest import Artifact, Server
 
 pytestmark = pytest.mark.e2e
 
-KSERVE_PYTHON = os.environ.get("KSERVE_PYTHON", "/tmp/venvs/kserve/bin/python")
+KSERVE_PYTHON = os.environ.get(
+    "KSERVE_PYTHON", str(Path(__file__).resolve().parents[2] / ".venv-kserve" / "bin" / "python")
+)
 
 
 @pytest.fixture(scope="module")
