@@ -93,6 +93,9 @@ class RequestContext:
                 status = message["status"]
                 started_response = True
                 message["headers"] = [*message.get("headers", ()), rid_header]
+                if self.dataplane is not None and self.dataplane.draining:
+                    # Keep-alive clients reconnect, and so reach a server that is staying.
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         route_label: str | None = None

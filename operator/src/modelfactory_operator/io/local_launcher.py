@@ -36,7 +36,7 @@ from modelfactory_operator.logic.plans import (
 log = logging.getLogger("modelfactory.operator.local")
 
 READY_TIMEOUT = 120.0
-DRAIN_TIMEOUT = 20.0
+DRAIN_SECONDS = 3.0
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -420,7 +420,15 @@ class LocalLauncher:
 
     def _start_backend(self, state: ServiceState, plan: ServingPlan) -> Backend:
         port = free_port()
-        env = {**os.environ, **plan.runtime.to_env(), "MF_HOST": "127.0.0.1", "MF_PORT": str(port)}
+        # On SIGTERM the server keeps answering for a moment with "connection: close", so
+        # keep-alive clients reconnect through the proxy to the new server before it stops.
+        env = {
+            "MF_DRAIN_SECONDS": str(DRAIN_SECONDS),
+            **os.environ,
+            **plan.runtime.to_env(),
+            "MF_HOST": "127.0.0.1",
+            "MF_PORT": str(port),
+        }
         pid = spawn(
             [entrypoint("modelfactory-serve")],
             env,
@@ -454,10 +462,7 @@ class LocalLauncher:
         state.save()
         self._notify("msvc", state.namespace, state.name)
         if old is not None:
-            deadline = time.monotonic() + DRAIN_TIMEOUT
-            while old.connections > 0 and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            await stop_process(old.pid)
+            await stop_process(old.pid, grace=DRAIN_SECONDS + 15)
 
     async def _supervise_service(self, state: ServiceState) -> None:
         """Restart a server that died, and let the status say so meanwhile."""
