@@ -117,6 +117,19 @@ def test_kubernetes_reporter_merge_patches_status() -> None:
     assert patch["reason"] is None
 
 
+def test_kubernetes_reporter_pickles_without_its_connection() -> None:
+    """Ray Tune pickles its callbacks; an open API connection must not travel with them."""
+    import pickle
+    import socket
+    import time
+
+    reporter = KubernetesReporter(JOB, api_factory=FakeApi, sleep=time.sleep)
+    with socket.socket() as live:
+        reporter._api = live  # stands in for a client holding an open socket
+        copy = pickle.loads(pickle.dumps(reporter))
+    assert copy._api is None and copy.job == JOB
+
+
 def test_progress_failures_are_not_fatal() -> None:
     api = FakeApi(failures=1)
     reporter = KubernetesReporter(JOB, api_factory=lambda: api, sleep=lambda s: None)

@@ -112,6 +112,11 @@ class KubernetesReporter(LogReporter):
         self.sleep = sleep
         self.timeout = timeout
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its callbacks, and this reporter with them: a live API connection does
+        # not pickle, so a copy connects again when it first reports.
+        return {**self.__dict__, "_api": None}
+
     @property
     def api(self) -> Any:
         if self._api is None:
