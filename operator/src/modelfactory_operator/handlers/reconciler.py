@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Coroutine
 from typing import Any
 
 import kopf
@@ -86,17 +87,8 @@ class Reconciler:
             decision = tjlogic.decide(
                 meta.get("generation"), status, plan, spec_error, observation, rayjob_ok, now()
             )
-            if decision.launch and plan is not None:
-                revision = await self.launcher.launch_training(plan)
-                decision.status["appliedHash"] = plan.hash
-                if revision is not None:
-                    decision.status["releaseRevision"] = revision
-            patch = status_patch(status, decision.status)
-            if patch:
-                await asyncio.to_thread(
-                    kube.patch_status, TRAININGJOB_PLURAL, namespace, name, patch
-                )
-            emit(body, decision)
+            launch = self.launcher.launch_training(plan) if decision.launch and plan else None
+            await self.act(TRAININGJOB_PLURAL, body, decision, launch, plan.hash if plan else "")
         if status.get("history") != decision.status.get("history"):
             await self.followers(namespace, name)
 
@@ -141,14 +133,27 @@ class Reconciler:
             decision = mslogic.decide(
                 meta.get("generation"), status, spec_error, resolved, plan, observation, now()
             )
-            if decision.launch and plan is not None:
-                revision = await self.launcher.apply_service(plan)
-                decision.status["appliedHash"] = plan.hash
-                if revision is not None:
-                    decision.status["releaseRevision"] = revision
-            patch = status_patch(status, decision.status)
-            if patch:
-                await asyncio.to_thread(
-                    kube.patch_status, MODELSERVICE_PLURAL, namespace, name, patch
-                )
-            emit(body, decision)
+            launch = self.launcher.apply_service(plan) if decision.launch and plan else None
+            await self.act(MODELSERVICE_PLURAL, body, decision, launch, plan.hash if plan else "")
+
+    async def act(
+        self,
+        plural: str,
+        body: dict[str, Any],
+        decision: Decision,
+        launch: Coroutine[Any, Any, int | None] | None,
+        plan_hash: str,
+    ) -> None:
+        """Launch when decided, then write the status and the events of the transition."""
+        if launch is not None:
+            revision = await launch
+            decision.status["appliedHash"] = plan_hash
+            if revision is not None:
+                decision.status["releaseRevision"] = revision
+        meta = body["metadata"]
+        patch = status_patch(dict(body.get("status") or {}), decision.status)
+        if patch:
+            await asyncio.to_thread(
+                kube.patch_status, plural, meta["namespace"], meta["name"], patch
+            )
+        emit(body, decision)

@@ -77,3 +77,21 @@ def modelservice_phase(conditions: Conditions) -> str:
     if ready is not None and ready.get("reason") in ("ReplicasUnavailable", "ServerDown"):
         return "Degraded"
     return "Pending"
+
+
+class Rewrite:
+    """The conditions of one decision, starting from the current ones."""
+
+    def __init__(self, current: Conditions, generation: int | None, now: str) -> None:
+        self.before = list(current)
+        self.conditions = list(current)
+        self.generation = generation
+        self.now = now
+
+    def set(self, ctype: str, value: bool, reason: str, message: str) -> None:
+        self.conditions = set_condition(
+            self.conditions, ctype, value, reason, message, self.generation, self.now
+        )
+
+    def changes(self) -> list[dict[str, Any]]:
+        return transitions(self.before, self.conditions)

@@ -130,13 +130,10 @@ def decide(
     observation: ServiceObservation,
     now: str,
 ) -> Decision:
-    before: list[dict[str, Any]] = list(status.get("conditions") or [])
-    new = {k: v for k, v in status.items() if k not in ("kopf",)}
-    c = before
-
-    def setc(ctype: str, value: bool, reason: str, message: str) -> None:
-        nonlocal c
-        c = cond.set_condition(c, ctype, value, reason, message, generation, now)
+    conds = cond.Rewrite(status.get("conditions") or [], generation, now)
+    before = conds.before
+    new = dict(status)
+    setc = conds.set
 
     launch = False
     if spec_error is not None:
@@ -175,9 +172,14 @@ def decide(
             new["modelVersion"] = observation.served_version
         if observation.rolled_out and plan is not None:
             new["modelUri"] = plan.runtime.model_uri
-        resolved_ok = cond.is_true(c, "ModelResolved")
+        resolved_ok = cond.is_true(conds.conditions, "ModelResolved")
         if not resolved_ok:
-            setc("Ready", False, "ModelNotResolved", cond.get(c, "ModelResolved")["message"])  # type: ignore[index]
+            setc(
+                "Ready",
+                False,
+                "ModelNotResolved",
+                (cond.get(conds.conditions, "ModelResolved") or {}).get("message", ""),
+            )
         elif launch or not observation.rolled_out:
             if observation.ready_replicas > 0:
                 setc(
@@ -204,11 +206,11 @@ def decide(
                 f"{observation.ready_replicas} replica(s) serving model version "
                 f"{new.get('modelVersion')}",
             )
-    new["conditions"] = c
+    new["conditions"] = conds.conditions
     new["observedGeneration"] = generation
-    new["phase"] = cond.modelservice_phase(c)
+    new["phase"] = cond.modelservice_phase(conds.conditions)
     events = []
-    for change in cond.transitions(before, c):
+    for change in conds.changes():
         if change["type"] not in ("Ready", "Failed", "ModelResolved", "Available"):
             continue
         if change["type"] == "Failed" and change["status"] != "True":

@@ -109,13 +109,10 @@ def decide(
     now: str,
 ) -> Decision:
     """The next status of a TrainingJob, and whether its run must be (re)launched."""
-    before: list[dict[str, Any]] = list(status.get("conditions") or [])
-    new = {k: v for k, v in status.items() if k not in ("kopf",)}
-    c = before
-
-    def setc(ctype: str, value: bool, reason: str, message: str) -> None:
-        nonlocal c
-        c = cond.set_condition(c, ctype, value, reason, message, generation, now)
+    conds = cond.Rewrite(status.get("conditions") or [], generation, now)
+    before = conds.before
+    new = dict(status)
+    setc = conds.set
 
     launch = False
     if spec_error is not None or plan is None:
@@ -223,11 +220,11 @@ def decide(
         setc("Ready", True, "ModelAvailable", f"model version {new['model']['version']} is ready")
     else:
         setc("Ready", False, "NoModelYet", "no model version has been trained yet")
-    new["conditions"] = c
+    new["conditions"] = conds.conditions
     new["observedGeneration"] = generation
-    new["phase"] = cond.trainingjob_phase(c)
+    new["phase"] = cond.trainingjob_phase(conds.conditions)
     events = []
-    for change in cond.transitions(before, c):
+    for change in conds.changes():
         if change["type"] == "Ready" and change["status"] == "False" and not before:
             continue
         if change["status"] != "True" and change["type"] not in ("Ready",):
