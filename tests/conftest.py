@@ -68,6 +68,19 @@ def kube() -> Iterator[Kube]:
         cluster_cli("down")
 
 
+def install_crds(kube: Kube) -> None:
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                 "crd/trainingjobs.modelfactory.dev", "crd/modelservices.modelfactory.dev")
+
+
+@pytest.fixture(scope="session")
+def crds(kube: Kube) -> Kube:
+    """The control plane with Model Factory's CRDs installed."""
+    install_crds(kube)
+    return kube
+
+
 @pytest.fixture
 def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (without waiting)."""

@@ -411,7 +411,8 @@ def run_charts_as(kube: Any, khelm: Helm, user: str, namespace: str) -> None:
 
 
 def test_operator_rbac_cluster_wide(
-    kube: Any, khelm: Helm, rayjob_crd: None, namespace: str, extra_namespaces: tuple[str, str]
+    kube: Any, khelm: Helm, rayjob_crd: None, crds: Any, namespace: str,
+    extra_namespaces: tuple[str, str],
 ) -> None:
     watched, other = extra_namespaces
     with install_operator(kube, khelm, namespace, watch=[]) as user:
@@ -422,7 +423,8 @@ def test_operator_rbac_cluster_wide(
 
 
 def test_operator_rbac_namespaced(
-    kube: Any, khelm: Helm, rayjob_crd: None, namespace: str, extra_namespaces: tuple[str, str]
+    kube: Any, khelm: Helm, rayjob_crd: None, crds: Any, namespace: str,
+    extra_namespaces: tuple[str, str],
 ) -> None:
     watched, unwatched = extra_namespaces
     with install_operator(kube, khelm, namespace, watch=[watched]) as user:

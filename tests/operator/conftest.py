@@ -16,8 +16,6 @@ import pytest
 
 from tests.conftest import Kube
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 class OperatorProcess:
     def __init__(self, kube: Kube, logdir: Path, args: list[str],
@@ -51,18 +49,6 @@ class OperatorProcess:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def install_crds(kube: Kube) -> None:
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                 "crd/trainingjobs.modelfactory.dev", "crd/modelservices.modelfactory.dev")
-
-
-@pytest.fixture(scope="session")
-def crds(kube: Kube) -> Kube:
-    install_crds(kube)
-    return kube
 
 
 @pytest.fixture(scope="session")
