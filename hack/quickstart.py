@@ -131,10 +131,11 @@ def up() -> None:
     v1 = post(f"{url}/v1/models/iris:predict", {"instances": [IRIS_ROW]})
     say(f"Open Inference Protocol v2: {json.dumps(v2['outputs'])}")
     say(f"KServe v1:                  {json.dumps(v1)}")
-    kc = env()["KUBECONFIG"]
+    print()
+    print(kubectl("get", "modelfactory", "-n", NAMESPACE), end="")
     print(f"""
-Model Factory is running on this machine.
-  export KUBECONFIG={kc} PATH={env()['PATH'].split(':', 2)[1]}:$PATH
+Model Factory is running on this machine. Next:
+  eval $(python3 hack/cluster.py env)          # KUBECONFIG and kubectl on PATH
   kubectl get modelfactory                     # both resources, with phase, model, URL
   kubectl describe tj iris                     # conditions, metrics, events
   curl -s {url}/v2/models/iris/infer \\
