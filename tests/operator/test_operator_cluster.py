@@ -135,7 +135,8 @@ def test_ray_example_makes_a_rayjob(operator: OperatorProcess, kube: Kube,
 
 
 @pytest.mark.parametrize(("example", "name"),
-                         [("diabetes-regressor.yaml", "diabetes"), ("csv-churn.yaml", "churn")])
+                         [("diabetes-regressor.yaml", "diabetes"), ("csv-churn.yaml", "churn"),
+                          ("iris-on-a-claim.yaml", "iris-claim")])
 def test_other_examples_apply(operator: OperatorProcess, kube: Kube, namespace: str,
                               example: str, name: str) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / example))
@@ -206,3 +207,34 @@ def test_delete_removes_releases_and_children(operator: OperatorProcess, kube: K
                                                                   namespace)["items"]]
         leftovers = [i for i in items if i != "default" and not i.startswith("kube-")]
         assert leftovers == [], f"orphaned {kind}: {leftovers}"
+
+
+def test_pvc_storage_is_mounted_where_the_workloads_look(operator: OperatorProcess, kube: Kube,
+                                                         namespace: str) -> None:
+    apply(kube, namespace, {
+        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
+        "metadata": {"name": "onclaim"},
+        "spec": {"dataset": {"uri": "pvc://data/train.csv", "target": "y"},
+                 "model": {"estimator": "sklearn.linear_model.Ridge"},
+                 "output": {"storageUri": "pvc://models/onclaim"}}})
+    job = eventually(lambda: kube.kubectl_json("get", "jobs", "-n", namespace)["items"],
+                     what="training Job")[0]
+    pod = job["spec"]["template"]["spec"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+              if "persistentVolumeClaim" in v}
+    assert claims == {"data", "models"}
+    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert {"/mnt/pvc/data", "/mnt/pvc/models"} <= mounts
+    report_result(kube, namespace, "onclaim")
+    eventually(lambda: status(kube, "tj", "onclaim", namespace).get("model", {}).get("uri")
+               == "pvc://models/onclaim/1", what="model on the claim")
+    apply(kube, namespace, {
+        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+        "metadata": {"name": "onclaim"}, "spec": {"model": {"trainingJob": "onclaim"}}})
+    dep = eventually(lambda: kube.kubectl_json("get", "deployments", "-n", namespace)["items"],
+                     what="Deployment")[0]
+    spec = dep["spec"]["template"]["spec"]
+    assert [v["persistentVolumeClaim"] for v in spec["volumes"] if "persistentVolumeClaim" in v] \
+        == [{"claimName": "models", "readOnly": True}]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["MF_MODEL_URI"] == "file:///mnt/pvc/models/onclaim/1"

@@ -41,7 +41,7 @@ class ModelSource(ApiModel):
     uri: str | None = Field(
         None,
         description="URI of a model version directory (holding metadata.json and the model).",
-        pattern=r"^(file://.+|s3://.+|gs://.+|/.+)$",
+        pattern=r"^(file://.+|s3://.+|gs://.+|pvc://[a-z0-9][-a-z0-9.]*/.+|/.+)$",
         max_length=2048,
     )
     digest: str | None = Field(

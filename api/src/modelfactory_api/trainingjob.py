@@ -41,13 +41,14 @@ class DatasetSpec(ApiModel):
 
     uri: str = Field(
         description=(
-            "Where the data is: file:///path/data.csv, s3://bucket/key.parquet, gs://..., a path "
-            "on a mounted volume (/data/train.csv), or a bundled scikit-learn dataset "
+            "Where the data is: file:///path/data.csv, s3://bucket/key.parquet, gs://..., a file "
+            "on a PersistentVolumeClaim (pvc://<claim>/path/data.csv, mounted for you), a path "
+            "on a volume of the image (/data/train.csv), or a bundled scikit-learn dataset "
             "(sklearn://iris, wine, breast_cancer, diabetes, digits)."
         ),
         min_length=1,
         max_length=2048,
-        pattern=r"^(sklearn://[a-z_]+|file://.+|s3://.+|gs://.+|/.+)$",
+        pattern=r"^(sklearn://[a-z_]+|file://.+|s3://.+|gs://.+|pvc://[a-z0-9][-a-z0-9.]*/.+|/.+)$",
     )
     format: Literal["auto", "csv", "parquet"] = Field(
         "auto", description="File format; auto picks it from the file extension."
@@ -191,10 +192,11 @@ class OutputSpec(ApiModel):
 
     storageUri: str = Field(
         description=(
-            "Base URI of the model store; version N goes to <storageUri>/<N>/. file://, s3://, "
-            "gs:// or a path on a mounted volume."
+            "Base URI of the model store; version N goes to <storageUri>/<N>/. s3://, gs://, "
+            "pvc://<claim>/path (shared by training and serving pods), or file:// for the local "
+            "launcher."
         ),
-        pattern=r"^(file://.+|s3://.+|gs://.+|/.+)$",
+        pattern=r"^(file://.+|s3://.+|gs://.+|pvc://[a-z0-9][-a-z0-9.]*/.+|/.+)$",
         max_length=2048,
     )
 

@@ -16,8 +16,8 @@ from modelfactory_api.trainingjob import TRAININGJOB_PLURAL
 from modelfactory_operator.io import kube
 from modelfactory_operator.io.launcher import Launcher
 from modelfactory_operator.logic import modelservice as mslogic
+from modelfactory_operator.logic import storage, validate
 from modelfactory_operator.logic import trainingjob as tjlogic
-from modelfactory_operator.logic import validate
 from modelfactory_operator.logic.plans import Decision, RunObservation, ServiceObservation
 from modelfactory_operator.settings import OperatorSettings
 
@@ -65,6 +65,13 @@ class Reconciler:
     def report_kind(self) -> str:
         return "kubernetes"
 
+    @property
+    def mount_root(self) -> str:
+        """Where pvc:// claims appear to workloads: mounted in pods, a directory locally."""
+        if self.launcher.name == "local":
+            return str(self.settings.local_state_dir / "pvc")
+        return storage.CLUSTER_MOUNT_ROOT
+
     async def trainingjob(self, namespace: str, name: str) -> None:
         async with self.locks[("tj", namespace, name)]:
             body = await asyncio.to_thread(kube.get_trainingjob, namespace, name)
@@ -75,7 +82,9 @@ class Reconciler:
             spec_error = plan = None
             try:
                 spec = validate.trainingjob_spec(body.get("spec") or {})
-                plan = tjlogic.render(body, spec, self.settings.training_image, self.report_kind)
+                plan = tjlogic.render(
+                    body, spec, self.settings.training_image, self.report_kind, self.mount_root
+                )
             except validate.SpecError as exc:
                 spec_error = str(exc)
             observation = (
@@ -124,7 +133,9 @@ class Reconciler:
                     )
                 resolved = mslogic.resolve_model(spec, trainingjob)
                 if isinstance(resolved, mslogic.ResolvedModel):
-                    plan = mslogic.render(body, spec, resolved, self.settings.serving_image)
+                    plan = mslogic.render(
+                        body, spec, resolved, self.settings.serving_image, self.mount_root
+                    )
             observation = (
                 await self.launcher.observe_service(namespace, name)
                 if spec_error is None

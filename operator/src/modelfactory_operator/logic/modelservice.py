@@ -8,7 +8,7 @@ from typing import Any
 from modelfactory_api.modelservice import ModelServiceSpec
 from modelfactory_api.runtime import ServingRuntimeConfig
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names
+from modelfactory_operator.logic import names, storage
 from modelfactory_operator.logic.plans import Decision, ServiceObservation, ServingPlan
 from modelfactory_operator.logic.trainingjob import split_image
 
@@ -67,13 +67,17 @@ def following(modelservices: list[dict[str, Any]], trainingjob_name: str) -> lis
 
 
 def render(
-    body: dict[str, Any], spec: ModelServiceSpec, model: ResolvedModel, image: str
+    body: dict[str, Any],
+    spec: ModelServiceSpec,
+    model: ResolvedModel,
+    image: str,
+    mount_root: str = storage.CLUSTER_MOUNT_ROOT,
 ) -> ServingPlan:
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     runtime = ServingRuntimeConfig(
         model_name=name,
-        model_uri=model.uri,
+        model_uri=storage.to_workload(model.uri, mount_root),
         model_digest=model.digest,
         model_version=str(model.version) if model.version is not None else None,
         max_batch_size=spec.batching.maxBatchSize,
@@ -105,6 +109,7 @@ def render(
             "targetUtilization": spec.autoscaling.targetUtilization,
         },
         "resources": spec.resources.model_dump(),
+        **storage.mounts([model.uri], mount_root, read_only=True),
     }
     return ServingPlan(
         namespace=namespace,

@@ -28,6 +28,7 @@ class TrainingPlan:
     suspend: bool
     runtime: TrainingRuntimeConfig
     chart_values: dict[str, Any]
+    mount_root: str
 
     @property
     def hash(self) -> str:

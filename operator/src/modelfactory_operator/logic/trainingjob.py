@@ -7,7 +7,7 @@ from typing import Any
 from modelfactory_api.runtime import JobIdentity, ReportSpec, TrainingRuntimeConfig
 from modelfactory_api.trainingjob import TrainingJobSpec, TrainingResult
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names
+from modelfactory_operator.logic import names, storage
 from modelfactory_operator.logic.plans import (
     Decision,
     RunObservation,
@@ -36,13 +36,21 @@ def current_run_id(body: dict[str, Any], spec: TrainingJobSpec) -> str:
 
 
 def render(
-    body: dict[str, Any], spec: TrainingJobSpec, image: str, report_kind: str = "kubernetes"
+    body: dict[str, Any],
+    spec: TrainingJobSpec,
+    image: str,
+    report_kind: str = "kubernetes",
+    mount_root: str = storage.CLUSTER_MOUNT_ROOT,
 ) -> TrainingPlan:
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     rid = current_run_id(body, spec)
+    # The workload reads and writes file paths where pvc:// claims are mounted.
+    workload_spec = spec.model_copy(deep=True)
+    workload_spec.dataset.uri = storage.to_workload(spec.dataset.uri, mount_root)
+    workload_spec.output.storageUri = storage.to_workload(spec.output.storageUri, mount_root)
     runtime = TrainingRuntimeConfig(
-        spec=spec,
+        spec=workload_spec,
         job=JobIdentity(namespace=namespace, name=name, uid=uid, generation=meta.get("generation")),
         runId=rid,
         report=ReportSpec(kind=report_kind),  # type: ignore[arg-type]
@@ -77,6 +85,7 @@ def render(
         "activeDeadlineSeconds": spec.activeDeadlineSeconds,
         "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
         "suspend": spec.suspend,
+        **storage.mounts([spec.dataset.uri, spec.output.storageUri], mount_root, read_only=False),
     }
     return TrainingPlan(
         namespace=namespace,
@@ -89,6 +98,7 @@ def render(
         suspend=spec.suspend,
         runtime=runtime,
         chart_values=values,
+        mount_root=mount_root,
     )
 
 
@@ -149,6 +159,7 @@ def decide(
             new["progress"] = result.progress.model_dump()
         if result is not None and result.succeeded and result.model is not None:
             model = result.model.model_dump()
+            model["uri"] = storage.from_workload(model["uri"], plan.mount_root)
             new["model"] = model
             new["history"] = _with_history(list(status.get("history") or []), model)
             new["metric"] = result.metric

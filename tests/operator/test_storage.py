@@ -1,0 +1,63 @@
+from typing import Any
+
+import pytest
+
+from modelfactory_operator.logic import modelservice as ms
+from modelfactory_operator.logic import storage, validate
+from modelfactory_operator.logic import trainingjob as tj
+from modelfactory_operator.logic.plans import RunObservation
+
+pytestmark = pytest.mark.unit
+
+BODY: dict[str, Any] = {
+    "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 1},
+    "spec": {
+        "dataset": {"uri": "pvc://data/iris.csv", "target": "species"},
+        "model": {"estimator": "sklearn.svm.SVC"},
+        "output": {"storageUri": "pvc://models/iris"},
+    },
+}
+
+
+def test_uris_round_trip_between_status_and_workload() -> None:
+    pod = storage.to_workload("pvc://models/iris/3", "/mnt/pvc")
+    assert pod == "file:///mnt/pvc/models/iris/3"
+    assert storage.from_workload(pod, "/mnt/pvc") == "pvc://models/iris/3"
+    assert storage.to_workload("s3://b/k", "/mnt/pvc") == "s3://b/k"
+    assert storage.from_workload("file:///elsewhere/1", "/mnt/pvc") == "file:///elsewhere/1"
+
+
+def test_training_mounts_every_claim_and_reads_files() -> None:
+    spec = validate.trainingjob_spec(BODY["spec"])
+    plan = tj.render(BODY, spec, "img:1")
+    assert plan.runtime.spec.dataset.uri == "file:///mnt/pvc/data/iris.csv"
+    assert plan.runtime.spec.output.storageUri == "file:///mnt/pvc/models/iris"
+    assert [v["persistentVolumeClaim"]["claimName"] for v in plan.chart_values["volumes"]] == [
+        "data",
+        "models",
+    ]
+    assert plan.chart_values["volumeMounts"][1]["mountPath"] == "/mnt/pvc/models"
+    # The status keeps the portable form.
+    result = {
+        "runId": plan.run_id,
+        "succeeded": True,
+        "metric": "accuracy",
+        "metrics": {"test_accuracy": 1.0},
+        "model": {
+            "version": 1,
+            "uri": "file:///mnt/pvc/models/iris/1",
+            "digest": "sha256:" + "a" * 64,
+        },
+    }
+    d = tj.decide(1, {"result": result}, plan, None, RunObservation("succeeded"), True, "t")
+    assert d.status["model"]["uri"] == "pvc://models/iris/1"
+
+
+def test_serving_mounts_the_models_claim_read_only() -> None:
+    spec = validate.modelservice_spec({"model": {"trainingJob": "iris"}})
+    model = ms.ResolvedModel(uri="pvc://models/iris/1", digest="sha256:" + "a" * 64, version=1)
+    plan = ms.render({**BODY, "kind": "ModelService"}, spec, model, "img:1")
+    assert plan.runtime.model_uri == "file:///mnt/pvc/models/iris/1"
+    assert plan.chart_values["volumes"] == [
+        {"name": "pvc-0", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
+    ]
