@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
 from typing import Any, cast
 
@@ -26,16 +27,21 @@ def custom() -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api_client())
 
 
-def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+def or_none(read: Callable[[], Any]) -> dict[str, Any] | None:
+    """The object as a plain dict, or None when it does not exist."""
     try:
-        return cast(
-            dict[str, Any],
-            custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name),
-        )
+        obj = read()
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
+    return cast(dict[str, Any], api_client().sanitize_for_serialization(obj))
+
+
+def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return or_none(
+        lambda: custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    )
 
 
 def get_trainingjob(namespace: str, name: str) -> dict[str, Any] | None:
@@ -66,35 +72,19 @@ def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any])
 
 
 def get_job(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        job = client.BatchV1Api(api_client()).read_namespaced_job(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return dict(api_client().sanitize_for_serialization(job))
+    return or_none(lambda: client.BatchV1Api(api_client()).read_namespaced_job(name, namespace))
 
 
 def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return cast(
-            dict[str, Any],
-            custom().get_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", name),
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return or_none(
+        lambda: custom().get_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", name)
+    )
 
 
 def get_deployment(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        dep = client.AppsV1Api(api_client()).read_namespaced_deployment(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return dict(api_client().sanitize_for_serialization(dep))
+    return or_none(
+        lambda: client.AppsV1Api(api_client()).read_namespaced_deployment(name, namespace)
+    )
 
 
 def crd_exists(name: str) -> bool:
