@@ -10,6 +10,7 @@ Safe to run twice: whatever already runs is reused.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -34,7 +35,9 @@ def say(msg: str) -> None:
     print(f"==> {msg}", flush=True)
 
 
+@functools.cache
 def env() -> dict[str, str]:
+    """Read once, after the cluster is up: kubectl runs many times while waiting."""
     bin_path = subprocess.run([*CLUSTER, "bin-path"], capture_output=True, text=True,
                               check=True).stdout.strip()
     status = json.loads(subprocess.run([*CLUSTER, "status"], capture_output=True,

@@ -7,6 +7,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+# Patterns shared by several fields.
+CPU_QUANTITY = r"^[0-9]+(\.[0-9]+)?m?$"
+MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+STORAGE_URI = r"^(file://.+|s3://.+|gs://.+|pvc://[a-z0-9][-a-z0-9.]*/.+|/.+)$"
+
 
 class ApiModel(BaseModel):
     """Strict about unknown fields: a typo in a manifest is an error, not silently ignored."""

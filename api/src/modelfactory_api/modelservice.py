@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from modelfactory_api.base import ApiModel, Condition, cel
+from modelfactory_api.base import (
+    CPU_QUANTITY,
+    MEMORY_QUANTITY,
+    STORAGE_URI,
+    ApiModel,
+    Condition,
+    cel,
+)
 
 MODELSERVICE_PLURAL = "modelservices"
 MODELSERVICE_KIND = "ModelService"
@@ -41,7 +48,7 @@ class ModelSource(ApiModel):
     uri: str | None = Field(
         None,
         description="URI of a model version directory (holding metadata.json and the model).",
-        pattern=r"^(file://.+|s3://.+|gs://.+|pvc://[a-z0-9][-a-z0-9.]*/.+|/.+)$",
+        pattern=STORAGE_URI,
         max_length=2048,
     )
     digest: str | None = Field(
@@ -86,21 +93,17 @@ class AutoscalingSpec(ApiModel):
 
 
 class ResourceSpec(ApiModel):
-    cpu: str = Field(
-        "500m", description="CPU request per replica.", pattern=r"^[0-9]+(\.[0-9]+)?m?$"
-    )
+    cpu: str = Field("500m", description="CPU request per replica.", pattern=CPU_QUANTITY)
     memory: str = Field(
         "512Mi",
         description="Memory request per replica.",
-        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+        pattern=MEMORY_QUANTITY,
     )
-    cpuLimit: str | None = Field(
-        None, description="CPU limit per replica.", pattern=r"^[0-9]+(\.[0-9]+)?m?$"
-    )
+    cpuLimit: str | None = Field(None, description="CPU limit per replica.", pattern=CPU_QUANTITY)
     memoryLimit: str | None = Field(
         None,
         description="Memory limit; the request when unset.",
-        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+        pattern=MEMORY_QUANTITY,
     )
 
 

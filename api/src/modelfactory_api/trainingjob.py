@@ -10,7 +10,14 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from modelfactory_api.base import ApiModel, Condition, cel
+from modelfactory_api.base import (
+    CPU_QUANTITY,
+    MEMORY_QUANTITY,
+    STORAGE_URI,
+    ApiModel,
+    Condition,
+    cel,
+)
 
 GROUP = "modelfactory.dev"
 VERSION = "v1alpha1"
@@ -176,13 +183,13 @@ class ComputeSpec(ApiModel):
     cpu: str = Field(
         "1",
         description="CPU per pod (Kubernetes quantity).",
-        pattern=r"^[0-9]+(\.[0-9]+)?m?$",
+        pattern=CPU_QUANTITY,
         max_length=16,
     )
     memory: str = Field(
         "2Gi",
         description="Memory per pod (Kubernetes quantity).",
-        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+        pattern=MEMORY_QUANTITY,
         max_length=16,
     )
 
@@ -196,7 +203,7 @@ class OutputSpec(ApiModel):
             "pvc://<claim>/path (shared by training and serving pods), or file:// for the local "
             "launcher."
         ),
-        pattern=r"^(file://.+|s3://.+|gs://.+|pvc://[a-z0-9][-a-z0-9.]*/.+|/.+)$",
+        pattern=STORAGE_URI,
         max_length=2048,
     )
 

@@ -145,7 +145,6 @@ class Backend:
     hash: str
     version: int | None
     ready: bool = False
-    connections: int = 0
 
 
 @dataclass
@@ -368,7 +367,7 @@ class LocalLauncher:
         old = saved.get("active")
         if old and pid_alive(old.get("pid")):
             # An earlier operator's server is still up: adopt it.
-            state.active = Backend(**{**old, "connections": 0})
+            state.active = Backend(**{k: v for k, v in old.items() if k != "connections"})
             state.active.ready = http_ready(state.active.port)
         self.services[key] = state
         state.save()
@@ -393,17 +392,12 @@ class LocalLauncher:
                 await writer.drain()
                 writer.close()
             return
-        backend.connections += 1
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", backend.port)
         except OSError:
-            backend.connections -= 1
             writer.close()
             return
-        try:
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        finally:
-            backend.connections -= 1
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def apply_service(self, plan: ServingPlan) -> int | None:
         state = await self._service(plan.namespace, plan.name)
