@@ -38,7 +38,10 @@ KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.20.2"
 KUBERAY_VERSION = "v1.5.1"
 
-K8S_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+K8S_COMMANDS = (
+    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet",
+    "kube-proxy",
+)
 NODE_COUNT = 3
 TOKEN = "modelfactory-admin-token"
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import kopf
 
-from modelfactory_operator.handlers import kopf_handlers  # noqa: F401  (registers handlers)
+from modelfactory_operator.handlers import kopf_handlers  # registers the handlers
 from modelfactory_operator.handlers.reconciler import Reconciler
 from modelfactory_operator.io.helm import Helm
 from modelfactory_operator.io.kubernetes_launcher import KubernetesLauncher
 from modelfactory_operator.io.launcher import Launcher
+from modelfactory_operator.io.optional_watch import RAYJOBS, OptionalWatch
 from modelfactory_operator.settings import OperatorSettings
 
 
@@ -27,7 +28,7 @@ def build_launcher(settings: OperatorSettings) -> Launcher:
     )
 
 
-def configure(settings: OperatorSettings) -> None:
+def configure(settings: OperatorSettings, clusterwide: bool, namespaces: list[str]) -> None:
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.persistence.finalizer = "modelfactory.dev/finalizer"
@@ -46,13 +47,31 @@ def configure(settings: OperatorSettings) -> None:
         memo.reconciler = Reconciler(app_settings, launcher)
         if hasattr(launcher, "start"):
             await launcher.start(memo.reconciler)
+        if settings_is_kubernetes:
+
+            async def rayjob_changed(namespace: str, obj: dict[str, Any]) -> None:
+                labels = (obj.get("metadata") or {}).get("labels") or {}
+                await kopf_handlers.child_changed(labels, namespace, memo)
+
+            memo.rayjob_watch = OptionalWatch(
+                RAYJOBS,
+                kopf_handlers.RAYJOB_SELECTOR,
+                clusterwide,
+                namespaces,
+                rayjob_changed,
+                asyncio.get_running_loop(),
+            )
+            memo.rayjob_watch.start()
 
     @kopf.on.cleanup()
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if memo.get("rayjob_watch") is not None:
+            memo.rayjob_watch.stop()
         if hasattr(memo.get("launcher"), "stop"):
             await memo.launcher.stop()
 
     app_settings = settings
+    settings_is_kubernetes = settings.launcher == "kubernetes"
     launcher = build_launcher(settings)
 
 
@@ -87,9 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
         '"message":"%(message)s"}',
     )
-    configure(settings)
-    liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
     clusterwide = args.all_namespaces or not args.namespace
+    configure(settings, clusterwide, list(args.namespace))
+    liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
     asyncio.run(
         kopf.operator(
             clusterwide=clusterwide,

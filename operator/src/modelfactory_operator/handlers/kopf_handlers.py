@@ -115,8 +115,12 @@ async def child_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-@kopf.on.event("ray.io", "v1", "rayjobs", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 async def child_event(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
     await child_changed(labels, namespace, memo)
+
+
+# RayJobs are children too, but their CRD is optional and may come and go: kopf stops the whole
+# operator when a watch answers 404, so they are watched by io.optional_watch (see main.py).
+RAYJOB_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
