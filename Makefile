@@ -16,7 +16,7 @@ quickstart: install ## The main flow on this machine: control plane, operator, t
 down: ## Stop everything quickstart started
 	python3 hack/quickstart.py down
 
-test: ## Every test: unit, integration (real control plane) and e2e (Ray, HTTP)
+test: ## Every test: unit, integration, e2e (Ray, HTTP) and the cluster path on the real node
 	$(PY) -m pytest tests
 
 test-unit: ## Unit tests only

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,23 +29,31 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import images  # noqa: E402  (hack/images.py, standard library only)
+import node as realnode  # noqa: E402  (hack/node.py, standard library only)
 
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.20.2"
 KUBERAY_VERSION = "v1.5.1"
+COREDNS_VERSION = "v1.14.7"
+METRICS_SERVER_VERSION = "v0.8.0"
+LOCAL_PATH_VERSION = "v0.0.30"
+CRICTL_VERSION = "v1.34.0"
 
 K8S_COMMANDS = (
     "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet",
     "kube-proxy",
 )
 NODE_COUNT = 3
-TOKEN = "modelfactory-admin-token"
 
 
 class ClusterError(RuntimeError):
@@ -83,7 +93,7 @@ def tail(path: Path, lines: int = 25) -> str:
 def go_env() -> dict[str, str]:
     if shutil.which("go") is None:
         raise ClusterError(
-            "the Go toolchain is missing: install Go 1.24+ and put `go` on PATH "
+            "the Go toolchain is missing: install Go 1.25+ and put `go` on PATH "
             "(every control-plane binary is built from the Go module proxy)"
         )
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-buildvcs=false")
@@ -193,7 +203,8 @@ def build_in_module(name: str, version: str, module: str, pkg: str, binary: str,
     if (dest / binary).exists():
         return
     tmp = dest.with_name(dest.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     run_build(f"{name} {version}",
               ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / binary), pkg],
               HERE / module, env)
@@ -206,7 +217,8 @@ def go_install(name: str, version: str, pkg: str, binary: str, env: dict[str, st
     if (dest / binary).exists():
         return
     tmp = dest.with_name(dest.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     run_build(f"{name} {version}",
               ["go", "install", "-trimpath", "-ldflags", ldflags, f"{pkg}@{version}"],
               None, dict(env, GOBIN=str(tmp)))
@@ -221,7 +233,24 @@ def kuberay_crd_dir(env: dict[str, str]) -> Path:
     return Path(json.loads(out)["Dir"]) / "config" / "crd" / "bases"
 
 
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    """One build at a time per cache: two `up`s on a cold machine would race on its folders."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_all() -> None:
+    with build_lock():
+        build_binaries()
+
+
+def build_binaries() -> None:
     env = go_env()
     started = time.monotonic()
     build_in_module("etcd", ETCD_VERSION, "etcdbin", "go.etcd.io/etcd/server/v3", "etcd", env)
@@ -239,6 +268,12 @@ def build_all() -> None:
         for kind in ("rayclusters", "rayjobs", "rayservices"):
             shutil.copy(src / f"ray.io_{kind}.yaml", tmp / f"ray.io_{kind}.yaml")
         tmp.rename(crds)
+    go_install("coredns", COREDNS_VERSION, "github.com/coredns/coredns", "coredns", env)
+    go_install("metrics-server", METRICS_SERVER_VERSION,
+               "sigs.k8s.io/metrics-server/cmd/metrics-server", "metrics-server", env)
+    go_install("local-path-provisioner", LOCAL_PATH_VERSION,
+               "github.com/rancher/local-path-provisioner", "local-path-provisioner", env)
+    go_install("crictl", CRICTL_VERSION, "sigs.k8s.io/cri-tools/cmd/crictl", "crictl", env)
     build_kubernetes(env)
     log(f"all binaries ready in {time.monotonic() - started:.1f}s (cache {cache_dir()})")
 
@@ -250,7 +285,37 @@ def binaries() -> dict[str, Path]:
     found["kwok"] = bin_dir("kwok", KWOK_VERSION) / "kwok"
     found["helm"] = bin_dir("helm", HELM_VERSION) / "helm"
     found["ray-operator"] = bin_dir("kuberay", KUBERAY_VERSION) / "ray-operator"
+    found["coredns"] = bin_dir("coredns", COREDNS_VERSION) / "coredns"
+    found["metrics-server"] = bin_dir("metrics-server", METRICS_SERVER_VERSION) / "metrics-server"
+    found["local-path-provisioner"] = (
+        bin_dir("local-path-provisioner", LOCAL_PATH_VERSION) / "local-path-provisioner"
+    )
+    found["crictl"] = bin_dir("crictl", CRICTL_VERSION) / "crictl"
     return found
+
+
+def pause_source() -> Path:
+    """The pause container's source ships in the kubernetes module: no image to pull."""
+    out = subprocess.run(
+        ["go", "list", "-m", "-json", "k8s.io/kubernetes"], cwd=HERE / "k8sbin", env=go_env(),
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return Path(json.loads(out)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+
+
+def build_images() -> dict[str, str]:
+    try:
+        with build_lock():
+            return images.build_all(cache_dir(), pause_source())
+    except (images.ImageError, subprocess.CalledProcessError) as exc:
+        raise ClusterError(str(exc)) from exc
+
+
+def built_images() -> dict[str, str]:
+    try:
+        return dict(json.loads((cache_dir() / "images" / "images.json").read_text()))
+    except (OSError, ValueError):
+        return {}
 
 
 def path_dirs() -> list[str]:
@@ -301,36 +366,58 @@ def openssl(*args: str, cwd: Path) -> None:
         raise ClusterError(f"openssl {args[0]} failed: {res.stderr.strip()}")
 
 
+PKI_VERSION = "2"
+
+
+def sign(pki: Path, name: str, subject: str, ext: str) -> None:
+    """A key and a certificate for `name`, signed by the local CA."""
+    (pki / f"{name}.cnf").write_text(
+        "[req]\ndistinguished_name=dn\n[dn]\n[ext]\n" + ext
+        + "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+    )
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+            f"{name}.csr", "-subj", subject, cwd=pki)
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "3650", "-extfile",
+            f"{name}.cnf", "-extensions", "ext", cwd=pki)
+
+
 def make_certs(pki: Path) -> None:
-    if (pki / "apiserver.crt").exists():
+    marker = pki / "version"
+    if marker.exists() and marker.read_text() == PKI_VERSION:
         return
-    pki.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(pki, ignore_errors=True)
+    pki.mkdir(parents=True)
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
             "-days", "3650", "-subj", "/CN=modelfactory-local-ca", cwd=pki)
-    (pki / "san.cnf").write_text(
-        "[req]\ndistinguished_name=dn\n[dn]\n[ext]\n"
-        "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
-        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-    )
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out",
-            "apiserver.csr", "-subj", "/CN=kube-apiserver", cwd=pki)
-    openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "apiserver.crt", "-days", "3650", "-extfile", "san.cnf",
-            "-extensions", "ext", cwd=pki)
+    sign(pki, "apiserver", "/CN=kube-apiserver",
+         f"subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:{realnode.NODE_IP},DNS:localhost,"
+         "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+         "DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth,clientAuth\n")
+    # The API server's identity towards kubelets (logs, exec) and aggregated APIs (metrics).
+    sign(pki, "kubelet-client", "/CN=kube-apiserver-kubelet-client/O=system:masters",
+         "extendedKeyUsage=clientAuth\n")
+    sign(pki, "front-proxy-client", "/CN=front-proxy-client", "extendedKeyUsage=clientAuth\n")
     openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    (pki / "tokens.csv").write_text(f'{TOKEN},admin,admin,"system:masters"\n')
+    # Fresh random tokens per cluster: the API server listens on the node's address too.
+    admin, node = secrets.token_hex(16), secrets.token_hex(16)
+    (pki / "tokens.csv").write_text(
+        f'{admin},admin,admin,"system:masters"\n'
+        f'{node},system:node:{realnode.NODE_NAME},node,"system:nodes"\n'
+    )
+    (pki / "admin.token").write_text(admin)
+    (pki / "node.token").write_text(node)
+    marker.write_text(PKI_VERSION)
 
 
-def kubeconfig_text(server: str, ca: Path) -> str:
+def kubeconfig_text(server: str, ca: Path, token: str, user: str = "admin") -> str:
     return json.dumps({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "local", "cluster": {"server": server,
                                                    "certificate-authority": str(ca)}}],
-        "users": [{"name": "admin", "user": {"token": TOKEN}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin",
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user,
                                                    "namespace": "default"}}],
         "current-context": "local",
     }, indent=2)
@@ -359,8 +446,22 @@ class Cluster:
         self.pki = self.dir / "pki"
         self.kubeconfig = self.dir / "kubeconfig"
         self.info_file = self.dir / "cluster.json"
+        self.cache = cache_dir()
+        self.node = realnode.Node(self)
 
     # --- state
+    def token(self) -> str:
+        try:
+            return (self.pki / "admin.token").read_text().strip()
+        except OSError:
+            return ""
+
+    def node_kubeconfig(self) -> str:
+        server = str(self.info()["server"])
+        return kubeconfig_text(server, self.pki / "ca.crt",
+                               (self.pki / "node.token").read_text().strip(),
+                               f"system:node:{realnode.NODE_NAME}")
+
     def running(self) -> dict[str, int]:
         out: dict[str, int] = {}
         if self.pids.exists():
@@ -384,6 +485,8 @@ class Cluster:
         if not info or not self.kubeconfig.exists():
             return False
         wanted = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        if info.get("node"):
+            wanted |= set(realnode.NODE_PROCESSES)
         if not wanted <= set(self.running()):
             return False
         return self.readyz(str(info["server"]))
@@ -391,7 +494,7 @@ class Cluster:
     def readyz(self, server: str) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         req = urllib.request.Request(server + "/readyz",
-                                     headers={"Authorization": f"Bearer {TOKEN}"})
+                                     headers={"Authorization": f"Bearer {self.token()}"})
         try:
             with urllib.request.urlopen(req, context=ctx, timeout=3) as resp:
                 return bool(resp.status == 200)
@@ -424,6 +527,20 @@ class Cluster:
             time.sleep(0.3)
         raise self.fail(name, f"did not become ready within {timeout:.0f}s")
 
+    def stop_process(self, name: str, timeout: float = 15) -> None:
+        pid = self.running().get(name)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.2)
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        (self.pids / name).unlink(missing_ok=True)
+
     def stop_all(self) -> list[str]:
         stopped = []
         running = self.running()
@@ -448,13 +565,14 @@ class Cluster:
         return base / f"modelfactory-etcd-{abs(hash(str(self.dir))) % 10**8}"
 
     # --- lifecycle
-    def up(self, kuberay: bool) -> None:
-        if self.healthy():
+    def up(self, kuberay: bool, with_node: bool) -> None:
+        if self.healthy() and bool(self.info().get("node")) >= with_node:
             log(f"already up: {self.info()['server']} (KUBECONFIG={self.kubeconfig})")
             return
-        if self.running():
-            log("found a half-started cluster from an earlier run: stopping "
-                + ", ".join(sorted(self.running())))
+        if self.running() or (self.dir / "node").exists():
+            log("found a cluster left by an earlier run: stopping "
+                + (", ".join(sorted(self.running())) or "its node"))
+            self.node.stop(binaries()["crictl"])
             self.stop_all()
         shutil.rmtree(self.etcd_data(), ignore_errors=True)
         bins = binaries()
@@ -464,13 +582,29 @@ class Cluster:
             build_all()
         if shutil.which("openssl") is None:
             raise ClusterError("openssl is missing: install it (Debian package `openssl`)")
+        if with_node:
+            missing = realnode.missing_tools()
+            if missing:
+                raise ClusterError(
+                    f"the real node needs {', '.join(missing)}: apt-get install "
+                    f"{realnode.DEBIAN_PACKAGES} (or run `up --no-node`)")
+            if os.geteuid() != 0:
+                raise ClusterError("the real node needs root (or run `up --no-node`)")
+            built = built_images() or build_images()
         started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         make_certs(self.pki)
         ports = Ports(choose_port("MF_ETCD_PORT"), free_port(), choose_port("MF_APISERVER_PORT"))
-        server = f"https://127.0.0.1:{ports.apiserver}"
-        self.kubeconfig.write_text(kubeconfig_text(server, self.pki / "ca.crt"))
-        self.info_file.write_text(json.dumps({"server": server, "etcd": ports.etcd_client}))
+        # With a real node the API server listens on the node's own address, which pods reach
+        # through the `kubernetes` Service; without one, on loopback only.
+        host = realnode.NODE_IP if with_node else "127.0.0.1"
+        server = f"https://{host}:{ports.apiserver}"
+        if with_node:
+            self.node.remember_host()
+            self.node.start_network()
+        self.kubeconfig.write_text(kubeconfig_text(server, self.pki / "ca.crt", self.token()))
+        self.info_file.write_text(json.dumps({"server": server, "etcd": ports.etcd_client,
+                                              "node": with_node}))
 
         etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
         self.start("etcd", [
@@ -486,8 +620,8 @@ class Cluster:
         pki = self.pki
         self.start("kube-apiserver", [
             str(bins["kube-apiserver"]), f"--etcd-servers={etcd_url}",
-            f"--secure-port={ports.apiserver}", "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports.apiserver}", f"--bind-address={host}",
+            f"--advertise-address={host}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
@@ -495,6 +629,19 @@ class Cluster:
             f"--service-account-issuer={server}/",
             f"--service-account-key-file={pki / 'sa.key'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            "--enable-aggregator-routing=true",
+            # Namespaces may pin their pods to a node and tolerate its taint (the real node's).
+            "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
             "--allow-privileged=true", "--enable-priority-and-fairness=false",
             "--profiling=false", "--v=1",
         ])
@@ -507,7 +654,10 @@ class Cluster:
             "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}", "--controllers=*,-nodeipam",
-            "--concurrent-gc-syncs=5", "--v=1",
+            "--concurrent-gc-syncs=5",
+            # Scale-down after load in minutes, not the default five: a local cluster for tests.
+            "--horizontal-pod-autoscaler-downscale-stabilization=30s",
+            "--horizontal-pod-autoscaler-sync-period=5s", "--v=1",
         ])
         self.start("kube-scheduler", [
             str(bins["kube-scheduler"]), f"--kubeconfig={kc}",
@@ -515,7 +665,9 @@ class Cluster:
             "--leader-elect=false", "--secure-port=0", "--v=1",
         ])
         self.start("kwok", [
-            str(bins["kwok"]), f"--kubeconfig={kc}", "--manage-all-nodes=true",
+            # kwok manages only the fake nodes, never the real one.
+            str(bins["kwok"]), f"--kubeconfig={kc}",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.0.0.1/24", "--node-lease-duration-seconds=40",
         ])
         time.sleep(1)
@@ -525,6 +677,11 @@ class Cluster:
         self.kubectl("apply", "-f", "-", input_text=nodes_manifest(NODE_COUNT))
         self.wait_for("kwok", lambda: self.nodes_ready() >= NODE_COUNT, 60)
         self.wait_for("kube-controller-manager", self.default_sa_exists, 60)
+        if with_node:
+            node_started = time.monotonic()
+            self.node.start(bins, free_port, built)
+            log(f"real node {realnode.NODE_NAME} ({realnode.NODE_IP}) ready in "
+                f"{time.monotonic() - node_started:.1f}s")
         if kuberay:
             self.install_kuberay()
         log(f"up in {time.monotonic() - started:.1f}s: {server}; export KUBECONFIG={kc}")
@@ -569,11 +726,19 @@ class Cluster:
         return True
 
     def down(self) -> None:
+        self.node.stop(binaries()["crictl"])
         stopped = self.stop_all()
         shutil.rmtree(self.etcd_data(), ignore_errors=True)
         for f in (self.info_file, self.kubeconfig):
             f.unlink(missing_ok=True)
         log("stopped " + (", ".join(sorted(stopped)) if stopped else "nothing (was not running)"))
+
+    def images(self) -> None:
+        built = build_images()
+        for role, size in images.sizes(cache_dir(), built).items():
+            log(f"{built[role]}: {size} MB")
+        if self.info().get("node") and "containerd" in self.running():
+            self.node.load_images(built)
 
     def status(self) -> int:
         running = self.running()
@@ -584,6 +749,8 @@ class Cluster:
             "server": info.get("server"),
             "kubeconfig": str(self.kubeconfig) if info else None,
             "processes": running,
+            "node": bool(info.get("node")),
+            "images": built_images(),
             "state_dir": str(self.dir),
         }, indent=2))
         return 0 if healthy else 1
@@ -619,17 +786,26 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the control plane (builds first if needed)")
     up.add_argument("--no-kuberay", action="store_true",
                     help="do not install KubeRay's CRDs nor start its operator")
+    up.add_argument("--no-node", action="store_true",
+                    help="no real node: the control plane with kwok's fake nodes only")
+    sub.add_parser("images", help="build the project's images (cached by their inputs) and "
+                   "load them into the running node")
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="print what runs; exit 1 when not healthy")
     sub.add_parser("env", help="print KUBECONFIG and PATH lines for eval")
     sub.add_parser("bin-path", help="print the directories that hold the built binaries")
+    sub.add_parser("leftovers", help="list what a stopped node left on this machine; exit 1 "
+                   "when anything is left")
+    sub.add_parser("packages", help="print the Debian packages the real node and images need")
     args = parser.parse_args(argv)
     cluster = Cluster()
     try:
         if args.cmd == "build":
             build_all()
         elif args.cmd == "up":
-            cluster.up(kuberay=not args.no_kuberay)
+            cluster.up(kuberay=not args.no_kuberay, with_node=not args.no_node)
+        elif args.cmd == "images":
+            cluster.images()
         elif args.cmd == "down":
             cluster.down()
         elif args.cmd == "status":
@@ -637,6 +813,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "env":
             print(f"export KUBECONFIG={cluster.kubeconfig}")
             print(f"export PATH={':'.join(path_dirs())}:$PATH")
+        elif args.cmd == "leftovers":
+            left = cluster.node.leftovers()
+            print("\n".join(left) or "nothing left")
+            return 1 if left else 0
+        elif args.cmd == "packages":
+            print(realnode.DEBIAN_PACKAGES)
         elif args.cmd == "bin-path":
             print(":".join(path_dirs()))
     except ClusterError as exc:

@@ -7,7 +7,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e api -e operator -e serving -e training -r requirements-dev.txt
+.venv/bin/python -m pip install --quiet -c constraints.txt -e api -e operator -e serving -e training \
+  -r requirements-dev.txt
 # KServe's Python client pins versions that clash with the workspace's, so the test that uses it
 # runs it from a virtualenv of its own.
 if [ ! -x .venv-kserve/bin/python ] || ! .venv-kserve/bin/python -c "import kserve" 2>/dev/null; then

@@ -113,7 +113,7 @@ def post(url: str, body: dict) -> dict:  # type: ignore[type-arg]
 
 def up() -> None:
     say("starting the local Kubernetes control plane (first run builds it from Go modules)")
-    subprocess.run([*CLUSTER, "up", "--no-kuberay"], check=True)
+    subprocess.run([*CLUSTER, "up", "--no-kuberay", "--no-node"], check=True)
     say("installing the CRDs")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/trainingjobs.modelfactory.dev",

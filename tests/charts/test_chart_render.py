@@ -38,10 +38,19 @@ def example(chart: str) -> dict[str, Any]:
     return yaml.safe_load(example_values(chart).read_text())
 
 
-def training_env(values: dict[str, Any]) -> list[dict[str, str]]:
-    """The training containers' environment: the values' env, HOME=/tmp unless it says."""
+def training_env(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training containers' environment: the values' env, HOME=/tmp unless it says, then
+    pod.env as given."""
     env = {"HOME": "/tmp", **values["env"]}
-    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+    return [{"name": k, "value": v} for k, v in sorted(env.items())] + values["pod"]["env"]
+
+
+def placement(podspec: dict[str, Any], values: dict[str, Any]) -> None:
+    """spec.pod's pull secrets, node selector and tolerations, as the pod spec has them."""
+    pod = values["pod"]
+    assert podspec["imagePullSecrets"] == [{"name": n} for n in pod["imagePullSecrets"]]
+    assert podspec["nodeSelector"] == pod["nodeSelector"]
+    assert podspec["tolerations"] == pod["tolerations"]
 
 
 # ----------------------------------------------------------------------------- every chart
@@ -154,6 +163,14 @@ def test_pods_are_restricted(helm: Helm, chart: str, sets: dict[str, str]) -> No
         ("model-service", {"terminationGracePeriodSeconds": "2"}, "terminationGracePeriod"),
         ("model-service", {"resources.cpuLimit": "much"}, "cpuLimit"),
         ("model-service", {"extra": "1"}, "extra"),
+        ("training-job", {"pod.env[0].name": "MF_TRAINING_CONFIG"}, "/pod/env/0/name"),
+        ("model-service", {"pod.env[0].name": "MF_MODEL_URI"}, "/pod/env/0/name"),
+        ("training-job", {"pod.envFrom[0].prefix": "MF_"}, "prefix"),
+        ("model-service", {"pod.imagePullSecrets[0]": "Not_A_Name"}, "imagePullSecrets"),
+        ("training-job", {"pod.serviceAccountName": "Trainer"}, "serviceAccountName"),
+        ("model-service", {"pod.tolerations[0].operator": "Maybe"}, "operator"),
+        ("training-job", {"pod.nodeSelector.zone": "bad value!"}, "nodeSelector"),
+        ("training-job", {"pod.hostNetwork": "true"}, "hostNetwork"),
         ("modelfactory", {"watchNamespaces[0]": "Bad_NS"}, "watchNamespaces"),
         ("modelfactory", {"image.pullPolicy": "Sometimes"}, "pullPolicy"),
         ("modelfactory", {"livenessPort": "http"}, "livenessPort"),
@@ -219,12 +236,14 @@ def test_training_job_mode_job(helm: Helm) -> None:
     assert podspec["restartPolicy"] == "Never"
     assert podspec["serviceAccountName"] == "iris-trainer"
     assert podspec["automountServiceAccountToken"] is True
+    placement(podspec, values)
     (container,) = podspec["containers"]
     assert container["name"] == "training"
     assert container["image"] == "ghcr.io/modelfactory/training:0.1.0"
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["command"] == ["modelfactory-train"]
     assert container["env"] == training_env(values)
+    assert container["envFrom"] == values["pod"]["envFrom"]
     assert container["resources"] == {
         "requests": {"cpu": "1", "memory": "2Gi"},
         "limits": {"memory": "2Gi"},
@@ -292,12 +311,67 @@ def test_training_job_env_values_stay_strings(helm: Helm) -> None:
         ),
         "Job",
     )
-    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["MF_A"] == "1" and env["MF_B"] == "true" and env["MF_C"] == "2.50"
     assert env["HOME"] == "/tmp"
     job = one(helm.template("training-job", sets={"env.HOME": "/home/trainer"}), "Job")
-    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["HOME"] == "/home/trainer"
+
+
+def test_training_job_pod_env_may_set_home_once(helm: Helm) -> None:
+    job = one(
+        helm.template(
+            "training-job", extra=("--set-json", 'pod.env=[{"name":"HOME","value":"/data"}]')
+        ),
+        "Job",
+    )
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e for e in env if e["name"] == "HOME"] == [{"name": "HOME", "value": "/data"}]
+
+
+def test_training_job_without_pod_settings(helm: Helm) -> None:
+    """Empty pod settings render nothing: no empty keys in the pod spec or the container."""
+    empty = '{"imagePullSecrets":[],"nodeSelector":{},"tolerations":[],"env":[],"envFrom":[]}'
+    for mode in ("job", "rayjob"):
+        docs = helm.template(
+            "training-job",
+            sets={"mode": mode, "workers": "1"},
+            extra=("--set-json", f"pod={empty}"),
+        )
+        for where, template in [t for d in docs for t in pod_specs(d)]:
+            podspec = template["spec"]
+            for key in ("imagePullSecrets", "nodeSelector", "tolerations"):
+                assert key not in podspec, f"{where}: {key}"
+            for c in podspec["containers"]:
+                assert "envFrom" not in c, where
+                assert [e["name"] for e in c["env"] if not e["name"].startswith("MF_")] == [
+                    "HOME"
+                ], where
+
+
+@pytest.mark.parametrize("mode", ["job", "rayjob"])
+def test_training_job_runs_as_the_users_serviceaccount(helm: Helm, mode: str) -> None:
+    """The pods run as pod.serviceAccountName; the chart creates no ServiceAccount and binds
+    its Role (status of this TrainingJob only) to the user's, so the result still comes back."""
+    docs = helm.template(
+        "training-job", sets={"mode": mode, "workers": "1", "pod.serviceAccountName": "s3-reader"}
+    )
+    assert not by_kind(docs, "ServiceAccount")
+    assert one(docs, "Role")["metadata"]["name"] == "iris-trainer"
+    binding = one(docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == "iris-trainer"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "s3-reader", "namespace": "ml"}
+    ]
+    templates = [t for d in docs for t in pod_specs(d)]
+    assert templates
+    for where, template in templates:
+        assert template["spec"]["serviceAccountName"] == "s3-reader", where
 
 
 def test_training_job_mode_rayjob(helm: Helm) -> None:
@@ -328,6 +402,7 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     head_pod = head["template"]["spec"]
     assert head_pod["serviceAccountName"] == "iris-trainer"
     assert head_pod["automountServiceAccountToken"] is True
+    placement(head_pod, values)
     (head_c,) = head_pod["containers"]
     assert head_c["image"] == "ghcr.io/modelfactory/training:0.1.0"
     assert {p["containerPort"] for p in head_c["ports"]} == {6379, 8265, 10001}
@@ -335,6 +410,7 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     expected_env = training_env(values)
     resources = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
     assert head_c["env"] == expected_env
+    assert head_c["envFrom"] == values["pod"]["envFrom"]
     assert head_c["resources"] == resources
 
     (group,) = cluster["workerGroupSpecs"]
@@ -343,9 +419,11 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     worker_pod = group["template"]["spec"]
     assert worker_pod["serviceAccountName"] == "iris-trainer"
     assert worker_pod["automountServiceAccountToken"] is False
+    placement(worker_pod, values)
     (worker_c,) = worker_pod["containers"]
     assert worker_c["image"] == head_c["image"]
     assert worker_c["env"] == expected_env
+    assert worker_c["envFrom"] == values["pod"]["envFrom"]
     assert worker_c["resources"] == resources
     for where, template in pod_specs(rayjob):
         assert template["metadata"]["labels"]["modelfactory.dev/run-id"] == "1a2b3c4d", where
@@ -356,8 +434,11 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     submitter = spec["submitterPodTemplate"]["spec"]
     assert submitter["restartPolicy"] == "Never"
     assert submitter["automountServiceAccountToken"] is False
+    placement(submitter, values)
     assert "command" not in submitter["containers"][0]
+    # It only submits the job: none of the training's environment.
     assert submitter["containers"][0]["env"] == [{"name": "HOME", "value": "/tmp"}]
+    assert "envFrom" not in submitter["containers"][0]
 
 
 def test_training_job_rayjob_crd_fields(helm: Helm) -> None:
@@ -429,11 +510,18 @@ def test_model_service_deployment(helm: Helm) -> None:
     podspec = pod["spec"]
     assert podspec["terminationGracePeriodSeconds"] == 30
     assert podspec["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in podspec
+    placement(podspec, values)
     (c,) = podspec["containers"]
     assert c["image"] == "ghcr.io/modelfactory/serving:0.1.0"
     assert c["command"] == ["modelfactory-serve"]
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
-    assert c["env"] == [{"name": k, "value": v} for k, v in sorted(values["env"].items())]
+    assert (
+        c["env"]
+        == [{"name": k, "value": v} for k, v in sorted(values["env"].items())]
+        + values["pod"]["env"]
+    )
+    assert c["envFrom"] == values["pod"]["envFrom"]
     assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     startup = c["startupProbe"]
@@ -456,14 +544,45 @@ def test_model_service_new_version_changes_pod_template(helm: Helm) -> None:
     assert template("2")["metadata"]["annotations"]["modelfactory.dev/model-version"] == "2"
 
 
-def test_model_service_limits_only_when_set(helm: Helm) -> None:
+def test_model_service_memory_is_always_limited(helm: Helm) -> None:
+    """memoryLimit defaults to the request; CPU is limited only when cpuLimit says so."""
     deploy = one(
         helm.template("model-service", sets={"resources.memoryLimit": "null"}), "Deployment"
     )
-    assert "limits" not in deploy["spec"]["template"]["spec"]["containers"][0]["resources"]
+    resources = deploy["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["limits"] == {"memory": "512Mi"} == {"memory": resources["requests"]["memory"]}
     deploy = one(helm.template("model-service", sets={"resources.cpuLimit": "2"}), "Deployment")
     limits = deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits == {"cpu": "2", "memory": "1Gi"}
+    deploy = one(helm.template("model-service", values=False), "Deployment")
+    limits = deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"memory": "512Mi"}
+
+
+def test_model_service_pod_settings(helm: Helm) -> None:
+    deploy = one(
+        helm.template("model-service", sets={"pod.serviceAccountName": "s3-reader"}), "Deployment"
+    )
+    podspec = deploy["spec"]["template"]["spec"]
+    assert podspec["serviceAccountName"] == "s3-reader"
+    # It still gets no API token: the server never calls the API.
+    assert podspec["automountServiceAccountToken"] is False
+    deploy = one(helm.template("model-service", values=False), "Deployment")
+    podspec = deploy["spec"]["template"]["spec"]
+    for key in ("serviceAccountName", "imagePullSecrets", "nodeSelector", "tolerations"):
+        assert key not in podspec, key
+    assert "env" not in podspec["containers"][0] and "envFrom" not in podspec["containers"][0]
+    deploy = one(
+        helm.template(
+            "model-service",
+            values=False,
+            extra=("--set-json", 'pod.env=[{"name":"LOG_FORMAT","value":"json"}]'),
+        ),
+        "Deployment",
+    )
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "LOG_FORMAT", "value": "json"}
+    ]
 
 
 def test_model_service_service_hpa_pdb(helm: Helm) -> None:
@@ -527,7 +646,7 @@ NAMESPACED_RULES = [
         ["get", "patch", "update"],
     ),
     ("modelfactory.dev", ["trainingjobs/finalizers", "modelservices/finalizers"], ["update"]),
-    ("", ["events"], ["create", "patch"]),
+    ("", ["events"], ["get", "list", "watch", "create", "patch"]),
     ("events.k8s.io", ["events"], ["create", "patch"]),
     ("", ["secrets"], ["get", "list", "create", "update", "patch", "delete"]),
     (
@@ -553,7 +672,7 @@ NAMESPACED_RULES = [
         ["get", "list", "watch", "create", "update", "patch", "delete"],
     ),
     ("ray.io", ["rayjobs"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    ("", ["pods"], ["get", "list", "watch"]),
+    ("", ["pods", "persistentvolumeclaims"], ["get", "list", "watch"]),
 ]
 CRD_RULE = ("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"])
 NAMESPACES_RULE = ("", ["namespaces"], ["get", "list", "watch"])

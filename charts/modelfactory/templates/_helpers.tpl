@@ -62,9 +62,10 @@ What the operator does in each namespace it watches. No wildcards; every verb is
 - apiGroups: ["modelfactory.dev"]
   resources: ["trainingjobs/finalizers", "modelservices/finalizers"]
   verbs: ["update"]
+# Events: the operator posts its own and reads those of pods and claims to say why a pod waits.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
@@ -93,7 +94,7 @@ What the operator does in each namespace it watches. No wildcards; every verb is
   resources: ["rayjobs"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["pods"]
+  resources: ["pods", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch"]
 {{- end -}}
 

@@ -1,0 +1,212 @@
+"""A user's cluster path, for real: helm install, kubectl apply, predictions through a Service.
+
+The tests run in order and share one operator and one namespace: train, serve, retrain under
+traffic, autoscale, survive the operator's pod being killed, and clean up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.cluster_path.conftest import IRIS_ROWS, NODE, RealCluster, eventually
+
+pytestmark = pytest.mark.cluster
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DIGEST = "sha256:" + "ef" * 32
+
+
+def v2_body(rows: list[list[float]]) -> dict[str, Any]:
+    return {"inputs": [{"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64",
+                        "data": [x for r in rows for x in r]}]}
+
+
+def pods(rc: RealCluster, selector: str) -> list[dict[str, Any]]:
+    return list(rc.kube.kubectl_json("get", "pods", "-n", rc.ns, "-l", selector)["items"])
+
+
+def test_operator_runs_in_a_pod_with_its_chart_rbac(real_cluster: RealCluster) -> None:
+    rc = real_cluster
+    pod = rc.operator_pod()
+    assert pod["spec"]["nodeName"] == NODE
+    assert pod["spec"]["serviceAccountName"].endswith("modelfactory")
+    assert all(c["ready"] for c in pod["status"]["containerStatuses"])
+    sa = f"system:serviceaccount:{rc.operator_ns}:{pod['spec']['serviceAccountName']}"
+    can = rc.kube.run("kubectl", "auth", "can-i", "create", "deployments", "-n", rc.ns,
+                      f"--as={sa}", check=False).stdout.strip()
+    assert can == "yes"
+    # Namespaced install: nothing outside the watched namespace.
+    cannot = rc.kube.run("kubectl", "auth", "can-i", "create", "deployments", "-n", "default",
+                         f"--as={sa}", check=False).stdout.strip()
+    assert cannot == "no"
+
+
+def test_restricted_pod_security_is_enforced(real_cluster: RealCluster) -> None:
+    rc = real_cluster
+    ns = rc.kube.kubectl_json("get", "namespace", rc.ns)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    res = rc.kube.run("kubectl", "run", "privileged", "-n", rc.ns, "--image=x",
+                      "--privileged", check=False)
+    assert res.returncode != 0 and "violates PodSecurity" in res.stderr
+
+
+def test_iris_example_trains_in_a_pod_and_serves_from_pods(real_cluster: RealCluster) -> None:
+    rc = real_cluster
+    started = time.monotonic()
+    rc.kubectl("apply", "-n", rc.ns, "-f", str(EXAMPLES / "iris-classifier.yaml"))
+    try:
+        tj = eventually(lambda: (s := rc.status("tj", "iris")).get("phase") == "Succeeded" and s,
+                        timeout=600, interval=2, what="iris trained")
+    except AssertionError:
+        print(rc.diagnose())
+        raise
+    assert tj["model"]["version"] == 1 and tj["model"]["uri"].startswith("pvc://")
+    assert tj["score"] >= 0.9
+    training = pods(rc, "app.kubernetes.io/component=training")
+    assert training and all(p["spec"]["nodeName"] == NODE for p in training)
+
+    eventually(lambda: rc.status("msvc", "iris").get("phase") == "Ready", timeout=300,
+               interval=2, what="iris served")
+    url = rc.cluster_ip("iris")
+    first = eventually(lambda: httpx.post(f"{url}/v2/models/iris/infer", json=v2_body(IRIS_ROWS),
+                                          timeout=10), timeout=60, what="first prediction")
+    print(f"\nkubectl apply of the iris example to the first prediction through the Service: "
+          f"{time.monotonic() - started:.1f}s")
+    assert first.status_code == 200 and first.json()["outputs"][0]["data"] == [0, 2, 1]
+    v1 = httpx.post(f"{url}/v1/models/iris:predict", json={"instances": IRIS_ROWS}, timeout=10)
+    assert v1.status_code == 200 and v1.json()["predictions"] == [0, 2, 1]
+
+    servers = pods(rc, "app.kubernetes.io/component=serving")
+    assert servers
+    for p in servers:
+        assert p["spec"]["nodeName"] == NODE
+        c = p["spec"]["containers"][0]
+        assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(c)
+        status = p["status"]["containerStatuses"][0]
+        assert status["ready"] and status["restartCount"] == 0
+    logs = rc.kubectl("logs", "-n", rc.ns, servers[0]["metadata"]["name"])
+    records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert records, logs[-2000:]
+
+
+def test_retrain_rolls_without_failed_requests(real_cluster: RealCluster) -> None:
+    rc = real_cluster
+    eventually(lambda: rc.status("msvc", "iris").get("phase") == "Ready", what="iris Ready")
+    url = rc.cluster_ip("iris")
+    results: dict[str, Any] = {"ok": 0, "failed": 0, "errors": []}
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=10) as session:
+            while not stop.is_set():
+                try:
+                    res = session.post(f"{url}/v2/models/iris/infer", json=v2_body(IRIS_ROWS[:1]))
+                    ok = res.status_code == 200
+                    if not ok:
+                        results["errors"].append(f"{res.status_code} {res.text[:200]}")
+                except httpx.HTTPError as exc:
+                    ok = False
+                    results["errors"].append(repr(exc))
+                results["ok" if ok else "failed"] += 1
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        rc.kubectl("annotate", "tj", "iris", "-n", rc.ns, "modelfactory.dev/retrain=second")
+        eventually(lambda: rc.status("tj", "iris").get("model", {}).get("version") == 2,
+                   timeout=600, interval=2, what="version 2 trained")
+        eventually(lambda: rc.status("msvc", "iris").get("modelVersion") == 2
+                   and rc.status("msvc", "iris").get("phase") == "Ready",
+                   timeout=300, interval=2, what="service rolled to version 2")
+        time.sleep(5)  # old pods drain and stop while requests keep coming
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    print(f"\nrequests during the roll: {results['ok']} ok, {results['failed']} failed")
+    assert results["failed"] == 0, results["errors"][:5]
+    assert results["ok"] > 100
+
+
+def test_hpa_scales_up_on_cpu_and_back_down(real_cluster: RealCluster) -> None:
+    rc = real_cluster
+    eventually(lambda: rc.get("hpa", "iris").get("status", {}).get("currentMetrics"),
+               timeout=180, interval=3, what="HPA sees CPU metrics")
+    url = rc.cluster_ip("iris")
+    stop = threading.Event()
+    body = v2_body(IRIS_ROWS * 60)
+
+    def load() -> None:
+        with httpx.Client(timeout=10) as session:
+            while not stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    session.post(f"{url}/v2/models/iris/infer", json=body)
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        eventually(lambda: rc.get("deployment", "iris")["spec"]["replicas"] > 1, timeout=300,
+                   interval=3, what="scaled up under load")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    eventually(lambda: rc.get("deployment", "iris")["spec"]["replicas"] == 1, timeout=400,
+               interval=5, what="scaled back down")
+
+
+def test_operator_pod_killed_during_a_burst_converges(real_cluster: RealCluster) -> None:
+    rc = real_cluster
+    names = [f"burst-{i:02d}" for i in range(20)]
+    for i, name in enumerate(names):
+        # A claim that does not exist keeps the pods pending: this is about releases.
+        rc.apply({"apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+                  "metadata": {"name": name},
+                  "spec": {"model": {"uri": f"pvc://absent/{name}/1", "digest": DIGEST},
+                           "replicas": {"min": 1, "max": 1}}})
+        if i == 7:
+            rc.kubectl("delete", "pod", "-n", rc.operator_ns, rc.operator_pod()["metadata"]["name"],
+                       "--wait=false")
+
+    def releases() -> dict[str, str]:
+        out = rc.kube.helm("list", "-n", rc.ns, "-a", "-o", "json").stdout
+        return {r["name"]: r["status"] for r in json.loads(out)}
+
+    eventually(lambda: all(releases().get(f"msvc-{n}") == "deployed" for n in names),
+               timeout=300, interval=3, what="20 releases deployed")
+    deployments = rc.kube.kubectl_json("get", "deployments", "-n", rc.ns)["items"]
+    burst = [n for d in deployments if (n := d["metadata"]["name"]).startswith("burst")]
+    assert sorted(burst) == names
+    for name in names:
+        history = json.loads(rc.kube.helm("history", f"msvc-{name}", "-n", rc.ns, "-o",
+                                          "json").stdout)
+        assert all(h["status"] in ("deployed", "superseded") for h in history), history
+    rc.kubectl("delete", "msvc", *names, "-n", rc.ns, "--timeout=180s")
+    eventually(lambda: not any(r.startswith("msvc-burst") for r in releases()), timeout=120,
+               what="burst releases removed")
+
+
+def test_deleting_the_resources_removes_every_child(real_cluster: RealCluster) -> None:
+    rc = real_cluster
+    rc.kubectl("delete", "tj,msvc", "--all", "-n", rc.ns, "--timeout=180s")
+
+    def leftovers() -> list[str]:
+        out = rc.kube.kubectl_json(
+            "get", "jobs,deployments,services,hpa,pdb,serviceaccounts,roles,rolebindings,"
+            "secrets,pods", "-n", rc.ns)["items"]
+        return [f"{o['kind']}/{o['metadata']['name']}" for o in out
+                if o["metadata"]["name"] != "default"
+                and not o["metadata"]["name"].startswith("kube-root-ca")]
+
+    eventually(lambda: not leftovers(), timeout=180, interval=3, what="no children left")
