@@ -126,7 +126,7 @@ class Builder:
         machine trusts.
         """
         ca = Path("/etc/ssl/certs/ca-certificates.crt")
-        tag = digest("base-v1", *BASE_PACKAGES, ca.read_bytes() if ca.exists() else b"")
+        tag = digest("base-v2", *BASE_PACKAGES, ca.read_bytes() if ca.exists() else b"")
         image = f"{REPOSITORY}/base:{tag}"
         if self.exists(image):
             return image
@@ -135,6 +135,9 @@ class Builder:
         hooks = ['chroot "$1" python3 -m venv /opt/venv']
         if ca.exists():
             hooks.append(f'cp {ca} "$1/etc/ssl/certs/ca-certificates.crt"')
+        # Debian 12's pip (23.0) backtracks for ages on the training image's dependencies.
+        hooks.append('chroot "$1" env PIP_CERT=/etc/ssl/certs/ca-certificates.crt '
+                     '/opt/venv/bin/pip install --no-cache-dir --quiet --upgrade "pip>=25"')
         cmd = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
                *[f"--customize-hook={h}" for h in hooks], "bookworm", str(rootfs)]
         logfile = self.logs / "base.log"

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = [sys.executable, str(ROOT / "hack" / "cluster.py")]
 CACHE = Path(os.environ.get("MF_CACHE_DIR") or Path.home() / ".cache" / "modelfactory")
 STATE = CACHE / "quickstart"
+# Where the local launcher keeps its processes' state; pvc://<claim>/... maps to pvc/<claim>/ here.
+LOCAL = CACHE / "local"
 NAMESPACE = "default"
 EXAMPLE = ROOT / "examples" / "iris-classifier.yaml"
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
@@ -71,7 +73,8 @@ def start_operator() -> None:
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "modelfactory-operator"), "--namespace", NAMESPACE,
          "--launcher", "local"],
-        stdout=log, stderr=subprocess.STDOUT, env=env(), start_new_session=True,
+        stdout=log, stderr=subprocess.STDOUT, env={**env(), "MF_LOCAL_STATE_DIR": str(LOCAL)},
+        start_new_session=True,
     )
     (STATE / "operator.pid").write_text(str(proc.pid))
     say(f"operator started with the local launcher (log: {STATE / 'operator.log'})")
@@ -119,7 +122,7 @@ def up() -> None:
     kubectl("wait", "--for=condition=Established", "crd/trainingjobs.modelfactory.dev",
             "crd/modelservices.modelfactory.dev")
     start_operator()
-    data = Path("/tmp/modelfactory/data")
+    data = LOCAL / "pvc" / "modelfactory-models" / "data"
     data.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "examples" / "data" / "churn.csv", data / "churn.csv")
     say(f"kubectl apply -f {EXAMPLE.relative_to(ROOT)}")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from modelfactory_api.runtime import ServingRuntimeConfig, TrainingRuntimeConfig
+from modelfactory_api.runtime import RaySizing, ServingRuntimeConfig, TrainingRuntimeConfig
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,5 +24,8 @@ def test_runtime_configs_round_trip_through_env() -> None:
         "runId": "r1",
     })
     assert TrainingRuntimeConfig.from_env(cfg.to_env()) == cfg
+    sized = cfg.model_copy(update={"ray": RaySizing(numCpus=2, memoryBytes=2**31,
+                                                    objectStoreBytes=2**29)})
+    assert TrainingRuntimeConfig.from_env(sized.to_env()) == sized
     env = ServingRuntimeConfig(model_name="m", model_uri="file:///x/1").to_env()
     assert env["MF_MODEL_NAME"] == "m" and "MF_MODEL_DIGEST" not in env

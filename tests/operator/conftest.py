@@ -63,6 +63,26 @@ def operator(crds: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[O
     op.stop()
 
 
+# The examples keep their models on this claim.
+EXAMPLE_CLAIM = "modelfactory-models"
+
+
+@pytest.fixture
+def example_claim(kube: Kube, namespace: str) -> Iterator[str]:
+    """A volume for the examples' claim, bound to it in advance: this control plane has no
+    storage provisioner, and pods on an unbound claim are never scheduled."""
+    pv = f"{namespace}-models"
+    kube.kubectl("apply", "-f", "-", input_text=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                 "claimRef": {"namespace": namespace, "name": EXAMPLE_CLAIM},
+                 "hostPath": {"path": f"/tmp/modelfactory-test-volumes/{namespace}"}}}))
+    yield EXAMPLE_CLAIM
+    kube.kubectl("delete", "persistentvolume", pv, "--wait=false", check=False)
+
+
 def eventually(check: Callable[[], Any], timeout: float = 60, interval: float = 0.5,
                what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout

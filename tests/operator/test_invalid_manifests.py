@@ -20,7 +20,7 @@ TJ: dict[str, Any] = {
     "spec": {"dataset": {"uri": "sklearn://iris"},
              "model": {"estimator": "sklearn.ensemble.RandomForestClassifier"},
              "tuning": {"searchSpace": {"n_estimators": {"values": [10, 20]}}},
-             "output": {"storageUri": "file:///tmp/models/bad"}},
+             "output": {"storageUri": "s3://models/bad"}},
 }
 MS: dict[str, Any] = {
     "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
@@ -75,6 +75,18 @@ REJECTED = [
     (MS, "spec.autoscaling", {"metric": "gpu"}, "spec.autoscaling.metric"),
     (MS, "spec.batching", {"maxBatchSize": 0}, "spec.batching.maxBatchSize"),
     (MS, "spec.resources", {"cpu": "two"}, "spec.resources.cpu"),
+    (TJ, "spec.pod", {"env": [{"name": "MF_TRAINING_CONFIG", "value": "{}"}]},
+     "spec.pod.env[0]"),
+    (MS, "spec.pod", {"envFrom": [{"prefix": "MF_", "configMapRef": {"name": "c"}}]},
+     "spec.pod.envFrom[0]"),
+    (TJ, "spec.pod", {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
+     "spec.pod.env"),
+    (MS, "spec.pod", {"env": [{"name": "A", "valueFrom": {}}]}, "spec.pod.env[0].valueFrom"),
+    (MS, "spec.pod", {"tolerations": [{"value": "x"}]}, "spec.pod.tolerations[0]"),
+    (TJ, "spec.pod", {"imagePullSecrets": ["Bad_Name"]}, "spec.pod.imagePullSecrets[0]"),
+    (TJ, "spec.pod", {"nodeSelector": {f"k{i}": "v" for i in range(33)}},
+     "spec.pod.nodeSelector"),
+    (MS, "spec.pod", {"hostNetwork": True}, "hostNetwork"),
 ]
 
 FAILED_PHASE = [
@@ -87,6 +99,15 @@ FAILED_PHASE = [
      "spec.tuning.searchSpace"),
 ]
 
+
+# A pod's own filesystem is gone when the pod ends: the kubernetes launcher refuses it.
+POD_LOCAL_STORAGE = [
+    (TJ, "spec.output.storageUri", "file:///tmp/models/bad", "spec.output.storageUri"),
+    (TJ, "spec.output.storageUri", "/models/bad", "spec.output.storageUri"),
+    (TJ, "spec.dataset", {"uri": "file:///data/train.csv", "target": "y"}, "spec.dataset.uri"),
+    (MS, "spec.model", {"uri": "file:///models/iris/1", "digest": "sha256:" + "a" * 64},
+     "spec.model.uri"),
+]
 
 @pytest.mark.parametrize(("base", "path", "value", "field"), REJECTED,
                          ids=[f"{b['kind']}:{p}={v!r}"[:60] for b, p, v, _ in REJECTED])
@@ -140,3 +161,20 @@ def test_missing_rayjob_crd_is_reported(operator: OperatorProcess, kube: Kube,
             crd["metadata"].pop(key, None)
         crd.pop("status", None)
         kube.kubectl("create", "-f", "-", input_text=json.dumps(crd))
+
+
+@pytest.mark.parametrize(("base", "path", "value", "field"), POD_LOCAL_STORAGE,
+                         ids=[f"{b['kind']}:{p}={v!r}"[:60] for b, p, v, _ in POD_LOCAL_STORAGE])
+def test_pod_local_storage_fails_under_the_kubernetes_launcher(
+        operator: OperatorProcess, kube: Kube, namespace: str, base: dict[str, Any], path: str,
+        value: Any, field: str) -> None:
+    obj = change(base, path, value)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input_text=json.dumps(obj))
+    kind = "tj" if base["kind"] == "TrainingJob" else "msvc"
+    found = eventually(lambda: (o := get(kube, kind, "bad", namespace)).get("status", {})
+                       .get("phase") == "Failed" and o, what="Failed")
+    failed = condition(found, "Failed")
+    assert failed["reason"] == "InvalidSpec", failed
+    assert failed["message"].startswith(field), failed["message"]
+    assert "pvc://<claim>/<path>" in failed["message"] and "s3://" in failed["message"]
+    assert kube.kubectl_json("get", "jobs,deployments", "-n", namespace)["items"] == []

@@ -92,3 +92,26 @@ def test_job_observation() -> None:
     assert failed.state == "failed" and failed.attempts == 2
     assert observe.job({"status": {"succeeded": 1, "conditions": [
         {"type": "Complete", "status": "True"}]}}).state == "succeeded"
+
+
+def test_memory_is_limited_to_the_request_unless_the_spec_says() -> None:
+    model = ms.resolve_model(spec(), TJ)
+    plan = ms.render(BODY, spec(resources={"memory": "1Gi"}), model, "img:1")  # type: ignore[arg-type]
+    assert plan.chart_values["resources"]["memoryLimit"] == "1Gi"
+    plan = ms.render(BODY, spec(resources={"memory": "1Gi", "memoryLimit": "2Gi"}), model,  # type: ignore[arg-type]
+                     "img:1")
+    assert plan.chart_values["resources"]["memoryLimit"] == "2Gi"
+    assert plan.chart_values["resources"]["cpuLimit"] is None
+
+
+def test_pod_settings_reach_the_chart_values() -> None:
+    model = ms.resolve_model(spec(), TJ)
+    pod = {"serviceAccountName": "reader", "imagePullSecrets": ["regcred"],
+           "env": [{"name": "LOG_FORMAT", "value": "json"}],
+           "envFrom": [{"secretRef": {"name": "tokens"}}]}
+    plan = ms.render(BODY, spec(pod=pod), model, "img:1")  # type: ignore[arg-type]
+    values = plan.chart_values["pod"]
+    assert values["serviceAccountName"] == "reader"
+    assert values["imagePullSecrets"] == ["regcred"]
+    assert values["env"] == [{"name": "LOG_FORMAT", "value": "json"}]
+    assert values["envFrom"] == [{"secretRef": {"name": "tokens"}}]

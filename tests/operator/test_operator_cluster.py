@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,13 @@ from tests.operator.conftest import OperatorProcess, condition, eventually, get
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DIGEST = "sha256:" + "ab" * 32
+# Where the training and serving pods mount claims.
+MOUNT_ROOT = "/mnt/pvc"
+
+
+def workload_uri(uri: str) -> str:
+    """The URI a training pod sees and reports: pvc://<claim>/<path> is a mounted file path."""
+    return uri.replace("pvc://", f"file://{MOUNT_ROOT}/", 1)
 
 
 def apply(kube: Kube, namespace: str, manifest: str | dict[str, Any]) -> None:
@@ -32,7 +40,7 @@ def report_result(kube: Kube, namespace: str, name: str, version: int = 1,
         result.update(metric="accuracy", metrics={"test_accuracy": 0.96, "cv_mean": 0.95},
                       bestParams={"n_estimators": 50},
                       model={"version": version,
-                             "uri": f"{tj['spec']['output']['storageUri']}/{version}",
+                             "uri": workload_uri(f"{tj['spec']['output']['storageUri']}/{version}"),
                              "digest": DIGEST},
                       progress={"trialsTotal": 6, "trialsCompleted": 6})
     else:
@@ -52,8 +60,8 @@ def helm_releases(kube: Kube, namespace: str) -> list[str]:
     return sorted(r["name"] for r in json.loads(out))
 
 
-def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
-                                         namespace: str) -> None:
+def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube, namespace: str,
+                                         example_claim: str) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "iris-classifier.yaml"))
     job = eventually(lambda: kube.kubectl_json("get", "jobs", "-n", namespace)["items"],
                      what="training Job")[0]
@@ -61,7 +69,14 @@ def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
     container = pod["containers"][0]
     assert container["image"].startswith("ghcr.io/modelfactory/training")
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert "sklearn://iris" in env["MF_TRAINING_CONFIG"]
+    config = json.loads(env["MF_TRAINING_CONFIG"])
+    assert config["spec"]["dataset"]["uri"] == "sklearn://iris"
+    assert config["spec"]["output"]["storageUri"] == f"file://{MOUNT_ROOT}/{example_claim}/iris"
+    # Ray in the pod is sized to the pod's requests, which the memory limit matches.
+    assert config["ray"]["numCpus"] == 1 and config["ray"]["memoryBytes"] == 2 * 2**30
+    assert container["resources"]["limits"] == {"memory": "2Gi"}
+    assert [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+            if "persistentVolumeClaim" in v] == [example_claim]
     assert pod["serviceAccountName"] == "iris-trainer"
     assert job["metadata"]["ownerReferences"][0]["kind"] == "TrainingJob"
     role = get(kube, "role", "iris-trainer", namespace)
@@ -82,7 +97,7 @@ def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
     report_result(kube, namespace, "iris")
     tj = eventually(lambda: (t := get(kube, "tj", "iris", namespace)).get("status", {}).get("phase")
                     == "Succeeded" and t, what="TrainingJob Succeeded")
-    assert tj["status"]["model"] == {"version": 1, "uri": "file:///tmp/modelfactory/models/iris/1",
+    assert tj["status"]["model"] == {"version": 1, "uri": f"pvc://{example_claim}/iris/1",
                                      "digest": DIGEST}
     assert condition(tj, "Ready")["status"] == "True"
     columns = kube.kubectl("get", "tj", "iris", "-n", namespace, "--no-headers").split()
@@ -94,6 +109,9 @@ def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube,
     template = dep["spec"]["template"]
     assert template["metadata"]["annotations"]["modelfactory.dev/model-version"] == "1"
     server = template["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in server["env"]}["MF_MODEL_URI"] == (
+        f"file://{MOUNT_ROOT}/{example_claim}/iris/1")
+    assert server["resources"]["limits"] == {"memory": "512Mi"}
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
@@ -138,7 +156,7 @@ def test_ray_example_makes_a_rayjob(operator: OperatorProcess, kube: Kube,
                          [("diabetes-regressor.yaml", "diabetes"), ("csv-churn.yaml", "churn"),
                           ("iris-on-a-claim.yaml", "iris-claim")])
 def test_other_examples_apply(operator: OperatorProcess, kube: Kube, namespace: str,
-                              example: str, name: str) -> None:
+                              example_claim: str, example: str, name: str) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / example))
     eventually(lambda: kube.kubectl_json("get", "jobs", "-n", namespace)["items"],
                what="training Job")
@@ -147,7 +165,7 @@ def test_other_examples_apply(operator: OperatorProcess, kube: Kube, namespace: 
 
 
 def test_finished_job_without_result_fails_saying_so(operator: OperatorProcess, kube: Kube,
-                                                     namespace: str) -> None:
+                                                     namespace: str, example_claim: str) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "diabetes-regressor.yaml"))
     tj = eventually(lambda: (t := get(kube, "tj", "diabetes", namespace)).get("status", {})
                     .get("phase") == "Failed" and t, what="Failed", timeout=90)
@@ -159,7 +177,7 @@ def test_finished_job_without_result_fails_saying_so(operator: OperatorProcess, 
 
 
 def test_reported_failure_lands_in_failed_phase(operator: OperatorProcess, kube: Kube,
-                                                namespace: str) -> None:
+                                                namespace: str, example_claim: str) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "csv-churn.yaml"))
     report_result(kube, namespace, "churn", ok=False)
     tj = eventually(lambda: (t := get(kube, "tj", "churn", namespace)).get("status", {})
@@ -192,7 +210,7 @@ def test_modelservice_status_follows_its_pods(operator: OperatorProcess, kube: K
 
 
 def test_delete_removes_releases_and_children(operator: OperatorProcess, kube: Kube,
-                                              namespace: str) -> None:
+                                              namespace: str, example_claim: str) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "iris-classifier.yaml"))
     report_result(kube, namespace, "iris")
     eventually(lambda: kube.kubectl_json("get", "deployments", "-n", namespace)["items"],
@@ -238,3 +256,84 @@ def test_pvc_storage_is_mounted_where_the_workloads_look(operator: OperatorProce
         == [{"claimName": "models", "readOnly": True}]
     env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
     assert env["MF_MODEL_URI"] == "file:///mnt/pvc/models/onclaim/1"
+
+
+def test_a_run_that_cannot_start_says_why(operator: OperatorProcess, kube: Kube,
+                                          namespace: str) -> None:
+    """The training pod waits for a claim that does not exist: the TrainingJob says so, from
+    the pod's scheduling condition and the claim itself."""
+    apply(kube, namespace, {
+        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
+        "metadata": {"name": "noclaim"},
+        "spec": {"dataset": {"uri": "sklearn://iris"},
+                 "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+                 "output": {"storageUri": "pvc://absent/noclaim"}}})
+    eventually(lambda: kube.kubectl_json("get", "pods", "-n", namespace)["items"],
+               what="training pod")
+
+    def running_message() -> str:
+        # Pods are not watched: touch the resource so that it is reconciled now, not at the
+        # next resync.
+        kube.kubectl("annotate", "tj", "noclaim", "-n", namespace, "--overwrite",
+                     f"test.modelfactory.dev/poke={time.monotonic()}")
+        message = condition(get(kube, "tj", "noclaim", namespace), "Running").get("message", "")
+        return message if "PersistentVolumeClaim absent does not exist" in message else ""
+
+    message = eventually(running_message, timeout=60, interval=2,
+                         what="Running condition naming the missing claim")
+    assert message.startswith("waiting for the training pod to start: pod noclaim-"), message
+    assert "is not scheduled: Unschedulable" in message, message
+    assert status(kube, "tj", "noclaim", namespace)["phase"] == "Pending"
+
+
+def test_pod_settings_reach_the_workloads(operator: OperatorProcess, kube: Kube,
+                                          namespace: str) -> None:
+    pod = {"serviceAccountName": "s3-reader", "imagePullSecrets": ["registry-credentials"],
+           "nodeSelector": {"kubernetes.io/os": "linux"},
+           "tolerations": [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}],
+           "env": [{"name": "AWS_REGION", "value": "eu-west-1"}],
+           "envFrom": [{"secretRef": {"name": "s3-credentials", "optional": True}}]}
+    kube.kubectl("create", "serviceaccount", "s3-reader", "-n", namespace)
+    apply(kube, namespace, {
+        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
+        "metadata": {"name": "podded"},
+        "spec": {"dataset": {"uri": "sklearn://iris"},
+                 "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+                 "output": {"storageUri": "s3://models/podded"}, "pod": pod}})
+    job = eventually(lambda: kube.kubectl_json("get", "jobs", "-n", namespace)["items"],
+                     what="training Job")[0]
+    spec = job["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "s3-reader"
+    assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert {"key": "dedicated", "operator": "Equal", "value": "ml",
+            "effect": "NoSchedule"} in spec["tolerations"]
+    container = spec["containers"][0]
+    assert container["env"][-1] == {"name": "AWS_REGION", "value": "eu-west-1"}
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials", "optional": True}}]
+    # The user's ServiceAccount replaces the chart's, and still may report the result.
+    sas = [s["metadata"]["name"] for s in kube.kubectl_json("get", "sa", "-n", namespace)["items"]]
+    assert "podded-trainer" not in sas
+    run_id = eventually(lambda: status(kube, "tj", "podded", namespace).get("runId"),
+                        what="runId")
+    kube.kubectl("patch", "tj", "podded", "-n", namespace, "--subresource=status",
+                 "--type=merge", "-p", json.dumps({"status": {"result": {
+                     "runId": run_id, "succeeded": True, "metric": "accuracy",
+                     "metrics": {"test_accuracy": 0.9},
+                     "model": {"version": 1, "uri": "s3://models/podded/1", "digest": DIGEST}}}}),
+                 f"--as=system:serviceaccount:{namespace}:s3-reader")
+    eventually(lambda: status(kube, "tj", "podded", namespace).get("phase") == "Succeeded",
+               what="TrainingJob Succeeded")
+    apply(kube, namespace, {
+        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+        "metadata": {"name": "podded"},
+        "spec": {"model": {"trainingJob": "podded"}, "pod": pod}})
+    dep = eventually(lambda: kube.kubectl_json("get", "deployments", "-n", namespace)["items"],
+                     what="Deployment")[0]
+    spec = dep["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "s3-reader"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    server = spec["containers"][0]
+    assert server["env"][-1] == {"name": "AWS_REGION", "value": "eu-west-1"}
+    assert server["envFrom"] == [{"secretRef": {"name": "s3-credentials", "optional": True}}]

@@ -53,7 +53,8 @@ def operator_as_its_serviceaccount(operator: OperatorProcess, kube: Kube, namesp
 
 
 def test_operator_works_with_least_privilege(operator_as_its_serviceaccount: OperatorProcess,
-                                             kube: Kube, namespace: str) -> None:
+                                             kube: Kube, namespace: str,
+                                             example_claim: str) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "iris-classifier.yaml"))
     eventually(lambda: kube.kubectl_json("get", "jobs", "-n", namespace)["items"],
                what="training Job created by the operator's ServiceAccount")

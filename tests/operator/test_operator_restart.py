@@ -24,7 +24,7 @@ def manifests(count: int) -> str:
             "metadata": {"name": f"tj-{i}"},
             "spec": {"dataset": {"uri": "sklearn://wine"},
                      "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-                     "output": {"storageUri": f"file:///tmp/models/tj-{i}"}}})
+                     "output": {"storageUri": f"s3://models/tj-{i}"}}})
         items.append({
             "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
             "metadata": {"name": f"ms-{i}"},

@@ -1,11 +1,14 @@
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from modelfactory_operator.handlers.reconciler import Reconciler
 from modelfactory_operator.logic import modelservice as ms
 from modelfactory_operator.logic import storage, validate
 from modelfactory_operator.logic import trainingjob as tj
 from modelfactory_operator.logic.plans import RunObservation
+from modelfactory_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +64,21 @@ def test_serving_mounts_the_models_claim_read_only() -> None:
     assert plan.chart_values["volumes"] == [
         {"name": "pvc-0", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
     ]
+
+
+def test_the_local_launcher_maps_claims_to_directories(tmp_path: Path) -> None:
+    """The examples' pvc:// storage works under the local launcher: each claim is a directory
+    <local state dir>/pvc/<claim>, and the status keeps the pvc:// form."""
+
+    class Local:
+        name = "local"
+
+    settings = OperatorSettings(launcher="local", local_state_dir=tmp_path)
+    root = Reconciler(settings, Local()).mount_root  # type: ignore[arg-type]
+    assert root == str(tmp_path / "pvc")
+    spec = validate.trainingjob_spec(BODY["spec"], launcher="local")
+    plan = tj.render(BODY, spec, "img:1", mount_root=root)
+    assert plan.runtime.spec.output.storageUri == f"file://{tmp_path}/pvc/models/iris"
+    assert storage.from_workload(f"file://{tmp_path}/pvc/models/iris/1", root) == (
+        "pvc://models/iris/1"
+    )

@@ -1,10 +1,11 @@
+import json
 from typing import Any
 
 import pytest
 
+from modelfactory_operator.logic import names, validate
 from modelfactory_operator.logic import trainingjob as tj
-from modelfactory_operator.logic import validate
-from modelfactory_operator.logic.plans import RunObservation
+from modelfactory_operator.logic.plans import RunObservation, config_hash
 
 pytestmark = pytest.mark.unit
 
@@ -15,7 +16,7 @@ BODY: dict[str, Any] = {
     "spec": {
         "dataset": {"uri": "sklearn://iris"},
         "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-        "output": {"storageUri": "file:///tmp/models/iris"},
+        "output": {"storageUri": "s3://models/iris"},
     },
 }
 
@@ -38,7 +39,7 @@ def result(p: tj.TrainingPlan, ok: bool = True, version: int = 1) -> dict[str, A
     return {"runId": p.run_id, "succeeded": True, "metric": "accuracy",
             "metrics": {"test_accuracy": 0.97, "cv_mean": 0.95},
             "bestParams": {"C": 1.0},
-            "model": {"version": version, "uri": f"file:///tmp/models/iris/{version}",
+            "model": {"version": version, "uri": f"s3://models/iris/{version}",
                       "digest": "sha256:" + "a" * 64}}
 
 
@@ -130,3 +131,65 @@ def test_history_keeps_every_good_version() -> None:
     p2 = plan(model={"estimator": "sklearn.svm.SVC"})
     d2 = decide({**d.status, "result": result(p2, version=2)}, RunObservation("succeeded"), p2)
     assert [m["version"] for m in d2.status["history"]] == [1, 2]
+
+
+def test_ray_is_sized_from_the_compute_spec() -> None:
+    sizing = plan(compute={"cpu": "1500m", "memory": "4Gi"}).runtime.ray
+    assert sizing is not None
+    assert sizing.numCpus == 2
+    assert sizing.memoryBytes == 4 * 2**30
+    assert sizing.objectStoreBytes == int(4 * 2**30 * 0.3)
+    assert sizing.heap_bytes == sizing.memoryBytes - sizing.objectStoreBytes
+    # A fraction of a CPU is still one CPU to Ray; the object store has Ray's minimum.
+    small = plan(compute={"cpu": "250m", "memory": "128Mi"}).runtime.ray
+    assert small is not None
+    assert small.numCpus == 1 and small.objectStoreBytes == 75 * 2**20
+    # The same figures reach the pod (MF_TRAINING_CONFIG) and a local process.
+    config = json.loads(plan().chart_values["env"]["MF_TRAINING_CONFIG"])
+    assert config["ray"] == {"numCpus": 1, "memoryBytes": 2 * 2**30,
+                             "objectStoreBytes": int(2 * 2**30 * 0.3)}
+    assert "pod" not in config["spec"]
+
+
+def test_pod_settings_reach_the_chart_values() -> None:
+    p = plan(pod={
+        "serviceAccountName": "trainer",
+        "imagePullSecrets": ["regcred"],
+        "nodeSelector": {"pool": "ml"},
+        "tolerations": [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}],
+        "env": [{"name": "A", "value": "1"},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+        "envFrom": [{"configMapRef": {"name": "settings"}}],
+    })
+    assert p.chart_values["pod"] == {
+        "serviceAccountName": "trainer",
+        "imagePullSecrets": ["regcred"],
+        "nodeSelector": {"pool": "ml"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml",
+                         "effect": "NoSchedule"}],
+        "env": [{"name": "A", "value": "1"},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+        "envFrom": [{"configMapRef": {"name": "settings"}}],
+    }
+    assert plan().chart_values["pod"] == {
+        "serviceAccountName": None, "imagePullSecrets": [], "nodeSelector": {},
+        "tolerations": [], "env": [], "envFrom": [],
+    }
+
+
+def test_pod_settings_make_a_new_run_but_their_absence_keeps_old_run_ids() -> None:
+    # A Job's pod template cannot change: new pod settings are a new run.
+    assert plan(pod={"nodeSelector": {"pool": "ml"}}).run_id != plan().run_id
+    # Runs started before spec.pod existed keep their id.
+    spec = validate.trainingjob_spec(BODY["spec"])
+    before = spec.model_dump(mode="json", exclude={*tj.RUN_CONTROL_FIELDS, "pod"})
+    assert plan().run_id == names.run_id("u-1", config_hash(before), None)
+
+
+def test_a_pending_run_says_why() -> None:
+    p = plan()
+    why = "waiting for the training pod to start: pod x: container training: ImagePullBackOff"
+    d = decide({"runId": p.run_id, "appliedHash": p.hash}, RunObservation("pending", message=why),
+               p)
+    running = next(c for c in d.status["conditions"] if c["type"] == "Running")
+    assert running["reason"] == "Pending" and running["message"] == why

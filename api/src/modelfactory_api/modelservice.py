@@ -14,6 +14,8 @@ from modelfactory_api.base import (
     Condition,
     cel,
 )
+from modelfactory_api.pod import PodSettings
+from modelfactory_api.quantity import parse as parse_quantity
 
 MODELSERVICE_PLURAL = "modelservices"
 MODELSERVICE_KIND = "ModelService"
@@ -47,7 +49,10 @@ class ModelSource(ApiModel):
     )
     uri: str | None = Field(
         None,
-        description="URI of a model version directory (holding metadata.json and the model).",
+        description=(
+            "URI of a model version directory (holding metadata.json and the model): s3://, "
+            "gs://, pvc://<claim>/path, or, with the local launcher only, file:///path or /path."
+        ),
         pattern=STORAGE_URI,
         max_length=2048,
     )
@@ -99,12 +104,24 @@ class ResourceSpec(ApiModel):
         description="Memory request per replica.",
         pattern=MEMORY_QUANTITY,
     )
-    cpuLimit: str | None = Field(None, description="CPU limit per replica.", pattern=CPU_QUANTITY)
+    cpuLimit: str | None = Field(
+        None, description="CPU limit per replica; none when unset.", pattern=CPU_QUANTITY
+    )
     memoryLimit: str | None = Field(
         None,
-        description="Memory limit; the request when unset.",
+        description="Memory limit per replica; the request when unset.",
         pattern=MEMORY_QUANTITY,
     )
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> ResourceSpec:
+        for request, limit, name in (
+            (self.cpu, self.cpuLimit, "cpu"),
+            (self.memory, self.memoryLimit, "memory"),
+        ):
+            if limit is not None and parse_quantity(limit) < parse_quantity(request):
+                raise ValueError(f"{name}Limit {limit} is below the {name} request {request}")
+        return self
 
 
 class BatchingSpec(ApiModel):
@@ -140,6 +157,13 @@ class ModelServiceSpec(ApiModel):
         None, description="Serving image; the operator's default when unset.", max_length=512
     )
     workers: int = Field(1, description="Server worker processes per replica.", ge=1, le=64)
+    pod: PodSettings = Field(
+        default_factory=PodSettings,  # type: ignore[arg-type]
+        description=(
+            "Settings of the server pods: image pull secrets, scheduling, ServiceAccount, extra "
+            "environment."
+        ),
+    )
 
 
 class ModelServiceStatus(ApiModel):

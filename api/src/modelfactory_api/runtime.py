@@ -38,6 +38,25 @@ class ReportSpec(BaseModel):
     path: str | None = None
 
 
+class RaySizing(BaseModel):
+    """The share of the machine a Ray started by the run itself may take (one pod's requests).
+
+    Without it Ray counts every CPU and all memory of the node or laptop it runs on. A RayJob's
+    Ray is sized by KubeRay from each pod's resources instead.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    numCpus: int = Field(ge=1, description="CPUs Ray schedules trials on.")
+    memoryBytes: int = Field(ge=1, description="The pod's memory limit.")
+    objectStoreBytes: int = Field(ge=1, description="Ray's object store, part of memoryBytes.")
+
+    @property
+    def heap_bytes(self) -> int:
+        """What the tasks may use beside the object store."""
+        return max(self.memoryBytes - self.objectStoreBytes, 1)
+
+
 class TrainingRuntimeConfig(BaseModel):
     """Everything one training run needs: MF_TRAINING_CONFIG holds it as JSON."""
 
@@ -47,6 +66,9 @@ class TrainingRuntimeConfig(BaseModel):
     job: JobIdentity = Field(default_factory=JobIdentity)
     runId: str = Field(description="Unique per run; a result carries it back.")
     report: ReportSpec = Field(default_factory=ReportSpec)
+    ray: RaySizing | None = Field(
+        None, description="Size of a Ray the run starts itself; Ray's own guess when unset."
+    )
 
     def to_env(self) -> dict[str, str]:
         return {f"{ENV_PREFIX}TRAINING_CONFIG": self.model_dump_json(exclude_none=True)}

@@ -18,6 +18,7 @@ from modelfactory_api.base import (
     Condition,
     cel,
 )
+from modelfactory_api.pod import PodSettings
 
 GROUP = "modelfactory.dev"
 VERSION = "v1alpha1"
@@ -48,10 +49,10 @@ class DatasetSpec(ApiModel):
 
     uri: str = Field(
         description=(
-            "Where the data is: file:///path/data.csv, s3://bucket/key.parquet, gs://..., a file "
-            "on a PersistentVolumeClaim (pvc://<claim>/path/data.csv, mounted for you), a path "
-            "on a volume of the image (/data/train.csv), or a bundled scikit-learn dataset "
-            "(sklearn://iris, wine, breast_cancer, diabetes, digits)."
+            "Where the data is: s3://bucket/key.parquet, gs://..., a file on a "
+            "PersistentVolumeClaim (pvc://<claim>/path/data.csv, mounted for you), a bundled "
+            "scikit-learn dataset (sklearn://iris, wine, breast_cancer, diabetes, digits), or, "
+            "with the local launcher only, a local file (file:///path/data.csv or /path/data.csv)."
         ),
         min_length=1,
         max_length=2048,
@@ -182,13 +183,18 @@ class ComputeSpec(ApiModel):
     )
     cpu: str = Field(
         "1",
-        description="CPU per pod (Kubernetes quantity).",
+        description=(
+            "CPU request per pod (Kubernetes quantity); Ray counts it rounded up to whole CPUs."
+        ),
         pattern=CPU_QUANTITY,
         max_length=16,
     )
     memory: str = Field(
         "2Gi",
-        description="Memory per pod (Kubernetes quantity).",
+        description=(
+            "Memory request and limit per pod (Kubernetes quantity); Ray's object store takes 30% "
+            "of it."
+        ),
         pattern=MEMORY_QUANTITY,
         max_length=16,
     )
@@ -200,8 +206,8 @@ class OutputSpec(ApiModel):
     storageUri: str = Field(
         description=(
             "Base URI of the model store; version N goes to <storageUri>/<N>/. s3://, gs://, "
-            "pvc://<claim>/path (shared by training and serving pods), or file:// for the local "
-            "launcher."
+            "pvc://<claim>/path (shared by training and serving pods), or, with the local "
+            "launcher only, file:///path or /path (a pod's own filesystem is lost when it ends)."
         ),
         pattern=STORAGE_URI,
         max_length=2048,
@@ -251,6 +257,13 @@ class TrainingJobSpec(TrainingSpec):
         ge=0,
     )
     suspend: bool = Field(False, description="Do not start (or stop) the training run.")
+    pod: PodSettings = Field(
+        default_factory=PodSettings,  # type: ignore[arg-type]
+        description=(
+            "Settings of the training pods (the Job's pod, or the Ray head, workers and "
+            "submitter): image pull secrets, scheduling, ServiceAccount, extra environment."
+        ),
+    )
 
 
 class ModelRef(ApiModel):

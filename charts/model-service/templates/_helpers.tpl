@@ -44,12 +44,16 @@ labels:
 {{- end }}
 {{- end -}}
 
+{{/*
+Environment of the server: its configuration (env, sorted), then pod.env in its own order (so it
+may refer to the variables before it).
+*/}}
 {{- define "model-service.env" -}}
 {{- $env := list -}}
 {{- range $name, $value := .Values.env -}}
 {{- $env = append $env (dict "name" $name "value" $value) -}}
 {{- end -}}
-{{ toYaml $env }}
+{{ toYaml (concat $env .Values.pod.env) }}
 {{- end -}}
 
 {{/*

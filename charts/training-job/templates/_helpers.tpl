@@ -73,12 +73,47 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/*
+The ServiceAccount every pod runs as: the one spec.pod names, else the chart's own.
+*/}}
+{{- define "training-job.podServiceAccount" -}}
+{{- .Values.pod.serviceAccountName | default .Values.serviceAccountName -}}
+{{- end -}}
+
+{{/*
+Pull secrets and placement of every pod (spec.pod); empty when none is set.
+*/}}
+{{- define "training-job.podPlacement" -}}
+{{- with .Values.pod.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . | quote }}
+  {{- end }}
+{{- end }}
+{{- with .Values.pod.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.pod.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Environment of the training containers: the runtime configuration (env, sorted), HOME=/tmp unless
+env or pod.env sets it, then pod.env in its own order (so it may refer to the variables before it).
+*/}}
 {{- define "training-job.env" -}}
 {{- $env := list -}}
-{{- range $name, $value := merge (dict) .Values.env (dict "HOME" "/tmp") -}}
+{{- $defaults := dict "HOME" "/tmp" -}}
+{{- range .Values.pod.env -}}
+{{- $_ := unset $defaults .name -}}
+{{- end -}}
+{{- range $name, $value := merge (dict) .Values.env $defaults -}}
 {{- $env = append $env (dict "name" $name "value" $value) -}}
 {{- end -}}
-{{ toYaml $env }}
+{{ toYaml (concat $env .Values.pod.env) }}
 {{- end -}}
 
 {{/*

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from modelfactory_api.runtime import RaySizing
+
 log = logging.getLogger(__name__)
 
 
@@ -34,9 +36,28 @@ def describe() -> ClusterInfo:
     )
 
 
+def local_ray_args(sizing: RaySizing | None) -> dict[str, Any]:
+    """ray.init arguments of a Ray started here: as big as the pod's requests, not the node.
+
+    Unsized, Ray counts every CPU of the node (a pod with a 1-CPU request would run a trial per
+    node CPU) and takes its object store from the node's memory, not the pod's limit.
+    """
+    # Ray nices its workers to 15 by default; here they are the job itself, and niced they lose
+    # the CPU to any other process on a shared node.
+    args: dict[str, Any] = {"include_dashboard": False, "_system_config": {"worker_niceness": 0}}
+    if sizing is not None:
+        args.update(
+            num_cpus=sizing.numCpus,
+            object_store_memory=sizing.objectStoreBytes,
+            _memory=sizing.heap_bytes,
+        )
+    return args
+
+
 @contextmanager
-def ray_session() -> Iterator[ClusterInfo]:
-    """The Ray cluster at RAY_ADDRESS (as in a RayJob), an already connected one, or a local one.
+def ray_session(sizing: RaySizing | None = None) -> Iterator[ClusterInfo]:
+    """The Ray cluster at RAY_ADDRESS (as in a RayJob), an already connected one, or a local one
+    sized by `sizing`.
 
     A local Ray started here is shut down on exit; one started by the caller is left running.
     """
@@ -52,9 +73,8 @@ def ray_session() -> Iterator[ClusterInfo]:
             log.info("joining ray cluster", extra={"address": os.environ["RAY_ADDRESS"]})
             ray.init(**quiet)
         else:
-            # Ray nices its workers to 15 by default; here they are the job itself, and niced
-            # they lose the CPU to any other process on a shared node.
-            ray.init(include_dashboard=False, _system_config={"worker_niceness": 0}, **quiet)
+            log.info("starting ray", extra={"sizing": sizing.model_dump() if sizing else None})
+            ray.init(**local_ray_args(sizing), **quiet)
         started = True
     try:
         info = describe()

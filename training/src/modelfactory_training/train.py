@@ -11,7 +11,7 @@ from typing import Any
 from sklearn.base import is_classifier
 
 from modelfactory_api.artifact import ArtifactMetadata, TrialRecord
-from modelfactory_api.runtime import TrainingRuntimeConfig
+from modelfactory_api.runtime import RaySizing, TrainingRuntimeConfig
 from modelfactory_api.trainingjob import (
     ModelRef,
     TrainingProgress,
@@ -130,10 +130,14 @@ def check_spec(spec: TrainingSpec) -> CheckedSpec:
 
 
 def search_and_refit(
-    spec: TrainingSpec, checked: CheckedSpec, prepared: Prepared, reporter: Reporter
+    spec: TrainingSpec,
+    checked: CheckedSpec,
+    prepared: Prepared,
+    reporter: Reporter,
+    sizing: RaySizing | None = None,
 ) -> tuple[SearchOutcome, TrialRecord, Any]:
     """Run the search on Ray and fit the best configuration on the whole training split."""
-    with ray_session() as cluster:
+    with ray_session(sizing) as cluster:
         parallelism = plan_parallelism(
             total_trials=checked.plan.total_trials,
             folds=spec.tuning.cvFolds,
@@ -257,7 +261,7 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
             "trials": checked.plan.total_trials,
         },
     )
-    outcome, best, model = search_and_refit(spec, checked, prepared, reporter)
+    outcome, best, model = search_and_refit(spec, checked, prepared, reporter, config.ray)
     metadata = write_version(config, store, checked, prepared, outcome, best, model)
     uri = store.version_uri(metadata.version)
     log.info(

@@ -115,6 +115,8 @@ async def child_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+# Pods: a training pod that cannot start (image, scheduling, claim) says why without waiting.
+@kopf.on.event("", "v1", "pods", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 async def child_event(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:

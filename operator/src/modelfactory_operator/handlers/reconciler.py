@@ -81,7 +81,7 @@ class Reconciler:
             status = dict(body.get("status") or {})
             spec_error = plan = None
             try:
-                spec = validate.trainingjob_spec(body.get("spec") or {})
+                spec = validate.trainingjob_spec(body.get("spec") or {}, self.launcher.name)
                 plan = tjlogic.render(
                     body, spec, self.settings.training_image, self.report_kind, self.mount_root
                 )
@@ -122,7 +122,7 @@ class Reconciler:
             resolved: mslogic.ResolvedModel | mslogic.Unresolved | None = None
             plan = None
             try:
-                spec = validate.modelservice_spec(body.get("spec") or {})
+                spec = validate.modelservice_spec(body.get("spec") or {}, self.launcher.name)
             except validate.SpecError as exc:
                 spec_error = str(exc)
             else:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelfactory_api.modelservice import MODELSERVICE_PLURAL
 from modelfactory_api.trainingjob import GROUP, TRAININGJOB_PLURAL, VERSION
+
+log = logging.getLogger("modelfactory.operator.kube")
+T = TypeVar("T")
+# Detail reads the operator's Role does not allow, already said once in the log.
+_refused: set[str] = set()
 
 
 @cache
@@ -95,3 +101,45 @@ def crd_exists(name: str) -> bool:
             return False
         raise
     return True
+
+
+def core() -> client.CoreV1Api:
+    return client.CoreV1Api(api_client())
+
+
+def plain(obj: Any) -> Any:
+    return api_client().sanitize_for_serialization(obj)
+
+
+def detail(what: str, read: Callable[[], T], fallback: T) -> T:
+    """Reads that only add detail to a status message: when one fails (the operator's Role may
+    not allow it), the message goes without it; a missing permission is logged once."""
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 403 and what not in _refused:
+            _refused.add(what)
+            log.warning(
+                "reading %s is not allowed (HTTP 403): grant get and list on them to the "
+                "operator to see why workloads do not start",
+                what,
+            )
+        elif exc.status != 403:
+            log.debug("reading %s failed: HTTP %s", what, exc.status)
+        return fallback
+
+
+def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    pods = core().list_namespaced_pod(namespace, label_selector=selector)
+    return [cast(dict[str, Any], plain(p)) for p in pods.items]
+
+
+def get_claim(namespace: str, name: str) -> dict[str, Any] | None:
+    return or_none(lambda: core().read_namespaced_persistent_volume_claim(name, namespace))
+
+
+def list_events(namespace: str, involved_kind: str) -> list[dict[str, Any]]:
+    events = core().list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind={involved_kind}"
+    )
+    return [cast(dict[str, Any], plain(e)) for e in events.items]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 from modelfactory_operator.io import kube
 from modelfactory_operator.io.helm import Helm
@@ -18,6 +19,35 @@ from modelfactory_operator.logic.plans import (
 )
 
 RAYJOB_CRD = "rayjobs.ray.io"
+
+
+Obj = dict[str, Any]
+UNREADABLE: tuple[bool, Obj | None] = (False, None)
+
+
+def read_pending(plan: TrainingPlan) -> tuple[list[Obj], dict[str, Obj | None], list[Obj]]:
+    """What explains a run that does not start: its pods, its claims (left out when they cannot
+    be read) and, when a claim is not bound, the claims' events."""
+    ns = plan.namespace
+    no_objects: list[Obj] = []
+    pods = kube.detail(
+        "pods", lambda: kube.list_pods(ns, f"{names.RUN_ID_LABEL}={plan.run_id}"), no_objects
+    )
+    claims: dict[str, Obj | None] = {}
+    for claim in plan.claims:
+
+        def read(c: str = claim) -> tuple[bool, Obj | None]:
+            return True, kube.get_claim(ns, c)
+
+        readable, obj = kube.detail("persistentvolumeclaims", read, UNREADABLE)
+        if readable:
+            claims[claim] = obj
+    events = no_objects
+    if not all(observe.claim_bound(c) for c in claims.values()):
+        events = kube.detail(
+            "events", lambda: kube.list_events(ns, "PersistentVolumeClaim"), no_objects
+        )
+    return pods, claims, events
 
 
 class KubernetesLauncher:
@@ -43,10 +73,15 @@ class KubernetesLauncher:
 
     async def observe_training(self, plan: TrainingPlan) -> RunObservation:
         if plan.mode == "rayjob":
-            return observe.rayjob(
+            seen = observe.rayjob(
                 await asyncio.to_thread(kube.get_rayjob, plan.namespace, plan.job_name)
             )
-        return observe.job(await asyncio.to_thread(kube.get_job, plan.namespace, plan.job_name))
+        else:
+            seen = observe.job(await asyncio.to_thread(kube.get_job, plan.namespace, plan.job_name))
+        if seen.state != "pending":
+            return seen
+        pods, claims, events = await asyncio.to_thread(read_pending, plan)
+        return observe.explain_pending(seen, observe.pending_reason(pods, claims, events))
 
     async def delete_training(self, namespace: str, name: str) -> None:
         await self.helm.uninstall(names.release_name("tj", name), namespace)

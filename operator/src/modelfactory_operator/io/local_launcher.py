@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelfactory_operator.logic import pod
 from modelfactory_operator.logic.plans import (
     RunObservation,
     ServiceObservation,
@@ -263,7 +264,11 @@ class LocalLauncher:
 
     def _start_training(self, plan: TrainingPlan, attempts: int) -> None:
         d = self._tj_dir(plan.namespace, plan.name)
-        env = {**os.environ, **plan.runtime.to_env()}
+        env = {
+            **os.environ,
+            **pod.literal_env(plan.chart_values.get("pod") or {}),
+            **plan.runtime.to_env(),
+        }
         pid = spawn([entrypoint("modelfactory-train")], env, d / "train.log", d / "exit")
         rec = {
             "runId": plan.run_id,
@@ -419,6 +424,7 @@ class LocalLauncher:
         env = {
             "MF_DRAIN_SECONDS": str(DRAIN_SECONDS),
             **os.environ,
+            **pod.literal_env(plan.chart_values.get("pod") or {}),
             **plan.runtime.to_env(),
             "MF_HOST": "127.0.0.1",
             "MF_PORT": str(port),

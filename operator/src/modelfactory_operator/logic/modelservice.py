@@ -8,7 +8,7 @@ from typing import Any
 from modelfactory_api.modelservice import ModelServiceSpec
 from modelfactory_api.runtime import ServingRuntimeConfig
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names, storage
+from modelfactory_operator.logic import names, pod, storage
 from modelfactory_operator.logic.plans import Decision, ServiceObservation, ServingPlan
 from modelfactory_operator.logic.trainingjob import split_image
 
@@ -108,7 +108,13 @@ def render(
             "metric": spec.autoscaling.metric,
             "targetUtilization": spec.autoscaling.targetUtilization,
         },
-        "resources": spec.resources.model_dump(),
+        # Memory is not compressible: a server without a limit can take memory that other pods
+        # on its node requested. The limit is the request unless the spec says otherwise.
+        "resources": {
+            **spec.resources.model_dump(),
+            "memoryLimit": spec.resources.memoryLimit or spec.resources.memory,
+        },
+        "pod": pod.values(spec.pod),
         **storage.mounts([model.uri], mount_root, read_only=True),
     }
     return ServingPlan(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from modelfactory_operator.logic.names import MODEL_VERSION_ANNOTATION
 from modelfactory_operator.logic.plans import RunObservation, ServiceObservation
+
+# Waiting reasons that only mean "still starting"; every other one says what is wrong.
+STARTING_REASONS = ("ContainerCreating", "PodInitializing")
+# Each piece of a pending message is cut to this; kubelet and scheduler messages can be long.
+DETAIL_CHARS = 400
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -103,3 +109,112 @@ def deployment(dep: dict[str, Any] | None, url: str) -> ServiceObservation:
         url=url,
         message="" if ready else (unavailable.get("message") or f"0/{want} replicas ready"),
     )
+
+
+# --- why a run does not start: pods, their claims and the claims' events
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 3] + "..."
+
+
+def _with(head: str, *details: str | None) -> str:
+    return ": ".join([head, *(d for d in details if d)])
+
+
+def _waiting(status: dict[str, Any]) -> str | None:
+    """The first container (init containers first) that waits for something other than start-up."""
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if not reason or reason in STARTING_REASONS:
+            continue
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        exited = (
+            f"last exit code {last.get('exitCode')} ({last.get('reason') or 'Error'})"
+            + (f": {last['message']}" if last.get("message") else "")
+            if last
+            else None
+        )
+        return _with(f"container {cs.get('name')}", reason, waiting.get("message"), exited)
+    return None
+
+
+def pod_problem(pod: dict[str, Any]) -> str | None:
+    """Why a pod does not run: a container that cannot start, or a pod that is not scheduled."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    name = (pod.get("metadata") or {}).get("name", "?")
+    waiting = _waiting(status)
+    if waiting:
+        return _clip(f"pod {name}: {waiting}")
+    for c in status.get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False":
+            reason = c.get("reason") or "Unschedulable"
+            return _clip(_with(f"pod {name} is not scheduled", reason, c.get("message")))
+    return None
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return str(
+        event.get("lastTimestamp")
+        or (event.get("series") or {}).get("lastObservedTime")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+
+
+def latest_warning(events: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any] | None:
+    about = [
+        e
+        for e in events
+        if e.get("type") == "Warning"
+        and (e.get("involvedObject") or {}).get("kind") == kind
+        and (e.get("involvedObject") or {}).get("name") == name
+    ]
+    return max(about, key=_event_time) if about else None
+
+
+def claim_bound(claim: dict[str, Any] | None) -> bool:
+    return claim is not None and (claim.get("status") or {}).get("phase") == "Bound"
+
+
+def claim_problem(
+    name: str, claim: dict[str, Any] | None, events: list[dict[str, Any]]
+) -> str | None:
+    """A claim that is missing or not bound, with the latest warning about it (provisioning)."""
+    if claim is None:
+        return f"PersistentVolumeClaim {name} does not exist in this namespace"
+    if claim_bound(claim):
+        return None
+    phase = (claim.get("status") or {}).get("phase") or "Pending"
+    warning = latest_warning(events, "PersistentVolumeClaim", name)
+    detail = _with(str(warning.get("reason")), warning.get("message")) if warning else None
+    return _clip(_with(f"PersistentVolumeClaim {name} is {phase}", detail))
+
+
+def pending_reason(
+    pods: list[dict[str, Any]],
+    claims: dict[str, dict[str, Any] | None],
+    events: list[dict[str, Any]],
+) -> str:
+    """Why a run's pods do not start, from what could be read: its pods, the claims they mount
+    (None: the claim does not exist; absent: it could not be read) and the claims' events."""
+    by_name = sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name")))
+    problems = [p for p in (pod_problem(pod) for pod in by_name) if p]
+    parts = problems[:1]
+    if len(problems) > 1:
+        parts.append(f"{len(problems) - 1} more pod(s) not starting")
+    parts += [
+        c for c in (claim_problem(n, claim, events) for n, claim in sorted(claims.items())) if c
+    ]
+    return "; ".join(parts)
+
+
+def explain_pending(observation: RunObservation, reason: str) -> RunObservation:
+    if observation.state != "pending" or not reason:
+        return observation
+    return dataclasses.replace(observation, message=f"{observation.message}: {reason}")

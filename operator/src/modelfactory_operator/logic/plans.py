@@ -34,6 +34,15 @@ class TrainingPlan:
     def hash(self) -> str:
         return config_hash(self.chart_values)
 
+    @property
+    def claims(self) -> list[str]:
+        """PersistentVolumeClaims the run's pods mount."""
+        return [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in self.chart_values.get("volumes") or []
+            if "persistentVolumeClaim" in v
+        ]
+
 
 @dataclass(frozen=True)
 class ServingPlan:

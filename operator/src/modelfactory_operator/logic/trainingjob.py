@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelfactory_api.runtime import JobIdentity, ReportSpec, TrainingRuntimeConfig
-from modelfactory_api.trainingjob import TrainingJobSpec, TrainingResult
+from modelfactory_api import quantity
+from modelfactory_api.pod import PodSettings
+from modelfactory_api.runtime import JobIdentity, RaySizing, ReportSpec, TrainingRuntimeConfig
+from modelfactory_api.trainingjob import ComputeSpec, TrainingJobSpec, TrainingResult
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names, storage
+from modelfactory_operator.logic import names, pod, storage
 from modelfactory_operator.logic.plans import (
     Decision,
     RunObservation,
@@ -18,6 +20,10 @@ from modelfactory_operator.logic.plans import (
 HISTORY_LIMIT = 20
 # Spec fields that change how a run is executed but not what it produces.
 RUN_CONTROL_FIELDS = ("suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit")
+# Ray's own default share of memory for its object store, taken of the pod's memory instead of
+# the node's; Ray refuses an object store below 75 MiB.
+OBJECT_STORE_SHARE = 0.3
+OBJECT_STORE_MIN_BYTES = 75 * 2**20
 
 
 def split_image(image: str) -> dict[str, str]:
@@ -31,8 +37,20 @@ def current_run_id(body: dict[str, Any], spec: TrainingJobSpec) -> str:
     """A new run for a new spec (ignoring run control) or a new retrain annotation."""
     meta = body["metadata"]
     what = spec.model_dump(mode="json", exclude=set(RUN_CONTROL_FIELDS))
+    if spec.pod == PodSettings():
+        # Runs from before spec.pod existed keep their ids (and are not run again).
+        what.pop("pod")
     retrain = (meta.get("annotations") or {}).get(names.RETRAIN_ANNOTATION)
     return names.run_id(meta["uid"], config_hash(what), retrain)
+
+
+def ray_sizing(compute: ComputeSpec) -> RaySizing:
+    """A Ray that fits the pod's requests, not the node (or laptop) under it."""
+    memory = quantity.memory_bytes(compute.memory)
+    store = max(int(memory * OBJECT_STORE_SHARE), OBJECT_STORE_MIN_BYTES)
+    return RaySizing(
+        numCpus=quantity.whole_cpus(compute.cpu), memoryBytes=memory, objectStoreBytes=store
+    )
 
 
 def render(
@@ -54,6 +72,7 @@ def render(
         job=JobIdentity(namespace=namespace, name=name, uid=uid, generation=meta.get("generation")),
         runId=rid,
         report=ReportSpec(kind=report_kind),  # type: ignore[arg-type]
+        ray=ray_sizing(spec.compute),
     )
     mode = "rayjob" if spec.compute.workers > 0 else "job"
     # KubeRay derives further names from a RayJob's: it takes at most 47 characters and a letter
@@ -85,6 +104,7 @@ def render(
         "activeDeadlineSeconds": spec.activeDeadlineSeconds,
         "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
         "suspend": spec.suspend,
+        "pod": pod.values(spec.pod),
         **storage.mounts([spec.dataset.uri, spec.output.storageUri], mount_root, read_only=False),
     }
     return TrainingPlan(

@@ -17,6 +17,21 @@ class SpecError(ValueError):
     """An invalid spec: permanent until the user changes it."""
 
 
+def is_pod_local(uri: str) -> bool:
+    """file:// URIs and bare paths: a directory of the machine the workload runs on."""
+    return uri.startswith(("file://", "/"))
+
+
+def shared_storage(field: str, uri: str) -> None:
+    """In a cluster a pod's own filesystem is gone when the pod ends: storage must outlive it."""
+    if is_pod_local(uri):
+        raise SpecError(
+            f"{field}: {uri!r} is a path on the pod's own filesystem, which is lost when the pod "
+            "ends; with the kubernetes launcher use pvc://<claim>/<path> (a PersistentVolumeClaim "
+            "in this namespace) or s3:// / gs://"
+        )
+
+
 def _field_errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -31,11 +46,14 @@ def estimator_catalogue() -> dict[str, Any]:
     return dict(json.loads(text)["estimators"])
 
 
-def trainingjob_spec(spec: dict[str, Any]) -> TrainingJobSpec:
+def trainingjob_spec(spec: dict[str, Any], launcher: str = "kubernetes") -> TrainingJobSpec:
     try:
         parsed = TrainingJobSpec.model_validate(spec)
     except ValidationError as exc:
         raise SpecError(_field_errors(exc)) from exc
+    if launcher == "kubernetes":
+        shared_storage("spec.dataset.uri", parsed.dataset.uri)
+        shared_storage("spec.output.storageUri", parsed.output.storageUri)
     catalogue = estimator_catalogue()
     entry = catalogue.get(parsed.model.estimator)
     if entry is None:
@@ -74,8 +92,11 @@ def estimator_kind(estimator: str) -> str:
     return str(estimator_catalogue()[estimator]["kind"])
 
 
-def modelservice_spec(spec: dict[str, Any]) -> ModelServiceSpec:
+def modelservice_spec(spec: dict[str, Any], launcher: str = "kubernetes") -> ModelServiceSpec:
     try:
-        return ModelServiceSpec.model_validate(spec)
+        parsed = ModelServiceSpec.model_validate(spec)
     except ValidationError as exc:
         raise SpecError(_field_errors(exc)) from exc
+    if launcher == "kubernetes" and parsed.model.uri is not None:
+        shared_storage("spec.model.uri", parsed.model.uri)
+    return parsed
