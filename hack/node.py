@@ -28,7 +28,9 @@ from typing import Any
 
 NODE_NAME = "mf-node"
 NODE_IP = "10.250.0.1"
-NODE_IFACE = "mf-node0"
+# The node's own address sits on the loopback interface (a kubelet refuses 127.0.0.0/8, not
+# the interface): it needs no kernel module, and nothing outside this machine can reach it.
+NODE_IFACE = "lo"
 BRIDGE = "mf-cni0"
 POD_CIDR = "10.244.0.0/24"
 DNS_IP = "10.0.0.10"
@@ -88,6 +90,9 @@ class Node:
         self.dir: Path = cluster.dir / "node"
         self.containerd_dir = self.dir / "containerd"
         self.sock = self.containerd_dir / "containerd.sock"
+        # containerd's content store outlives the node, like the binary cache: a warm `up`
+        # imports no image twice. Everything else of the node goes with `down`.
+        self.image_store = cluster.cache / "containerd"
         self.kubelet_dir = self.dir / "kubelet"
         self.cni_dir = self.dir / "cni"
         self.storage_dir = self.dir / "local-path"
@@ -99,7 +104,7 @@ class Node:
     def containerd_config(self) -> str:
         c = self.containerd_dir
         return f"""version = 2
-root = "{c / 'root'}"
+root = "{self.image_store}"
 state = "{c / 'state'}"
 [grpc]
   address = "{self.sock}"
@@ -197,11 +202,9 @@ state = "{c / 'state'}"
         self.record.write_text(json.dumps(found))
 
     def start_network(self) -> None:
-        run(["modprobe", "br_netfilter"], check=False)
-        if run(["ip", "-o", "link", "show", NODE_IFACE], check=False) == "":
-            run(["ip", "link", "add", NODE_IFACE, "type", "dummy"])
+        if not Path("/proc/sys/net/bridge").exists() and shutil.which("modprobe"):
+            run(["modprobe", "br_netfilter"], check=False)
         run(["ip", "addr", "replace", f"{NODE_IP}/32", "dev", NODE_IFACE])
-        run(["ip", "link", "set", NODE_IFACE, "up"])
         for key, value in SYSCTLS.items():
             write_sysctl(key, value)
 
@@ -250,7 +253,7 @@ state = "{c / 'state'}"
         c.kubectl("apply", "-f", "-", input_text=json.dumps(self.storage_objects()))
         (self.dir / "local-path-config.json").write_text(self.local_path_config())
         c.start("local-path-provisioner", [
-            str(bins["local-path-provisioner"]), f"--kubeconfig={c.kubeconfig}", "start",
+            str(bins["local-path-provisioner"]), "start", f"--kubeconfig={c.kubeconfig}",
             f"--config={self.dir / 'local-path-config.json'}",
             "--provisioner-name=rancher.io/local-path", "--namespace=local-path-storage",
             f"--helper-image={HELPER_IMAGE}", "--configmap-name=local-path-config",
@@ -377,8 +380,8 @@ state = "{c / 'state'}"
         self.unmount()
         remove_cgroups()
         clean_iptables()
-        for link in (BRIDGE, NODE_IFACE):
-            run(["ip", "link", "del", link], check=False)
+        run(["ip", "link", "del", BRIDGE], check=False)
+        run(["ip", "addr", "del", f"{NODE_IP}/32", "dev", NODE_IFACE], check=False)
         self.restore_host()
         if self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -454,9 +457,10 @@ def leftovers(node_dir: Path, found: dict[str, Any]) -> list[str]:
             rules = run([tool, "-w", "-t", table, "-S"], check=False).splitlines()
             left += [f"{tool} -t {table} {r}" for r in rules
                      if r.startswith("-N ") and r.split()[1].startswith(("KUBE-", "CNI-"))]
-    for link in (BRIDGE, NODE_IFACE):
-        if run(["ip", "-o", "link", "show", link], check=False):
-            left.append(f"interface {link}")
+    if run(["ip", "-o", "link", "show", BRIDGE], check=False):
+        left.append(f"interface {BRIDGE}")
+    if f" {NODE_IP}/" in run(["ip", "-o", "addr", "show", "dev", NODE_IFACE], check=False):
+        left.append(f"address {NODE_IP} on {NODE_IFACE}")
     for top in ("kubepods", "kubepods.slice"):
         left += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{top}")]
     for key, value in (found.get("sysctls") or {}).items():
