@@ -58,7 +58,7 @@ def kube() -> Iterator[Kube]:
     started_here = False
     # MF_NO_NODE=1: the control plane with kwok's fake nodes only (no root, no images); the
     # cluster tests then fail saying so.
-    no_node = os.environ.get("MF_NODE") != "1"  # FLIP-BEFORE-COMMIT
+    no_node = os.environ.get("MF_NO_NODE") == "1"
     status = cluster_cli("status")
     if status.returncode != 0 or not (no_node or json.loads(status.stdout).get("node")):
         up = cluster_cli("up", *(["--no-node"] if no_node else []))

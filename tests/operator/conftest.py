@@ -69,14 +69,19 @@ EXAMPLE_CLAIM = "modelfactory-models"
 
 @pytest.fixture
 def example_claim(kube: Kube, namespace: str) -> Iterator[str]:
-    """A volume for the examples' claim, bound to it in advance: this control plane has no
-    storage provisioner, and pods on an unbound claim are never scheduled."""
+    """A volume for the examples' claim, bound to it in advance: pods here run on kwok's fake
+    nodes, where no provisioner makes volumes, and pods on an unbound claim are never scheduled.
+    The volume takes the default StorageClass (the real node's), which the claim gets too."""
     pv = f"{namespace}-models"
+    classes = kube.kubectl_json("get", "storageclasses")["items"]
+    default = next((c["metadata"]["name"] for c in classes
+                    if (c["metadata"].get("annotations") or {})
+                    .get("storageclass.kubernetes.io/is-default-class") == "true"), "")
     kube.kubectl("apply", "-f", "-", input_text=json.dumps({
         "apiVersion": "v1", "kind": "PersistentVolume",
         "metadata": {"name": pv},
         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": default,
                  "claimRef": {"namespace": namespace, "name": EXAMPLE_CLAIM},
                  "hostPath": {"path": f"/tmp/modelfactory-test-volumes/{namespace}"}}}))
     yield EXAMPLE_CLAIM
