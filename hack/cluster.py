@@ -600,6 +600,10 @@ class Cluster:
         host = realnode.NODE_IP if with_node else "127.0.0.1"
         server = f"https://{host}:{ports.apiserver}"
         if with_node:
+            try:
+                self.node.claim()
+            except RuntimeError as exc:
+                raise ClusterError(str(exc)) from exc
             self.node.remember_host()
             self.node.start_network()
         self.kubeconfig.write_text(kubeconfig_text(server, self.pki / "ca.crt", self.token()))
@@ -679,7 +683,10 @@ class Cluster:
         self.wait_for("kube-controller-manager", self.default_sa_exists, 60)
         if with_node:
             node_started = time.monotonic()
-            self.node.start(bins, free_port, built)
+            try:
+                self.node.start(bins, free_port, built)
+            except RuntimeError as exc:
+                raise ClusterError(f"the real node did not start: {exc}") from exc
             log(f"real node {realnode.NODE_NAME} ({realnode.NODE_IP}) ready in "
                 f"{time.monotonic() - node_started:.1f}s")
         if kuberay:

@@ -56,6 +56,9 @@ FOREIGN_DIRS = (
     "/etc/cni",
     "/opt/cni",
 )
+# One real node per machine (its address, bridge, chains and cgroups are the machine's): this file
+# names the cluster that runs it.
+OWNER = Path("/run/modelfactory-node")
 NODE_PROCESSES = ("kubelet", "kube-proxy", "containerd", "coredns", "metrics-server",
                   "local-path-provisioner")
 
@@ -189,6 +192,25 @@ state = "{c / 'state'}"
 """
 
     # ------------------------------------------------------------------ start
+
+    def owner(self) -> str | None:
+        try:
+            return OWNER.read_text().strip() or None
+        except OSError:
+            return None
+
+    def claim(self) -> None:
+        """Refuse to start a second node on this machine; a stale claim is taken over."""
+        other = self.owner()
+        if other and other != str(self.cluster.dir) and (Path(other) / "node").exists():
+            raise RuntimeError(
+                f"the real node of the cluster in {other} runs on this machine: stop it with "
+                f"`MF_CLUSTER_DIR={other} python3 hack/cluster.py down`, or use `up --no-node`")
+        OWNER.write_text(str(self.cluster.dir))
+
+    def owned(self) -> bool:
+        """Whether this cluster started (part of) a node: only then may `down` clean up."""
+        return self.dir.exists() or self.record.exists() or self.owner() == str(self.cluster.dir)
 
     def remember_host(self) -> None:
         """What the machine looked like before the node: `down` puts it back."""
@@ -362,7 +384,12 @@ state = "{c / 'state'}"
     # ------------------------------------------------------------------ stop
 
     def stop(self, crictl: Path | None) -> None:
-        """Remove every trace of the node; safe to run on a node that never fully started."""
+        """Remove every trace of the node; safe to run on a node that never fully started.
+
+        A cluster that never started a node touches nothing: the machine's node may be another
+        cluster's."""
+        if not self.owned():
+            return
         c = self.cluster
         running = c.running()
         for name in ("kubelet", "local-path-provisioner", "metrics-server", "coredns"):
@@ -385,6 +412,8 @@ state = "{c / 'state'}"
         self.restore_host()
         if self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
+        if self.owner() == str(self.cluster.dir):
+            OWNER.unlink(missing_ok=True)
 
     def kill_shims(self) -> None:
         """containerd-shims of this node's containerd outlive it; they hold the containers."""
@@ -469,6 +498,8 @@ def leftovers(node_dir: Path, found: dict[str, Any]) -> list[str]:
     for d, existed in (found.get("dirs") or {}).items():
         if not existed and os.path.lexists(d):
             left.append(f"directory {d}")
+    if OWNER.exists():
+        left.append(f"{OWNER} ({OWNER.read_text().strip()})")
     return left
 
 

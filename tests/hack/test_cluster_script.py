@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import Kube
 
 pytestmark = pytest.mark.integration
 SCRIPT = str(Path(__file__).resolve().parents[2] / "hack" / "cluster.py")
@@ -57,3 +60,17 @@ def test_status_and_env_without_a_cluster(tmp_path: Path) -> None:
     out = run("env", env=env).stdout
     assert "KUBECONFIG=" in out and "PATH=" in out
     assert "nothing" in run("down", env=env).stderr
+
+
+def test_another_cluster_leaves_the_real_node_alone(kube: Kube, tmp_path: Path) -> None:
+    """One real node per machine: a second cluster may neither start one nor stop this one."""
+    if not json.loads(run("status", env=dict(os.environ)).stdout).get("node"):
+        pytest.skip("the session's cluster runs without its real node")
+    env = dict(os.environ, MF_CLUSTER_DIR=str(tmp_path / "other"))
+    res = run("up", "--no-kuberay", env=env)
+    assert res.returncode == 1 and "the real node of the cluster in" in res.stderr
+    run("down", env=env)
+    nodes = json.loads(kube.kubectl("get", "node", "mf-node", "-o", "json"))
+    ready = [c for c in nodes["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready[0]["status"] == "True"
+    assert kube.kubectl("get", "--raw", "/readyz") == "ok"

@@ -5,11 +5,11 @@
 #   bash hack/bench/serving/run.sh                 # rf and lr, batch 1, concurrency 1 and 64, 2 rounds
 #   ROUNDS=1 CONC=1,8,64 BATCHES=1,32 bash hack/bench/serving/run.sh
 #
-# Needs: /work/shared/bench/setup_envs.sh done, train_models.py run for $WORK, .venv installed.
+# Needs: ../shared/bench/setup_envs.sh done, train_models.py run for $WORK, .venv installed.
 # Keep the machine otherwise idle (check `uptime`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
-BENCH=${BENCH:-/work/shared/bench}
+BENCH=${BENCH:-$(cd "$ROOT/../shared/bench" && pwd)}
 WORK=${WORK:-/tmp/bench-work}
 ROUNDS=${ROUNDS:-2}
 CONC=${CONC:-1,64}
