@@ -431,8 +431,8 @@ state = "{c / 'state'}"
         time.sleep(0.5)
 
     def unmount(self) -> None:
-        roots = (str(self.dir), "/run/netns/cni-", "/run/containerd/io.containerd",
-                 "/var/lib/kubelet/pods")
+        roots = (str(self.dir), str(self.image_store), "/run/netns/cni-",
+                 "/run/containerd/io.containerd", "/var/lib/kubelet/pods")
         for _ in range(3):
             mounts = [m for m in mountpoints() if m.startswith(roots)]
             if not mounts:
@@ -463,10 +463,10 @@ state = "{c / 'state'}"
             found = json.loads(self.record.with_suffix(".last").read_text())
         except (OSError, ValueError):
             found = {}
-        return leftovers(self.dir, found)
+        return leftovers(self.dir, self.image_store, found)
 
 
-def leftovers(node_dir: Path, found: dict[str, Any]) -> list[str]:
+def leftovers(node_dir: Path, image_store: Path, found: dict[str, Any]) -> list[str]:
     """What a node left on this machine: empty after a clean `down`."""
     left = []
     needle = str(node_dir.parent)
@@ -480,7 +480,7 @@ def leftovers(node_dir: Path, found: dict[str, Any]) -> list[str]:
         if needle in cmdline and "leftovers" not in cmdline:
             left.append(f"process {proc.name}: {cmdline[:120]}")
     left += [f"mount {m}" for m in mountpoints()
-             if m.startswith((needle, "/run/netns/cni-"))]
+             if m.startswith((needle, str(image_store), "/run/netns/cni-"))]
     for tool in ("iptables", "ip6tables"):
         for table in ("filter", "nat", "mangle"):
             rules = run([tool, "-w", "-t", table, "-S"], check=False).splitlines()

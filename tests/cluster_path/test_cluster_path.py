@@ -57,6 +57,45 @@ def test_restricted_pod_security_is_enforced(real_cluster: RealCluster) -> None:
     assert res.returncode != 0 and "violates PodSecurity" in res.stderr
 
 
+def trainingjob(name: str, storage: str) -> dict[str, Any]:
+    return {"apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": name},
+            "spec": {"dataset": {"uri": "sklearn://iris"},
+                     "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+                     "output": {"storageUri": storage}}}
+
+
+def test_a_pods_own_filesystem_is_refused_as_storage(real_cluster: RealCluster) -> None:
+    rc = real_cluster
+    rc.apply(trainingjob("local-path", "file:///tmp/models/local-path"))
+    tj = eventually(lambda: (s := rc.status("tj", "local-path")).get("phase") == "Failed" and s,
+                    timeout=60, what="Failed")
+    failed = next(c for c in tj["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "InvalidSpec" and "spec.output.storageUri" in failed["message"]
+    assert "pvc://" in failed["message"]
+    assert rc.kube.kubectl_json("get", "jobs", "-n", rc.ns)["items"] == []
+    rc.kubectl("delete", "tj", "local-path", "-n", rc.ns)
+
+
+def test_a_claim_that_cannot_bind_is_named_in_the_status(real_cluster: RealCluster) -> None:
+    """ReadWriteMany is refused by the node's provisioner (as by kind's, EBS's and PD's)."""
+    rc = real_cluster
+    rc.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "rwx"},
+              "spec": {"accessModes": ["ReadWriteMany"],
+                       "resources": {"requests": {"storage": "1Gi"}}}})
+    rc.apply(trainingjob("rwx", "pvc://rwx/models"))
+
+    def reason() -> str:
+        conditions = rc.status("tj", "rwx").get("conditions") or []
+        text = " ".join(c.get("message") or "" for c in conditions)
+        return text if "ReadWriteOnce" in text else ""
+
+    message = eventually(reason, timeout=120, interval=2, what="the claim's problem in a condition")
+    assert "PersistentVolumeClaim rwx is Pending" in message
+    rc.kubectl("delete", "tj", "rwx", "-n", rc.ns)
+    rc.kubectl("delete", "pvc", "rwx", "-n", rc.ns, "--wait=false")
+
+
 def test_iris_example_trains_in_a_pod_and_serves_from_pods(real_cluster: RealCluster) -> None:
     rc = real_cluster
     started = time.monotonic()
@@ -89,6 +128,7 @@ def test_iris_example_trains_in_a_pod_and_serves_from_pods(real_cluster: RealClu
         assert p["spec"]["nodeName"] == NODE
         c = p["spec"]["containers"][0]
         assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(c)
+        assert c["resources"]["limits"]["memory"]
         status = p["status"]["containerStatuses"][0]
         assert status["ready"] and status["restartCount"] == 0
     logs = rc.kubectl("logs", "-n", rc.ns, servers[0]["metadata"]["name"])
