@@ -619,7 +619,7 @@ class Cluster:
             "--initial-cluster", f"mf=http://127.0.0.1:{ports.etcd_peer}",
             "--unsafe-no-fsync", "--log-level", "warn",
         ])
-        self.wait_for("etcd", lambda: http_ok(etcd_url + "/health"), 30)
+        self.wait_for("etcd", lambda: realnode.http_ok(etcd_url + "/health"), 30)
 
         pki = self.pki
         self.start("kube-apiserver", [
@@ -761,14 +761,6 @@ class Cluster:
             "state_dir": str(self.dir),
         }, indent=2))
         return 0 if healthy else 1
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def nodes_manifest(count: int) -> str:

@@ -3,7 +3,7 @@
 Used by hack/cluster.py (standard library only). Everything the node creates outside its own
 directory is recorded or named after it, so `down` (and an `up` after a killed run) can remove it:
 processes by PID, mounts under the node's directories and pod network namespaces, the kubepods
-cgroups, KUBE-* and CNI-* iptables chains, the CNI bridge and the node's dummy interface, and the
+cgroups, KUBE-* and CNI-* iptables chains, the CNI bridge and the node's address, and the
 sysctls it changed.
 
 CoreDNS, metrics-server and the storage provisioner run as processes on this machine beside the
@@ -23,8 +23,11 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
+
+import images
 
 NODE_NAME = "mf-node"
 NODE_IP = "10.250.0.1"
@@ -296,8 +299,6 @@ state = "{c / 'state'}"
 
     def load_images(self, built: dict[str, str]) -> None:
         """Import the images built here into containerd, the pause and helper images by name."""
-        import images
-
         present = set(self.ctr("images", "ls", "-q").split())
         for role, archive in images.archives(self.cluster.cache, built).items():
             if built[role] not in present:
@@ -417,17 +418,10 @@ state = "{c / 'state'}"
 
     def kill_shims(self) -> None:
         """containerd-shims of this node's containerd outlive it; they hold the containers."""
-        needle = str(self.containerd_dir)
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "containerd-shim" in cmdline and needle in cmdline:
+        for pid, cmdline in processes(str(self.containerd_dir)):
+            if "containerd-shim" in cmdline:
                 with contextlib.suppress(OSError):
-                    os.kill(int(proc.name), 9)
+                    os.kill(pid, 9)
         time.sleep(0.5)
 
     def unmount(self) -> None:
@@ -470,15 +464,8 @@ def leftovers(node_dir: Path, image_store: Path, found: dict[str, Any]) -> list[
     """What a node left on this machine: empty after a clean `down`."""
     left = []
     needle = str(node_dir.parent)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if needle in cmdline and "leftovers" not in cmdline:
-            left.append(f"process {proc.name}: {cmdline[:120]}")
+    left += [f"process {pid}: {cmdline[:120]}" for pid, cmdline in processes(needle)
+             if "leftovers" not in cmdline]
     left += [f"mount {m}" for m in mountpoints()
              if m.startswith((needle, str(image_store), "/run/netns/cni-"))]
     for tool in ("iptables", "ip6tables"):
@@ -503,9 +490,22 @@ def leftovers(node_dir: Path, image_store: Path, found: dict[str, Any]) -> list[
     return left
 
 
-def http_ok(url: str) -> bool:
-    import urllib.request
+def processes(needle: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every process whose command line mentions `needle`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmdline:
+            found.append((int(proc.name), cmdline))
+    return found
 
+
+def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)
