@@ -539,6 +539,14 @@ def remove_cgroups() -> None:
     tops = []
     for name in ("kubepods", "kubepods.slice", "k8s.io"):
         tops += list(base.glob(name)) + list(base.glob(f"*/{name}"))
+    # Containers whose containerd and shims were killed (a killed run) still live in them.
+    orphans = {int(pid) for top in tops for procs in top.rglob("cgroup.procs")
+               for pid in procs.read_text().split() if pid.isdigit()}
+    for pid in orphans:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+    if orphans:
+        time.sleep(1)
     for top in tops:
         if not top.is_dir():
             continue

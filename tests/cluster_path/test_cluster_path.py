@@ -90,7 +90,9 @@ def test_a_claim_that_cannot_bind_is_named_in_the_status(real_cluster: RealClust
         text = " ".join(c.get("message") or "" for c in conditions)
         return text if "ReadWriteOnce" in text else ""
 
-    message = eventually(reason, timeout=120, interval=2, what="the claim's problem in a condition")
+    # The claim's events reach the status at the latest with the periodic resync (2 minutes).
+    message = eventually(reason, timeout=240, interval=2,
+                         what="the claim's problem in a condition")
     assert "PersistentVolumeClaim rwx is Pending" in message
     rc.kubectl("delete", "tj", "rwx", "-n", rc.ns)
     rc.kubectl("delete", "pvc", "rwx", "-n", rc.ns, "--wait=false")

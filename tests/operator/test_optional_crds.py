@@ -63,16 +63,18 @@ def test_operator_survives_the_rayjob_crd_coming_and_going(
         if kube.run("kubectl", "get", "crd", CRD, check=False).returncode != 0:
             recreate(kube, crd)
 
-    # After the last round the watch is back: a RayJob's status reaches its TrainingJob at once
-    # (the periodic resync is minutes away).
-    apply(kube, namespace, tj)
-    rayjob = eventually(lambda: kube.kubectl_json("get", "rayjobs", "-n", namespace)["items"],
-                        what="RayJob again")[0]
+    # After the last round the watch is back: a new TrainingJob's RayJob reports its status to
+    # it at once (the periodic resync is minutes away).
+    apply(kube, namespace, {**tj, "metadata": {"name": "ray-after"}})
+    rayjob = eventually(lambda: [r for r in kube.kubectl_json("get", "rayjobs", "-n",
+                                                              namespace)["items"]
+                                 if r["metadata"]["name"].startswith("ray-after")],
+                        what="RayJob of the new TrainingJob")[0]
     kube.kubectl("patch", "rayjob", rayjob["metadata"]["name"], "-n", namespace,
                  "--subresource=status", "--type=merge", "-p",
                  json.dumps({"status": {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED",
                                         "message": "head pod lost"}}))
-    failed = eventually(lambda: (t := get(kube, "tj", "ray", namespace)).get("status", {})
+    failed = eventually(lambda: (t := get(kube, "tj", "ray-after", namespace)).get("status", {})
                         .get("phase") == "Failed" and t, timeout=30, what="Failed")
     assert "head pod lost" in condition(failed, "Failed")["message"]
     assert operator.proc is not None and operator.proc.poll() is None
