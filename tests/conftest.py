@@ -8,9 +8,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,22 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         time.sleep(0.3)
     yield name
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60, interval: float = 0.5,
+               what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 LAYERS = ("unit", "integration", "e2e", "cluster")

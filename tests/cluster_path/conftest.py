@@ -8,36 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Kube, cluster_cli, install_crds
+from tests.conftest import ROOT, Kube, cluster_cli, eventually, install_crds
 
 NODE = "mf-node"
 TAINT = "modelfactory.dev/real-node"
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
-
-
-def eventually(check: Callable[[], Any], timeout: float = 120, interval: float = 1.0,
-               what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last}")
 
 
 def create_namespace(kube: Kube, prefix: str) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cluster_path.conftest import IRIS_ROWS, NODE, RealCluster, eventually
+from tests.cluster_path.conftest import IRIS_ROWS, NODE, RealCluster
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.cluster
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

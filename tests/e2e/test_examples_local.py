@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Kube, install_crds
-from tests.operator.conftest import OperatorProcess, eventually
+from tests.conftest import Kube, eventually, install_crds
+from tests.operator.conftest import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Kube, install_crds
-from tests.operator.conftest import OperatorProcess, condition, eventually
+from tests.conftest import Kube, eventually, install_crds
+from tests.operator.conftest import OperatorProcess, condition
 
 pytestmark = pytest.mark.e2e
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,22 +86,6 @@ def example_claim(kube: Kube, namespace: str) -> Iterator[str]:
                  "hostPath": {"path": f"/tmp/modelfactory-test-volumes/{namespace}"}}}))
     yield EXAMPLE_CLAIM
     kube.kubectl("delete", "persistentvolume", pv, "--wait=false", check=False)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60, interval: float = 0.5,
-               what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 def get(kube: Kube, kind: str, name: str, namespace: str) -> dict[str, Any]:

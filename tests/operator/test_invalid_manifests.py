@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Kube
-from tests.operator.conftest import OperatorProcess, condition, eventually, get
+from tests.conftest import Kube, eventually
+from tests.operator.conftest import OperatorProcess, condition, get
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Kube
-from tests.operator.conftest import OperatorProcess, eventually, get
+from tests.conftest import Kube, eventually
+from tests.operator.conftest import OperatorProcess, get
 from tests.operator.test_operator_cluster import EXAMPLES, report_result
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import Kube
-from tests.operator.conftest import OperatorProcess, eventually
+from tests.conftest import Kube, eventually
+from tests.operator.conftest import OperatorProcess
 
 pytestmark = pytest.mark.integration
 DIGEST = "sha256:" + "cd" * 32
