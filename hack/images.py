@@ -90,10 +90,12 @@ class Builder:
                               "--type", "image", image], capture_output=True)
         return res.returncode == 0
 
+    def archive_path(self, image: str) -> Path:
+        return self.archives / (image.replace("/", "_").replace(":", "_") + ".tar")
+
     def archive(self, image: str) -> Path:
         """A docker-archive of the image, made once per tag."""
-        name = image.replace("/", "_").replace(":", "_") + ".tar"
-        dest = self.archives / name
+        dest = self.archive_path(image)
         if not dest.exists():
             tmp = dest.with_suffix(".tmp")
             tmp.unlink(missing_ok=True)
@@ -195,6 +197,22 @@ class Builder:
             log(f"built {image} in {time.monotonic() - started:.0f}s")
         return images
 
+    def prune(self, keep: set[str]) -> None:
+        """Every change makes new tags: drop the images and archives of earlier inputs."""
+        names = self.buildah("images", "--format", "{{.Name}}:{{.Tag}}").split()
+        for name in names:
+            if name.startswith(REPOSITORY + "/") and name not in keep:
+                subprocess.run(["buildah", "--root", str(self.root), "--runroot",
+                                str(self.runroot), "--storage-driver", "overlay", "rmi", name],
+                               capture_output=True)
+        # Untagged leaves only: the layers the kept images build on stay as the build cache.
+        subprocess.run(["buildah", "--root", str(self.root), "--runroot", str(self.runroot),
+                        "--storage-driver", "overlay", "rmi", "--prune"], capture_output=True)
+        kept = {self.archive_path(i).name for i in keep}
+        for f in self.archives.glob("*.tar"):
+            if f.name not in kept:
+                f.unlink()
+
     def size_mb(self, image: str) -> float:
         out = self.buildah("images", "--format", "{{.Size}}", image)
         return parse_size(out.split("\n")[0] if out else "0")
@@ -215,10 +233,12 @@ def build_all(cache: Path, pause_c: Path) -> dict[str, str]:
     started = time.monotonic()
     b = Builder(cache)
     base = b.base()
+    go = b.go(base)
     images = {"pause": b.pause(pause_c), "base": base}
-    images.update(b.project(base, b.go(base)))
+    images.update(b.project(base, go))
     manifest = b.cache / "images.json"
     manifest.write_text(json.dumps(images, indent=2))
+    b.prune({*images.values(), go})
     log(f"images ready in {time.monotonic() - started:.0f}s: "
         + ", ".join(f"{k}={v}" for k, v in images.items()))
     return images

@@ -305,8 +305,12 @@ state = "{c / 'state'}"
                 started = time.monotonic()
                 self.ctr("images", "import", str(archive))
                 log(f"imported {built[role]} in {time.monotonic() - started:.1f}s")
-        if HELPER_IMAGE not in present:
-            self.ctr("images", "tag", "--force", built["base"], HELPER_IMAGE)
+        self.ctr("images", "tag", "--force", built["base"], HELPER_IMAGE)
+        # Images of earlier inputs: containerd collects their content once no name holds it.
+        keep = {*built.values(), PAUSE_IMAGE, HELPER_IMAGE}
+        stale = [i for i in present if i.startswith(images.REPOSITORY + "/") and i not in keep]
+        if stale:
+            self.ctr("images", "rm", *stale)
 
     def node_ready(self) -> bool:
         try:
