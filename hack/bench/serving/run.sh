@@ -16,7 +16,10 @@ CONC=${CONC:-1,64}
 BATCHES=${BATCHES:-1}
 TAG=${TAG:-$(date +%Y%m%d-%H%M)}
 OUT="$ROOT/hack/bench/serving/results"
-TARGETS="$ROOT/hack/bench/serving/targets.modelfactory.json"
+# The targets name this checkout's server as {root}: rendered here for the harness.
+mkdir -p "$WORK"
+TARGETS="$WORK/targets.modelfactory.json"
+sed "s|{root}|$ROOT|g" "$ROOT/hack/bench/serving/targets.modelfactory.json" > "$TARGETS"
 RF_TARGETS=${RF_TARGETS:-kserve-quiet,mlserver-batch,baseline-raw-v2,mf-rf,mf-rf-w2}
 LR_TARGETS=${LR_TARGETS:-kserve-quiet,mlserver-pw0,baseline-raw-v2,mf-lr,mf-lr-w2}
 mkdir -p "$OUT"
