@@ -438,6 +438,20 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def terminate(pids: list[int], timeout: float) -> None:
+    """SIGTERM each process group, then SIGKILL what still runs after `timeout` seconds."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
 class Cluster:
     def __init__(self) -> None:
         self.dir = state_dir()
@@ -529,35 +543,16 @@ class Cluster:
 
     def stop_process(self, name: str, timeout: float = 15) -> None:
         pid = self.running().get(name)
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and pid_alive(pid):
-            time.sleep(0.2)
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+        if pid is not None:
+            terminate([pid], timeout)
         (self.pids / name).unlink(missing_ok=True)
 
     def stop_all(self) -> list[str]:
-        stopped = []
         running = self.running()
-        for name, pid in running.items():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
-            stopped.append(name)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(pid_alive(p) for p in running.values()):
-            time.sleep(0.2)
-        for pid in running.values():
-            if pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+        terminate(list(running.values()), 10)
         if self.pids.exists():
             shutil.rmtree(self.pids)
-        return stopped
+        return list(running)
 
     def etcd_data(self) -> Path:
         shm = Path("/dev/shm")

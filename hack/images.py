@@ -68,27 +68,34 @@ class Builder:
             d.mkdir(parents=True, exist_ok=True)
 
     # --- buildah with its own storage, never the machine's
+    def buildah_cmd(self, *args: str) -> list[str]:
+        return ["buildah", "--root", str(self.root), "--runroot", str(self.runroot),
+                "--storage-driver", "overlay", *args]
+
     def buildah(self, *args: str, log_name: str | None = None) -> str:
-        cmd = ["buildah", "--root", str(self.root), "--runroot", str(self.runroot),
-               "--storage-driver", "overlay", *args]
-        if log_name is None:
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                raise ImageError(f"buildah {args[0]} failed: {res.stderr.strip()[-2000:]}")
-            return res.stdout.strip()
+        if log_name is not None:
+            self.run_logged(self.buildah_cmd(*args), log_name)
+            return ""
+        res = subprocess.run(self.buildah_cmd(*args), capture_output=True, text=True)
+        if res.returncode != 0:
+            raise ImageError(f"buildah {args[0]} failed: {res.stderr.strip()[-2000:]}")
+        return res.stdout.strip()
+
+    def buildah_ok(self, *args: str) -> bool:
+        """For a question (does it exist?) or a best effort (drop an old image)."""
+        return subprocess.run(self.buildah_cmd(*args), capture_output=True).returncode == 0
+
+    def run_logged(self, cmd: list[str], log_name: str) -> None:
+        """A long step: its output goes to a log; a failure shows the log's tail."""
         logfile = self.logs / f"{log_name}.log"
         with logfile.open("w") as out:
             rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
         if rc != 0:
             tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-30:])
-            raise ImageError(f"building {log_name} failed; last lines of {logfile}:\n{tail}")
-        return ""
+            raise ImageError(f"{log_name} failed; last lines of {logfile}:\n{tail}")
 
     def exists(self, image: str) -> bool:
-        res = subprocess.run(["buildah", "--root", str(self.root), "--runroot",
-                              str(self.runroot), "--storage-driver", "overlay", "inspect",
-                              "--type", "image", image], capture_output=True)
-        return res.returncode == 0
+        return self.buildah_ok("inspect", "--type", "image", image)
 
     def archive_path(self, image: str) -> Path:
         return self.archives / (image.replace("/", "_").replace(":", "_") + ".tar")
@@ -142,12 +149,7 @@ class Builder:
                      '/opt/venv/bin/pip install --no-cache-dir --quiet --upgrade "pip>=25"')
         cmd = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
                *[f"--customize-hook={h}" for h in hooks], "bookworm", str(rootfs)]
-        logfile = self.logs / "base.log"
-        with logfile.open("w") as out:
-            rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
-        if rc != 0:
-            tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-30:])
-            raise ImageError(f"mmdebstrap failed; last lines of {logfile}:\n{tail}")
+        self.run_logged(cmd, "base")
         ctr = self.buildah("from", "scratch")
         try:
             self.buildah("add", ctr, str(rootfs), "/")
@@ -202,12 +204,9 @@ class Builder:
         names = self.buildah("images", "--format", "{{.Name}}:{{.Tag}}").split()
         for name in names:
             if name.startswith(REPOSITORY + "/") and name not in keep:
-                subprocess.run(["buildah", "--root", str(self.root), "--runroot",
-                                str(self.runroot), "--storage-driver", "overlay", "rmi", name],
-                               capture_output=True)
+                self.buildah_ok("rmi", name)
         # Untagged leaves only: the layers the kept images build on stay as the build cache.
-        subprocess.run(["buildah", "--root", str(self.root), "--runroot", str(self.runroot),
-                        "--storage-driver", "overlay", "rmi", "--prune"], capture_output=True)
+        self.buildah_ok("rmi", "--prune")
         kept = {self.archive_path(i).name for i in keep}
         for f in self.archives.glob("*.tar"):
             if f.name not in kept:

@@ -241,7 +241,7 @@ state = "{c / 'state'}"
         (self.cni_dir / "net.d" / "10-modelfactory.conflist").write_text(self.cni_config())
         c = self.cluster
         c.start("containerd", ["containerd", "--config", str(self.containerd_dir / "config.toml")])
-        c.wait_for("containerd", lambda: self.ctr_ok(), 30)
+        c.wait_for("containerd", self.ctr_ok, 30)
         self.load_images(built)
 
         ports = {k: free_port() for k in ("kubelet", "kubelet_healthz", "proxy_healthz",

@@ -41,7 +41,7 @@ def or_none(read: Callable[[], Any]) -> dict[str, Any] | None:
         if exc.status == 404:
             return None
         raise
-    return cast(dict[str, Any], api_client().sanitize_for_serialization(obj))
+    return cast(dict[str, Any], plain(obj))
 
 
 def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -138,8 +138,10 @@ def get_claim(namespace: str, name: str) -> dict[str, Any] | None:
     return or_none(lambda: core().read_namespaced_persistent_volume_claim(name, namespace))
 
 
-def list_events(namespace: str, involved_kind: str) -> list[dict[str, Any]]:
+def list_events(namespace: str, involved_kind: str, involved_name: str) -> list[dict[str, Any]]:
+    """The events of one object: a busy namespace's other events are never read."""
     events = core().list_namespaced_event(
-        namespace, field_selector=f"involvedObject.kind={involved_kind}"
+        namespace,
+        field_selector=f"involvedObject.kind={involved_kind},involvedObject.name={involved_name}",
     )
     return [cast(dict[str, Any], plain(e)) for e in events.items]

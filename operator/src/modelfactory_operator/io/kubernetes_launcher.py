@@ -42,11 +42,14 @@ def read_pending(plan: TrainingPlan) -> tuple[list[Obj], dict[str, Obj | None], 
         readable, obj = kube.detail("persistentvolumeclaims", read, UNREADABLE)
         if readable:
             claims[claim] = obj
-    events = no_objects
-    if not all(observe.claim_bound(c) for c in claims.values()):
-        events = kube.detail(
-            "events", lambda: kube.list_events(ns, "PersistentVolumeClaim"), no_objects
-        )
+    events: list[Obj] = []
+    for name, found in claims.items():
+        if found is not None and not observe.claim_bound(found):
+
+            def claim_events(c: str = name) -> list[Obj]:
+                return kube.list_events(ns, "PersistentVolumeClaim", c)
+
+            events += kube.detail("events", claim_events, no_objects)
     return pods, claims, events
 
 
