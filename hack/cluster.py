@@ -692,19 +692,34 @@ class Cluster:
         crds = cache_dir() / "kuberay-crds" / KUBERAY_VERSION
         for f in sorted(crds.glob("*.yaml")):
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                     "crd/rayjobs.ray.io", "crd/rayclusters.ray.io")
+        self.wait_established(["rayjobs.ray.io", "rayclusters.ray.io"])
         self.start("ray-operator", [
             str(binaries()["ray-operator"]), f"--kubeconfig={self.kubeconfig}",
             "--enable-leader-election=false", "--metrics-addr=0", "--health-probe-bind-address=0",
         ])
 
-    def kubectl(self, *args: str, input_text: str | None = None) -> str:
+    def wait_established(self, crds: list[str], timeout: float = 60) -> None:
+        """`kubectl wait --for=condition=Established` fails at once on a CRD that has no
+        conditions yet, as right after it is created: poll instead."""
+        deadline = time.monotonic() + timeout
+        pending = list(crds)
+        while pending:
+            pending = [c for c in pending if self.kubectl(
+                "get", "crd", c, "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False) != "True"]
+            if pending and time.monotonic() > deadline:
+                raise ClusterError(f"CRDs not established after {timeout:.0f}s: "
+                                   + ", ".join(pending))
+            if pending:
+                time.sleep(0.3)
+
+    def kubectl(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
         res = subprocess.run(
             [str(binaries()["kubectl"]), f"--kubeconfig={self.kubeconfig}", *args],
             input=input_text, capture_output=True, text=True,
         )
-        if res.returncode != 0:
+        if check and res.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
         return res.stdout
 
@@ -790,6 +805,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bin-path", help="print the directories that hold the built binaries")
     sub.add_parser("leftovers", help="list what a stopped node left on this machine; exit 1 "
                    "when anything is left")
+    wait = sub.add_parser("wait-crds", help="wait until the named CRDs are established")
+    wait.add_argument("crds", nargs="+")
     sub.add_parser("packages", help="print the Debian packages the real node and images need")
     args = parser.parse_args(argv)
     cluster = Cluster()
@@ -811,6 +828,8 @@ def main(argv: list[str] | None = None) -> int:
             left = cluster.node.leftovers()
             print("\n".join(left) or "nothing left")
             return 1 if left else 0
+        elif args.cmd == "wait-crds":
+            cluster.wait_established(args.crds)
         elif args.cmd == "packages":
             print(realnode.DEBIAN_PACKAGES)
         elif args.cmd == "bin-path":

@@ -119,8 +119,8 @@ def up() -> None:
     subprocess.run([*CLUSTER, "up", "--no-kuberay", "--no-node"], check=True)
     say("installing the CRDs")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/trainingjobs.modelfactory.dev",
-            "crd/modelservices.modelfactory.dev")
+    subprocess.run([*CLUSTER, "wait-crds", "trainingjobs.modelfactory.dev",
+                    "modelservices.modelfactory.dev"], check=True)
     start_operator()
     data = LOCAL / "pvc" / "modelfactory-models" / "data"
     data.mkdir(parents=True, exist_ok=True)

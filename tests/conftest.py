@@ -45,6 +45,14 @@ class Kube:
     def kubectl_json(self, *args: str) -> dict:  # type: ignore[type-arg]
         return json.loads(self.kubectl(*args, "-o", "json"))
 
+    def wait_established(self, *crds: str) -> None:
+        """`kubectl wait --for=condition=Established` fails at once on a CRD without conditions
+        (as right after it is created); the cluster script polls instead."""
+        res = subprocess.run([*CLUSTER, "wait-crds", *crds], capture_output=True, text=True,
+                             env=self.env)
+        if res.returncode != 0:
+            raise AssertionError(res.stderr)
+
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("helm", *args, check=check)
 
@@ -75,8 +83,7 @@ def kube() -> Iterator[Kube]:
 
 def install_crds(kube: Kube) -> None:
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                 "crd/trainingjobs.modelfactory.dev", "crd/modelservices.modelfactory.dev")
+    kube.wait_established("trainingjobs.modelfactory.dev", "modelservices.modelfactory.dev")
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ def rayjob_crd(kube: Any) -> None:
         )
     for name in ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml"):
         kube.kubectl("apply", "--server-side", "-f", str(KUBERAY_CRDS / name))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/rayjobs.ray.io")
+    kube.wait_established("rayjobs.ray.io")
 
 
 def restrict(kube: Any, namespace: str) -> None:

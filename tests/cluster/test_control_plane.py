@@ -55,7 +55,7 @@ def test_nodes_are_ready(kube: Kube) -> None:
 
 def test_custom_resource_lifecycle(kube: Kube, namespace: str) -> None:
     kube.kubectl("apply", "-f", "-", input_text=CRD)
-    kube.kubectl("wait", "--for=condition=Established", "crd/widgets.test.modelfactory.dev")
+    kube.wait_established("widgets.test.modelfactory.dev")
     watch = subprocess.Popen(
         ["kubectl", "get", "widgets", "-n", namespace, "--watch", "--output-watch-events",
          "-o", "json"], stdout=subprocess.PIPE, text=True, env=kube.env,

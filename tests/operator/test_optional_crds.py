@@ -31,10 +31,7 @@ def recreate(kube: Kube, crd: dict[str, Any]) -> None:
         clean["metadata"].pop(key, None)
     clean.pop("status", None)
     kube.kubectl("create", "-f", "-", input_text=json.dumps(clean))
-    # `kubectl wait` fails outright while a new CRD has no conditions yet.
-    eventually(lambda: kube.kubectl(
-        "get", "crd", CRD, "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}"
-    ) == "True", what=f"{CRD} established")
+    kube.wait_established(CRD)
 
 
 def test_operator_survives_the_rayjob_crd_coming_and_going(

@@ -35,7 +35,7 @@ def test_progress_and_result_land_in_the_status(kube: Kube, namespace: str) -> N
     from kubernetes import client, config
 
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    kube.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.modelfactory.dev")
+    kube.wait_established("trainingjobs.modelfactory.dev")
     kube.kubectl("apply", "-n", namespace, "-f", "-", input_text=json.dumps(training_job("iris")))
 
     def api() -> Any:
