@@ -22,6 +22,7 @@ WORKDIR /app
 # One set of pins for every image, so a model trained in one loads in the other.
 COPY constraints.txt /src/constraints.txt
 COPY api /src/api
+COPY artifacts /src/artifacts
 
 FROM base AS operator
 COPY --from=helm /out/helm /usr/local/bin/helm
@@ -36,7 +37,7 @@ ENTRYPOINT ["modelfactory-operator"]
 
 FROM base AS serving
 COPY serving /src/serving
-RUN pip install -c /src/constraints.txt /src/api /src/serving && rm -rf /src
+RUN pip install -c /src/constraints.txt /src/api /src/artifacts "/src/serving[s3,gcs]" && rm -rf /src
 ENV HOME=/tmp
 USER 1000:1000
 EXPOSE 8080
@@ -44,7 +45,7 @@ ENTRYPOINT ["modelfactory-serve"]
 
 FROM base AS training
 COPY training /src/training
-RUN pip install -c /src/constraints.txt /src/api "/src/training[s3,gcs]" && rm -rf /src
+RUN pip install -c /src/constraints.txt /src/api /src/artifacts "/src/training[s3,gcs]" && rm -rf /src
 ENV HOME=/tmp
 USER 1000:1000
 ENTRYPOINT ["modelfactory-train"]

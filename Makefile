@@ -17,14 +17,14 @@ down: ## Stop everything quickstart started
 	python3 hack/quickstart.py down
 
 test: ## Every test: unit, integration, e2e (Ray, HTTP) and the cluster path on the real node
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=30
 
 test-unit: ## Unit tests only
 	$(PY) -m pytest tests -m unit
 
 lint: ## ruff, mypy, generated files up to date, helm lint
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check api operator
+	$(PY) -m ruff format --check api artifacts operator
 	$(PY) -m mypy
 	$(PY) hack/gen_crds.py --check
 	$(PY) hack/gen_reference.py --check

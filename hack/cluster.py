@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A real local Kubernetes control plane for Model Factory's tests, built from Go modules.
 
-    hack/cluster.py build    # build every binary into the cache (idempotent, keyed by version)
+    hack/cluster.py build    # build every binary into the cache (idempotent, keyed by version),
+                             # MinIO for the s3:// tests included (hack/s3server.py)
     hack/cluster.py up       # build if needed, then start etcd, apiserver, controllers, kwok
     hack/cluster.py status   # what runs, where
     hack/cluster.py env      # KUBECONFIG=... and PATH=... lines for `eval`
-    hack/cluster.py down     # stop every process `up` started and forget the state
+    hack/cluster.py down     # stop every process `up` started (and an S3 server `hack/s3server.py
+                             # up` started beside it) and forget the state
 
 Standard library only: it has to run before any Python package is installed.
 The binary cache lives outside the repository (MF_CACHE_DIR, default ~/.cache/modelfactory) and
@@ -38,6 +40,8 @@ sys.path.insert(0, str(HERE))
 
 import images  # noqa: E402  (hack/images.py, standard library only)
 import node as realnode  # noqa: E402  (hack/node.py, standard library only)
+import s3server  # noqa: E402  (hack/s3server.py, standard library only)
+from hostprocs import cache_dir, free_port, pid_alive  # noqa: E402  (standard library only)
 
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
@@ -45,6 +49,9 @@ KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.20.2"
 KUBERAY_VERSION = "v1.5.1"
 COREDNS_VERSION = "v1.14.7"
+# Host tools the tests run beside the node's packages: a real Prometheus checks the operator
+# chart's Grafana dashboard queries.
+TEST_PACKAGES = "prometheus"
 METRICS_SERVER_VERSION = "v0.8.0"
 LOCAL_PATH_VERSION = "v0.0.30"
 CRICTL_VERSION = "v1.34.0"
@@ -54,17 +61,19 @@ K8S_COMMANDS = (
     "kube-proxy",
 )
 NODE_COUNT = 3
+# Sized for the operator's scale benchmark (500 ModelServices and 100 TrainingJobs, a Service
+# and at least one pod each): a /24 service range runs out of ClusterIPs past ~250 Services.
+SERVICE_CIDR = "10.0.0.0/16"
+# Addresses kwok hands its fake pods: apart from the service range and the real node's pods.
+KWOK_POD_CIDR = "10.128.0.1/16"
+# Each fake node's capacity: room for every pod of that benchmark on three nodes (its model
+# servers request 500m and 512Mi each, its training pods 1 CPU and 2Gi).
+KWOK_NODE_CAPACITY = {"cpu": "256", "memory": "1Ti", "pods": "500"}
 
 
 class ClusterError(RuntimeError):
     """A failure with a message meant for the person at the terminal."""
 
-
-def cache_dir() -> Path:
-    base = os.environ.get("MF_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "modelfactory"
-    )
-    return Path(base)
 
 
 def state_dir() -> Path:
@@ -225,6 +234,18 @@ def go_install(name: str, version: str, pkg: str, binary: str, env: dict[str, st
     tmp.rename(dest)
 
 
+def kuberay_resolving_cluster_names(state: Path, cmd: list[str]) -> list[str]:
+    """KubeRay's operator asks each Ray head's dashboard for its job's status at
+    <head>-head-svc.<ns>.svc.cluster.local, as it does from its pod in a cluster. Here it runs
+    on this machine, beside the control plane: in a mount namespace of its own, its resolver is
+    the node's CoreDNS (which forwards other names to the machine's resolver). The namespace
+    ends with the process, so nothing stays mounted."""
+    resolv = state / "kuberay-resolv.conf"
+    resolv.write_text(f"nameserver {realnode.NODE_IP}\n")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv), *cmd]
+
+
 def kuberay_crd_dir(env: dict[str, str]) -> Path:
     out = subprocess.run(
         ["go", "list", "-m", "-json", "github.com/ray-project/kuberay/ray-operator"],
@@ -275,6 +296,10 @@ def build_binaries() -> None:
                "github.com/rancher/local-path-provisioner", "local-path-provisioner", env)
     go_install("crictl", CRICTL_VERSION, "sigs.k8s.io/cri-tools/cmd/crictl", "crictl", env)
     build_kubernetes(env)
+    try:
+        s3server.build()  # the object store of the s3:// tests
+    except s3server.S3ServerError as exc:
+        raise ClusterError(str(exc)) from exc
     log(f"all binaries ready in {time.monotonic() - started:.1f}s (cache {cache_dir()})")
 
 
@@ -340,11 +365,6 @@ def port_free(port: int) -> bool:
             return False
     return True
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def choose_port(env_name: str) -> int:
@@ -423,19 +443,6 @@ def kubeconfig_text(server: str, ca: Path, token: str, user: str = "admin") -> s
     }, indent=2)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def terminate(pids: list[int], timeout: float) -> None:
@@ -624,7 +631,7 @@ class Cluster:
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--service-account-issuer={server}/",
             f"--service-account-key-file={pki / 'sa.key'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -667,7 +674,7 @@ class Cluster:
             # kwok manages only the fake nodes, never the real one.
             str(bins["kwok"]), f"--kubeconfig={kc}",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--cidr=10.0.0.1/24", "--node-lease-duration-seconds=40",
+            f"--cidr={KWOK_POD_CIDR}", "--node-lease-duration-seconds=40",
         ])
         time.sleep(1)
         for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
@@ -685,18 +692,20 @@ class Cluster:
             log(f"real node {realnode.NODE_NAME} ({realnode.NODE_IP}) ready in "
                 f"{time.monotonic() - node_started:.1f}s")
         if kuberay:
-            self.install_kuberay()
+            self.install_kuberay(cluster_dns=with_node)
         log(f"up in {time.monotonic() - started:.1f}s: {server}; export KUBECONFIG={kc}")
 
-    def install_kuberay(self) -> None:
+    def install_kuberay(self, cluster_dns: bool) -> None:
         crds = cache_dir() / "kuberay-crds" / KUBERAY_VERSION
         for f in sorted(crds.glob("*.yaml")):
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
         self.wait_established(["rayjobs.ray.io", "rayclusters.ray.io"])
-        self.start("ray-operator", [
+        cmd = [
             str(binaries()["ray-operator"]), f"--kubeconfig={self.kubeconfig}",
             "--enable-leader-election=false", "--metrics-addr=0", "--health-probe-bind-address=0",
-        ])
+        ]
+        self.start("ray-operator", kuberay_resolving_cluster_names(self.dir, cmd)
+                   if cluster_dns else cmd)
 
     def wait_established(self, crds: list[str], timeout: float = 60) -> None:
         """`kubectl wait --for=condition=Established` fails at once on a CRD that has no
@@ -782,8 +791,8 @@ def nodes_manifest(count: int) -> str:
             "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
                          "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                                     "kubernetes.io/arch": "amd64", "type": "kwok"}},
-            "status": {"allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
-                       "capacity": {"cpu": "32", "memory": "128Gi", "pods": "110"}},
+            "status": {"allocatable": dict(KWOK_NODE_CAPACITY),
+                       "capacity": dict(KWOK_NODE_CAPACITY)},
         })
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
 
@@ -807,7 +816,8 @@ def main(argv: list[str] | None = None) -> int:
                    "when anything is left")
     wait = sub.add_parser("wait-crds", help="wait until the named CRDs are established")
     wait.add_argument("crds", nargs="+")
-    sub.add_parser("packages", help="print the Debian packages the real node and images need")
+    sub.add_parser("packages", help="print the Debian packages the real node, the images and "
+                   "the tests need")
     args = parser.parse_args(argv)
     cluster = Cluster()
     try:
@@ -819,19 +829,21 @@ def main(argv: list[str] | None = None) -> int:
             cluster.images()
         elif args.cmd == "down":
             cluster.down()
+            if s3server.down():
+                log("stopped the S3 server (MinIO)")
         elif args.cmd == "status":
             return cluster.status()
         elif args.cmd == "env":
             print(f"export KUBECONFIG={cluster.kubeconfig}")
             print(f"export PATH={':'.join(path_dirs())}:$PATH")
         elif args.cmd == "leftovers":
-            left = cluster.node.leftovers()
+            left = cluster.node.leftovers() + s3server.leftovers()
             print("\n".join(left) or "nothing left")
             return 1 if left else 0
         elif args.cmd == "wait-crds":
             cluster.wait_established(args.crds)
         elif args.cmd == "packages":
-            print(realnode.DEBIAN_PACKAGES)
+            print(realnode.DEBIAN_PACKAGES, TEST_PACKAGES)
         elif args.cmd == "bin-path":
             print(":".join(path_dirs()))
     except ClusterError as exc:

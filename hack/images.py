@@ -24,8 +24,8 @@ TARGETS = ("operator", "serving", "training")
 REPOSITORY = "localhost/modelfactory"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "passwd")
 # Paths that go into the build context (the rest is excluded by .dockerignore too).
-CONTEXT = ("Dockerfile", ".dockerignore", "constraints.txt", "api", "operator", "serving",
-           "training", "charts", "crds")
+CONTEXT = ("Dockerfile", ".dockerignore", "constraints.txt", "api", "artifacts", "operator",
+           "serving", "training", "charts", "crds")
 SKIP = ("__pycache__", ".egg-info", ".pyc", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
 

@@ -7,7 +7,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e api -e operator -e serving -e training \
+.venv/bin/python -m pip install --quiet -c constraints.txt -e api -e artifacts -e operator -e "serving[s3,gcs]" -e "training[s3,gcs]" \
   -r requirements-dev.txt
 # KServe's Python client pins versions that clash with the workspace's, so the test that uses it
 # runs it from a virtualenv of its own.

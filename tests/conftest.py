@@ -81,6 +81,46 @@ def kube() -> Iterator[Kube]:
         cluster_cli("down")
 
 
+def s3server_module() -> Any:
+    """hack/s3server.py (standard library only), imported by path."""
+    sys.path.insert(0, str(ROOT / "hack"))
+    try:
+        import s3server
+    finally:
+        sys.path.pop(0)
+    return s3server
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real S3-compatible server (MinIO, hack/s3server.py) on a free port of 127.0.0.1 with a
+    fresh bucket, for the session. Built first when the cache lacks it: never skipped, a failed
+    build fails the tests that need it."""
+    mod = s3server_module()
+    try:
+        server = mod.start(tmp_path_factory.mktemp("s3server"), bucket="mf-tests")
+    except mod.S3ServerError as exc:
+        pytest.fail(f"the S3 server (MinIO) did not start:\n{exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The AWS_* variables that reach the S3 server, set in this process (and so in the
+    processes it starts); s3fs' cached clients are dropped before and after."""
+    import s3fs
+
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    env = s3.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield env
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 def install_crds(kube: Kube) -> None:
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kube.wait_established("trainingjobs.modelfactory.dev", "modelservices.modelfactory.dev")

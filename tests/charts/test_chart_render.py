@@ -396,7 +396,7 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     assert spec["suspend"] is False
 
     cluster = spec["rayClusterSpec"]
-    assert cluster["rayVersion"] == "2.40.0"
+    assert cluster["rayVersion"] == values["ray"]["version"]
     head = cluster["headGroupSpec"]
     assert head["rayStartParams"] == {"dashboard-host": "0.0.0.0", "num-cpus": "0"}
     head_pod = head["template"]["spec"]
@@ -405,8 +405,8 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     placement(head_pod, values)
     (head_c,) = head_pod["containers"]
     assert head_c["image"] == "ghcr.io/modelfactory/training:0.1.0"
-    assert {p["containerPort"] for p in head_c["ports"]} == {6379, 8265, 10001}
-    assert {p["name"] for p in head_c["ports"]} == {"gcs-server", "dashboard", "client"}
+    assert {p["containerPort"] for p in head_c["ports"]} == {6379, 8265, 10001, 52365}
+    assert {p["name"] for p in head_c["ports"]} == {"gcs-server", "dashboard", "client", "agent"}
     expected_env = training_env(values)
     resources = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
     assert head_c["env"] == expected_env
@@ -425,6 +425,12 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
     assert worker_c["env"] == expected_env
     assert worker_c["envFrom"] == values["pod"]["envFrom"]
     assert worker_c["resources"] == resources
+    # Probes of their own, over HTTP: KubeRay's injected ones exec wget, which the image lacks.
+    assert head_c["readinessProbe"]["httpGet"] == {"path": "/api/gcs_healthz", "port": "dashboard"}
+    for c in (head_c, worker_c):
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert set(c[probe]) & {"httpGet", "exec"} == {"httpGet"}, (c["name"], probe)
+    assert worker_c["livenessProbe"]["httpGet"]["path"] == "/api/local_raylet_healthz"
     for where, template in pod_specs(rayjob):
         assert template["metadata"]["labels"]["modelfactory.dev/run-id"] == "1a2b3c4d", where
         mounts = {m["mountPath"] for c in template["spec"]["containers"] for m in c["volumeMounts"]}
@@ -515,17 +521,20 @@ def test_model_service_deployment(helm: Helm) -> None:
     (c,) = podspec["containers"]
     assert c["image"] == "ghcr.io/modelfactory/serving:0.1.0"
     assert c["command"] == ["modelfactory-serve"]
-    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "health", "containerPort": 8081, "protocol": "TCP"}]
     assert (
         c["env"]
-        == [{"name": k, "value": v} for k, v in sorted(values["env"].items())]
+        == [{"name": "MF_HEALTH_PORT", "value": "8081"}]
+        + [{"name": k, "value": v} for k, v in sorted(values["env"].items())]
         + values["pod"]["env"]
     )
     assert c["envFrom"] == values["pod"]["envFrom"]
-    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    # Probes go to the health listener, which a saturated event loop does not delay.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "health"}
     startup = c["startupProbe"]
-    assert startup["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert startup["httpGet"] == {"path": "/v2/health/ready", "port": "health"}
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 120
     assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
     assert c["resources"] == {
@@ -571,7 +580,9 @@ def test_model_service_pod_settings(helm: Helm) -> None:
     podspec = deploy["spec"]["template"]["spec"]
     for key in ("serviceAccountName", "imagePullSecrets", "nodeSelector", "tolerations"):
         assert key not in podspec, key
-    assert "env" not in podspec["containers"][0] and "envFrom" not in podspec["containers"][0]
+    # Only the health listener's port, which the chart's probes rely on.
+    assert podspec["containers"][0]["env"] == [{"name": "MF_HEALTH_PORT", "value": "8081"}]
+    assert "envFrom" not in podspec["containers"][0]
     deploy = one(
         helm.template(
             "model-service",
@@ -581,7 +592,7 @@ def test_model_service_pod_settings(helm: Helm) -> None:
         "Deployment",
     )
     assert deploy["spec"]["template"]["spec"]["containers"][0]["env"] == [
-        {"name": "LOG_FORMAT", "value": "json"}
+        {"name": "MF_HEALTH_PORT", "value": "8081"}, {"name": "LOG_FORMAT", "value": "json"}
     ]
 
 
@@ -673,6 +684,8 @@ NAMESPACED_RULES = [
     ),
     ("ray.io", ["rayjobs"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     ("", ["pods", "persistentvolumeclaims"], ["get", "list", "watch"]),
+    # A model server's readiness answer, read through the API server: GET only.
+    ("", ["pods/proxy"], ["get", "create"]),
 ]
 CRD_RULE = ("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"])
 NAMESPACES_RULE = ("", ["namespaces"], ["get", "list", "watch"])

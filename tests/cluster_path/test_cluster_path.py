@@ -18,6 +18,7 @@ import pytest
 
 from tests.cluster_path.conftest import IRIS_ROWS, NODE, RealCluster
 from tests.conftest import eventually
+from tests.serving.hostile import write_hostile
 
 pytestmark = pytest.mark.cluster
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -91,7 +92,8 @@ def test_a_claim_that_cannot_bind_is_named_in_the_status(real_cluster: RealClust
         text = " ".join(c.get("message") or "" for c in conditions)
         return text if "ReadWriteOnce" in text else ""
 
-    # The claim's events reach the status at the latest with the periodic resync (2 minutes).
+    # The claim's events reach the status at the latest with the next look at a waiting run
+    # (a minute).
     message = eventually(reason, timeout=240, interval=2,
                          what="the claim's problem in a condition")
     assert "PersistentVolumeClaim rwx is Pending" in message
@@ -137,6 +139,41 @@ def test_iris_example_trains_in_a_pod_and_serves_from_pods(real_cluster: RealClu
     logs = rc.kubectl("logs", "-n", rc.ns, servers[0]["metadata"]["name"])
     records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     assert records, logs[-2000:]
+
+
+def claim_directory(rc: RealCluster, claim: str) -> Path:
+    """Where a bound claim's files live on the node (local-path volumes are host directories)."""
+    pv = rc.get("pvc", claim, rc.ns)["spec"]["volumeName"]
+    spec = rc.get("pv", pv)["spec"]
+    return Path((spec.get("hostPath") or spec.get("local") or {})["path"])
+
+
+def test_a_tampered_artifact_is_refused_and_the_status_says_why(
+        real_cluster: RealCluster) -> None:
+    """Someone with write access to the model volume puts a model that would run os.system
+    there, and a ModelService names it with its own digest: the server in the pod refuses it,
+    stays not ready, and the ModelService says which type was refused."""
+    rc = real_cluster
+    art, refused = write_hostile(claim_directory(rc, "modelfactory-models") / "tampered" / "1",
+                                 "os-system")
+    rc.apply({"apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+              "metadata": {"name": "tampered"},
+              "spec": {"model": {"uri": "pvc://modelfactory-models/tampered/1",
+                                 "digest": art.digest}}})
+    try:
+        def refused_in_status() -> dict[str, Any]:
+            ready = next((c for c in rc.status("msvc", "tampered").get("conditions") or []
+                          if c["type"] == "Ready"), {})
+            return ready if "UntrustedType" in ready.get("message", "") else {}
+
+        ready = eventually(refused_in_status, timeout=180, interval=2,
+                           what="the refusal in the ModelService's status")
+        assert ready["status"] == "False" and refused in ready["message"], ready
+        servers = pods(rc, "app.kubernetes.io/instance=tampered")
+        assert servers and not any(
+            c.get("ready") for p in servers for c in p["status"].get("containerStatuses") or [])
+    finally:
+        rc.kubectl("delete", "msvc", "tampered", "-n", rc.ns, "--wait=false")
 
 
 def test_retrain_rolls_without_failed_requests(real_cluster: RealCluster) -> None:

@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Kube
+from tests.conftest import Kube, eventually
 
 
 class OperatorProcess:
@@ -49,6 +50,18 @@ class OperatorProcess:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def own_namespace(crds: Kube) -> Iterator[str]:
+    """A namespace for a test that runs an operator of its own."""
+    # Not "t-*": the session's operator must not reconcile here too.
+    name = f"h-{uuid.uuid4().hex[:8]}"
+    crds.kubectl("create", "namespace", name)
+    eventually(lambda: crds.kubectl("get", "serviceaccount", "default", "-n", name,
+                                    check=False), what="default ServiceAccount")
+    yield name
+    crds.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,12 @@ REJECTED = [
     (TJ, "spec.tuning.cvFolds", 1, "spec.tuning.cvFolds"),
     (TJ, "spec.tuning.algorithm", "bayes", "spec.tuning.algorithm"),
     (TJ, "spec.tuning.direction", "up", "spec.tuning.direction"),
+    # Every scikit-learn scorer is greater-is-better: minimize would pick the worst model.
+    (TJ, "spec.tuning.direction", "minimize", "spec.tuning.direction"),
+    (TJ, "spec.tuning.timeBudgetSeconds", 0, "spec.tuning.timeBudgetSeconds"),
+    (change(TJ, "spec.tuning.timeBudgetSeconds", 600), "spec.activeDeadlineSeconds", 600,
+     "spec.tuning.timeBudgetSeconds"),
+    (TJ, "spec.model.maxCategories", 1, "spec.model.maxCategories"),
     (TJ, "spec.tuning.searchSpace", {"max_depth": {"low": 3}}, "spec.tuning.searchSpace"),
     (TJ, "spec.compute.workers", -1, "spec.compute.workers"),
     (TJ, "spec.compute.memory", "lots", "spec.compute.memory"),
@@ -74,6 +80,8 @@ REJECTED = [
      "spec.model"),
     (MS, "spec.autoscaling", {"metric": "gpu"}, "spec.autoscaling.metric"),
     (MS, "spec.batching", {"maxBatchSize": 0}, "spec.batching.maxBatchSize"),
+    (MS, "spec.batching", {"maxBatchSize": 64, "maxQueueRows": 32},
+     "spec.batching.maxQueueRows must be at least spec.batching.maxBatchSize"),
     (MS, "spec.resources", {"cpu": "two"}, "spec.resources.cpu"),
     (TJ, "spec.pod", {"env": [{"name": "MF_TRAINING_CONFIG", "value": "{}"}]},
      "spec.pod.env[0]"),
@@ -87,6 +95,21 @@ REJECTED = [
     (TJ, "spec.pod", {"nodeSelector": {f"k{i}": "v" for i in range(33)}},
      "spec.pod.nodeSelector"),
     (MS, "spec.pod", {"hostNetwork": True}, "hostNetwork"),
+    # Names: every child carries the name as a label value (at most 63 characters), and a
+    # ModelService's name is its Service's (RFC 1035).
+    (TJ, "metadata.name", "t" * 64, "metadata.name must be at most 63"),
+    (MS, "metadata.name", "m" * 70, "metadata.name must be at most 63"),
+    (MS, "metadata.name", "1st-model", "metadata.name must start with a letter"),
+    (MS, "metadata.name", "iris.v2", "metadata.name must start with a letter"),
+    # A storage URI may not step out of the place it names.
+    (TJ, "spec.output.storageUri", "pvc://c/../../etc", "spec.output.storageUri"),
+    (TJ, "spec.output.storageUri", "s3://models/a/%2e%2e/b", "spec.output.storageUri"),
+    (TJ, "spec.dataset", {"uri": "pvc://data/../secrets/x.csv", "target": "y"},
+     "spec.dataset.uri"),
+    (MS, "spec.model", {"uri": "pvc://c/../../etc", "digest": "sha256:" + "a" * 64},
+     "spec.model.uri"),
+    (MS, "spec.model", {"uri": "gs://b/m/..", "digest": "sha256:" + "a" * 64},
+     "spec.model.uri"),
 ]
 
 FAILED_PHASE = [

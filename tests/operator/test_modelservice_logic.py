@@ -43,6 +43,26 @@ def test_render_carries_the_model_into_env_and_annotation() -> None:
     assert plan.release == "msvc-iris"
 
 
+def test_render_carries_admission_settings_to_the_server() -> None:
+    model = ms.resolve_model(spec(), TJ)
+    env = ms.render(BODY, spec(), model, "img:1").chart_values["env"]  # type: ignore[arg-type]
+    assert env["MF_MAX_QUEUE_ROWS"] == "1024" and float(env["MF_TIMEOUT_SECONDS"]) == 30
+    tuned = spec(batching={"maxBatchSize": 64, "maxQueueRows": 256}, timeoutSeconds=5)
+    plan = ms.render(BODY, tuned, model, "img:1")  # type: ignore[arg-type]
+    env = plan.chart_values["env"]
+    assert env["MF_MAX_BATCH_SIZE"] == "64" and env["MF_MAX_QUEUE_ROWS"] == "256"
+    assert float(env["MF_TIMEOUT_SECONDS"]) == 5
+    # The local launcher runs the server with the same variables.
+    assert plan.runtime.to_env() == env
+    # And the server reads them back as the settings it runs with.
+    from modelfactory_serving.settings import Settings
+
+    settings = Settings.model_validate(
+        {k[3:].lower(): v for k, v in env.items() if k.startswith("MF_")}
+    )
+    assert settings.max_queue_rows == 256 and settings.timeout_seconds == 5.0
+
+
 def run(status: dict[str, Any], obs: ServiceObservation, tj: dict[str, Any] | None = TJ) -> Any:
     s = spec()
     resolved = ms.resolve_model(s, tj)
@@ -115,3 +135,18 @@ def test_pod_settings_reach_the_chart_values() -> None:
     assert values["imagePullSecrets"] == ["regcred"]
     assert values["env"] == [{"name": "LOG_FORMAT", "value": "json"}]
     assert values["envFrom"] == [{"secretRef": {"name": "tokens"}}]
+
+
+def test_a_server_that_refuses_its_model_says_why() -> None:
+    why = "the new model server is not ready: UntrustedType: ... numpy.fromregex"
+    d, plan = run({}, ServiceObservation(exists=False))
+    applied = {**d.status, "appliedHash": plan.hash}
+    fresh, _ = run(applied, ServiceObservation(exists=True, replicas=1, message=why))
+    ready = next(c for c in fresh.status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["message"] == why
+    # While an older version keeps serving, the rollout's condition carries the reason too.
+    serving = {**applied, "modelVersion": 1}
+    rolling, _ = run(serving, ServiceObservation(exists=True, replicas=2, ready_replicas=1,
+                                                 served_version=1, message=why))
+    ready = next(c for c in rolling.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "RollingOut" and why in ready["message"]

@@ -145,3 +145,95 @@ def test_explain_pending_extends_only_a_pending_observation() -> None:
     assert observe.explain_pending(pending, "") == pending
     running = RunObservation("running")
     assert observe.explain_pending(running, "anything") == running
+
+
+def test_a_refusing_server_says_why_and_a_starting_one_does_not() -> None:
+    refused = b'{"reason": "UntrustedType", "message": "refusing posix.system"}'
+    assert observe.readiness_failure(refused) == "UntrustedType: refusing posix.system"
+    assert observe.readiness_failure(b'{"reason": "Loading", "message": "x"}') is None
+    assert observe.readiness_failure(b"<html>bad gateway</html>") is None
+    assert observe.readiness_failure(b'["UntrustedType"]') is None
+    long = observe.readiness_failure(b'{"reason": "R", "message": "' + b"x" * 5000 + b'"}')
+    assert long is not None and len(long) <= observe.DETAIL_CHARS
+
+
+def test_refused_storage_credentials_reach_the_condition_message() -> None:
+    body = (b'{"ready": false, "reason": "StorageAccessDenied", "message": "cannot read '
+            b's3://models/churn/3: the storage refused the credentials (InvalidAccessKeyId); '
+            b'check the Secret, ServiceAccount or environment that spec.pod gives the pods"}')
+    failure = observe.readiness_failure(body)
+    assert failure is not None and failure.startswith(
+        "StorageAccessDenied: cannot read s3://models/churn/3: the storage refused the credentials"
+    )
+    seen = observe.with_server_failure(
+        observe.deployment(None, "http://m.ns.svc.cluster.local"), failure
+    )
+    assert seen.message == f"the model server is not ready: {failure}"
+
+
+def serving_pod(name: str, phase: str, running: bool, ready: bool, created: str) -> dict:
+    state = {"running": {}} if running else {"waiting": {"reason": "ContainerCreating"}}
+    return {"metadata": {"name": name, "creationTimestamp": created},
+            "status": {"phase": phase,
+                       "containerStatuses": [{"state": state, "ready": ready}]}}
+
+
+def test_only_started_servers_that_are_not_ready_are_asked() -> None:
+    pods = [serving_pod("old-ready", "Running", True, True, "2026-01-01T00:00:00Z"),
+            serving_pod("creating", "Pending", False, False, "2026-01-01T00:00:03Z"),
+            serving_pod("new-a", "Running", True, False, "2026-01-01T00:00:01Z"),
+            serving_pod("new-b", "Running", True, False, "2026-01-01T00:00:02Z"),
+            serving_pod("new-c", "Running", True, False, "2026-01-01T00:00:00Z")]
+    assert observe.probe_candidates(pods) == ["new-b", "new-a"]
+
+
+def test_the_servers_reason_replaces_the_deployments_message() -> None:
+    seen = observe.deployment(None, "http://x")
+    assert observe.with_server_failure(seen, None) is seen
+    told = observe.with_server_failure(seen, "UntrustedType: refusing posix.system")
+    assert told.message == "the model server is not ready: UntrustedType: refusing posix.system"
+
+
+def _rayjob(**status: Any) -> dict[str, Any]:
+    return {"spec": {}, "status": status}
+
+
+@pytest.mark.parametrize(
+    "status, state",
+    [
+        ({}, "pending"),
+        ({"jobDeploymentStatus": "Initializing"}, "pending"),
+        ({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}, "running"),
+        ({"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}, "succeeded"),
+        ({"jobDeploymentStatus": "Complete", "jobStatus": "STOPPED"}, "failed"),
+        ({"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}, "failed"),
+        ({"jobDeploymentStatus": "ValidationFailed"}, "failed"),
+        ({"jobDeploymentStatus": "Suspended"}, "suspended"),
+    ],
+)
+def test_rayjob_states(status: dict[str, Any], state: str) -> None:
+    assert observe.rayjob(_rayjob(**status)).state == state
+
+
+def test_a_retrying_rayjob_is_not_a_failed_run() -> None:
+    # KubeRay keeps the failed attempt's jobStatus and endTime while it starts the next one.
+    for deployment in ("Retrying", "", "Initializing"):
+        seen = observe.rayjob(_rayjob(
+            jobDeploymentStatus=deployment, jobStatus="FAILED", failed=1, succeeded=0,
+            endTime="2026-01-01T00:00:00Z", reason="AppFailed", message="trial driver exited 1"))
+        assert seen.state == "pending", deployment
+        assert seen.completion_time is None
+        assert seen.attempts == 2
+        assert "retrying after 1 failed attempt" in seen.message
+        assert "trial driver exited 1" in seen.message
+    running = observe.rayjob(_rayjob(jobDeploymentStatus="Running", jobStatus="FAILED", failed=1))
+    assert running.state == "running"
+
+
+def test_a_rayjob_out_of_retries_fails_with_its_reason() -> None:
+    seen = observe.rayjob(_rayjob(
+        jobDeploymentStatus="Failed", jobStatus="FAILED", failed=2, succeeded=0,
+        endTime="2026-01-01T00:10:00Z", reason="AppFailed", message="driver exited 1"))
+    assert (seen.state, seen.reason, seen.attempts) == ("failed", "AppFailed", 3)
+    assert seen.message == "RayJob failed: driver exited 1"
+    assert seen.completion_time == "2026-01-01T00:10:00Z"

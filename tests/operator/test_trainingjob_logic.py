@@ -193,3 +193,58 @@ def test_a_pending_run_says_why() -> None:
                p)
     running = next(c for c in d.status["conditions"] if c["type"] == "Running")
     assert running["reason"] == "Pending" and running["message"] == why
+
+
+def upgraded(body: dict[str, Any], image: str) -> tj.TrainingPlan:
+    """The plan an operator with another default image renders for the same resource."""
+    return tj.render(body, validate.trainingjob_spec(body["spec"]), image)
+
+
+def test_finished_runs_are_never_applied_again() -> None:
+    """An operator upgrade changes the default image, so the rendered values and their hash;
+    applying a finished run's Job again fails with "field is immutable", forever."""
+    old = plan()
+    applied = {"runId": old.run_id, "appliedHash": old.hash}
+    body = {**BODY, "status": applied}
+    new = upgraded(body, "ghcr.io/modelfactory/training:0.2.0")
+    for obs, status in (
+        (RunObservation("succeeded"), {**applied, "result": result(old)}),
+        (RunObservation("running"), {**applied, "result": result(old)}),
+        (RunObservation("failed"), applied),
+        (RunObservation("absent"), {**applied, "result": result(old, ok=False)}),
+    ):
+        d = tj.decide(1, status, new, None, obs, True, "2026-01-01T00:00:00Z")
+        assert not d.launch, (obs, d.status)
+
+
+def test_a_run_keeps_its_image_across_operator_upgrades() -> None:
+    first = plan()
+    launched = decide({}, RunObservation("absent"), first)
+    assert launched.launch and launched.status["runImage"] == "ghcr.io/modelfactory/training:0.1.0"
+    body = {**BODY, "status": {**launched.status, "appliedHash": first.hash}}
+    later = upgraded(body, "ghcr.io/modelfactory/training:0.2.0")
+    assert later.image == first.image and later.hash == first.hash
+    # A still-running run whose run control changes is applied again with its own image.
+    body_suspended = {**body, "spec": {**BODY["spec"], "suspend": True}}
+    again = upgraded(body_suspended, "ghcr.io/modelfactory/training:0.2.0")
+    assert again.chart_values["image"]["tag"] == "0.1.0"
+    d = tj.decide(1, body["status"], again, None, RunObservation("running"), True, "now")
+    assert d.launch
+    # A new run (a new spec) takes the new default.
+    changed = {**body, "spec": {**BODY["spec"], "model": {"estimator": "sklearn.svm.SVC"}}}
+    assert upgraded(changed, "ghcr.io/modelfactory/training:0.2.0").image.endswith(":0.2.0")
+
+
+def test_run_control_stays_out_of_the_pod_template() -> None:
+    """A Job's pod template is immutable: changing run control (which also bumps the
+    generation) must not change the workload's configuration (its environment)."""
+    base = plan()
+    launched = decide({}, RunObservation("absent"), base)
+    assert launched.status["runGeneration"] == 1
+    for change in ({"suspend": True}, {"activeDeadlineSeconds": 60}, {"backoffLimit": 3},
+                   {"ttlSecondsAfterFinished": 5}):
+        body = {**BODY, "metadata": {**BODY["metadata"], "generation": 2},
+                "status": launched.status}
+        changed = plan(body, **change)
+        assert changed.chart_values["env"] == base.chart_values["env"], change
+        assert changed.run_id == base.run_id

@@ -34,6 +34,9 @@ def test_good_spec_passes() -> None:
         ("dataset.testSize", 1.5, "spec.dataset.testSize"),
         ("output.storageUri", "ftp://x", "spec.output.storageUri"),
         ("tuning.searchSpace", {"max_depth": {"low": 5, "high": 1}}, "spec.tuning.searchSpace"),
+        ("tuning.direction", "minimize", "spec.tuning.direction"),
+        ("tuning.timeBudgetSeconds", 0, "spec.tuning.timeBudgetSeconds"),
+        ("model.maxCategories", 1, "spec.model.maxCategories"),
     ],
 )
 def test_bad_specs_name_the_field(path: str, value: object, field: str) -> None:
@@ -172,3 +175,17 @@ def test_good_pod_settings_pass() -> None:
 def test_limits_below_requests_are_refused(resources: dict, message: str) -> None:
     with pytest.raises(validate.SpecError, match=f"spec.resources: .*{message}"):
         validate.modelservice_spec({"model": {"trainingJob": "t"}, "resources": resources})
+
+
+def test_minimize_is_refused_with_the_reason() -> None:
+    with pytest.raises(validate.SpecError) as err:
+        validate.trainingjob_spec(with_("tuning.direction", "minimize"))
+    assert "spec.tuning.direction" in str(err.value) and "greater-is-better" in str(err.value)
+    assert validate.trainingjob_spec(with_("tuning.direction", "maximize"))
+
+
+def test_time_budget_must_leave_time_before_the_deadline() -> None:
+    spec = {**with_("tuning.timeBudgetSeconds", 600), "activeDeadlineSeconds": 600}
+    with pytest.raises(validate.SpecError, match="timeBudgetSeconds must be less than"):
+        validate.trainingjob_spec(spec)
+    assert validate.trainingjob_spec({**spec, "activeDeadlineSeconds": 900})

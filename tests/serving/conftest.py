@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from modelfactory_api.artifact import (
+from modelfactory_artifacts.metadata import (
     COMPLETE_MARKER,
     METADATA_FILENAME,
     MODEL_FILENAME,
@@ -80,7 +80,6 @@ def write_artifact(
         metrics={"cv_mean": 0.9, "cv_std": 0.01},
         bestParams={},
         trials=[],
-        referenceStats={},
     )
     (directory / METADATA_FILENAME).write_text(meta.model_dump_json(indent=2))
     (directory / COMPLETE_MARKER).write_text("")

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
-from modelfactory_serving.artifact import load_artifact
+from modelfactory_artifacts.read import load_artifact
 from modelfactory_serving.batcher import Batcher
 from modelfactory_serving.codec import decode_v1, decode_v2, encode_v2, parse_json
 from modelfactory_serving.dataplane import DataPlane
@@ -91,9 +91,15 @@ def test_per_feature_inputs(runtimes: dict[str, ModelRuntime]) -> None:
     (v2([300] * 8, [2, 4], "INT8"), "out of range for INT8"),
     (v2([-1] * 8, [2, 4], "UINT8"), "out of range for UINT8"),
     (v2([1] * 8, [2, 4], "BOOL"), "needs true/false"),
-    (v2([[1, 2], [3]], [2, 4]), "not a regular array"),
+    (v2([[1, 2], [3]], [2, 4]), r"nested data does not match shape \[2, 4\]"),
+    (v2([[1], [2], [3], [4]], [1, 4]), r"nested data does not match shape \[1, 4\]"),
+    (v2([[[1], [2], [3], [4]]], [1, 4]), "needs numbers, data holds nested lists"),
+    (v2([1, 2, 3, [4]], [1, 4]), "needs numbers, data holds nested lists"),
     (v2({"a": 1}, [2, 4]), "must be a JSON array"),
-    (v2([{"a": 1}] * 8, [2, 4]), "expected a number"),
+    (v2([{"a": 1}] * 8, [2, 4]), "needs numbers, data holds objects"),
+    (v2(["1"] * 4, [1, 4], "INT64"), "needs integers, data holds strings"),
+    (v2([2**70] * 4, [1, 4], "INT64"), "out of range for INT64"),
+    (v2([1] * 4, [99999999999, 4]), r"data has 4 elements, shape \[99999999999, 4\] needs"),
     (v2([1.0, math.inf, 0, 0, 0, 0, 0, 0], [2, 4]), "feature 'x1' is infinite at row 0"),
     (v2([0, 0, 0, 0, 0, math.nan, 0, 0], [2, 4]), "feature 'x1' is missing .* at row 1"),
     (v2([0, 0, 0, None, 0, 0, 0, 0], [2, 4]), "feature 'x3' is missing"),
@@ -436,7 +442,7 @@ def test_model_that_cannot_predict_is_never_ready(tmp_path: Any) -> None:
     from .conftest import numeric_data, numeric_features, write_artifact
 
     X, y = numeric_data(n_features=4)
-    # metadata lists 3 features, the model was fitted on 4: the warm-up must catch it
+    # metadata lists 3 features, the model was fitted on 4: loading catches it
     art = write_artifact(tmp_path / "bad" / "1", LogisticRegression(), X, y,
                          numeric_features(3), "binary")
 
@@ -444,9 +450,211 @@ def test_model_that_cannot_predict_is_never_ready(tmp_path: Any) -> None:
         dp = DataPlane(settings_for(art, "bad"))
         await dp.start()
         state = await dp.wait_loaded()
-        assert state.status == "Failed" and state.reason == "WarmupFailed", state
+        assert state.status == "Failed" and state.reason == "FeatureMismatch", state
         assert "4 features" in state.message
         assert dp.batcher is None and dp.runtime is None
         await dp.stop()
+
+    run(main())
+
+
+# ---------------------------------------------------------------------------- hostile bodies
+def _hostile_strings(n: int = 2_500, long: int = 40_000) -> list[str]:
+    return ["a"] * (n - 1) + ["b" * long]
+
+
+@pytest.mark.parametrize(("datatype", "shape_of"), [
+    ("FP64", lambda n: [n // 4, 4]),
+    ("INT64", lambda n: [n // 4, 4]),
+    ("BOOL", lambda n: [n // 4, 4]),
+    ("BYTES", lambda n: [n // 4, 4]),
+])
+def test_strings_never_become_a_fixed_width_array(runtimes: dict[str, ModelRuntime],
+                                                  datatype: str, shape_of: Any) -> None:
+    """A 50 KB body of short strings and one long one: refused, and decoding it allocates
+    nothing near len(strings) x longest (which numpy's dtype inference would: ~400 MB)."""
+    import tracemalloc
+
+    strings = _hostile_strings()
+    body = orjson.dumps(v2(strings, shape_of(len(strings)), datatype))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InferenceError) as err:
+            decode_v2(runtimes["lr"], parse_json(body), 10_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 400 <= err.value.status < 500
+    assert peak < 2_000_000, peak
+
+
+@pytest.mark.parametrize("make", [
+    lambda s: {"instances": [s[i : i + 4] for i in range(0, len(s), 4)]},
+    lambda s: {"inputs": [s[i : i + 4] for i in range(0, len(s), 4)]},
+    lambda s: {"instances": [{f"x{j}": s[i + j] for j in range(4)} for i in range(0, len(s), 4)]},
+    lambda s: {"inputs": {f"x{j}": s[j::4] for j in range(4)}},
+], ids=["instances", "inputs-rows", "dict-rows", "inputs-columns"])
+def test_v1_hostile_strings_are_refused_cheaply(runtimes: dict[str, ModelRuntime],
+                                                make: Any) -> None:
+    import tracemalloc
+
+    body = orjson.dumps(make(_hostile_strings()))
+    for rt in (runtimes["lr"], runtimes["mixed"]):
+        tracemalloc.start()
+        try:
+            with pytest.raises(InferenceError) as err:
+                decode_v1(rt, parse_json(body), 10_000)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert 400 <= err.value.status < 500
+        assert peak < 4_000_000, peak
+
+
+def test_long_strings_are_refused(runtimes: dict[str, ModelRuntime]) -> None:
+    from modelfactory_serving.codec import Limits
+
+    rt = runtimes["mixed"]
+    obj = {"inputs": [
+        {"name": "age", "shape": [1], "datatype": "FP64", "data": [1.0]},
+        {"name": "income", "shape": [1], "datatype": "FP64", "data": [1.0]},
+        {"name": "city", "shape": [1], "datatype": "BYTES", "data": ["n" * 101]},
+    ]}
+    with pytest.raises(BadRequest, match="string of 101 characters; this server takes at most 100"):
+        decode_v2(rt, obj, 10, limits=Limits(max_string_chars=100))
+    with pytest.raises(BadRequest, match="at most 100"):
+        decode_v1(rt, {"instances": [[1.0, 1.0, "n" * 101]]}, 10, Limits(max_string_chars=100))
+
+
+def test_v1_columnar_inputs(runtimes: dict[str, ModelRuntime]) -> None:
+    mixed = runtimes["mixed"]
+    d = decode_v1(mixed, {"inputs": {"city": ["nice", "lyon"], "age": [30, 40],
+                                     "income": [1.5, 2.5]}}, 100)
+    assert d.rows == 2 and d.batch[2].tolist() == ["nice", "lyon"]  # type: ignore[index]
+    assert d.batch[0].tolist() == [30.0, 40.0]  # type: ignore[index]
+    with pytest.raises(BadRequest, match="'income' has 2 values, other features have 1"):
+        decode_v1(mixed, {"inputs": {"city": ["nice", "lyon"], "age": [30],
+                                     "income": [1.5, 2.5]}}, 100)
+    with pytest.raises(BadRequest, match=r"missing feature\(s\) \['income'\]"):
+        decode_v1(mixed, {"inputs": {"city": ["nice"], "age": [30]}}, 100)
+
+
+# ---------------------------------------------------------------------------- admission
+def test_a_batch_that_cannot_be_formed_fails_every_request(runtimes: dict[str, ModelRuntime],
+                                                         lr_rows: np.ndarray) -> None:
+    class BrokenConcat(CountingRuntime):
+        def concat(self, parts: list[Any]) -> Any:
+            if len(parts) > 1:
+                raise RuntimeError("columns do not line up")
+            return parts[0]
+
+    counting = BrokenConcat(runtimes["lr"])
+
+    async def main() -> list[Any]:
+        b = Batcher(counting, max_batch_size=32, max_latency_ms=5, inline=True)  # type: ignore[arg-type]
+        b.start()
+        out = await asyncio.wait_for(asyncio.gather(
+            *(b.submit(lr_rows[i : i + 1], 1, False) for i in range(5)),
+            return_exceptions=True), timeout=10)
+        await b.stop()
+        return out
+
+    out = run(main())
+    # Each request is answered: on its own when the merged batch could not be formed.
+    assert all(not isinstance(r, BaseException) for r in out), out
+
+    class AlwaysBroken(CountingRuntime):
+        def concat(self, parts: list[Any]) -> Any:
+            raise RuntimeError("columns do not line up")
+
+        def predict(self, batch: Any, want_proba: bool) -> Any:
+            raise RuntimeError("model is broken")
+
+    async def broken() -> list[Any]:
+        b = Batcher(AlwaysBroken(runtimes["lr"]), max_batch_size=32,  # type: ignore[arg-type]
+                    max_latency_ms=5, inline=False)
+        b.start()
+        out = await asyncio.wait_for(asyncio.gather(
+            *(b.submit(lr_rows[i : i + 1], 1, False) for i in range(5)),
+            return_exceptions=True), timeout=10)
+        await b.stop()
+        return out
+
+    failed = run(broken())
+    assert all(isinstance(r, InferenceError) and r.status == 500 for r in failed), failed
+    assert "model is broken" in failed[0].message
+
+
+def test_the_queue_is_bounded_in_rows(runtimes: dict[str, ModelRuntime],
+                                      lr_rows: np.ndarray) -> None:
+    from modelfactory_serving.errors import Overloaded
+
+    async def main() -> list[Any]:
+        b = Batcher(runtimes["lr"], max_batch_size=4, max_latency_ms=0, inline=True,
+                    max_queue_rows=6)
+        b.start()
+        # Submitted in one loop step: nothing is predicted until they are all queued.
+        out = await asyncio.gather(*(b.submit(lr_rows[:3], 3, False) for _ in range(4)),
+                                   return_exceptions=True)
+        await b.stop()
+        return out
+
+    out = run(main())
+    assert [isinstance(r, Overloaded) for r in out] == [False, False, True, True]
+    assert out[2].status == 503 and out[2].retry_after >= 1
+    assert "6 rows queued, the bound is 6" in out[2].message
+
+
+def test_cancelled_gone_and_expired_requests_are_never_predicted(
+        runtimes: dict[str, ModelRuntime], lr_rows: np.ndarray) -> None:
+    from modelfactory_serving.errors import ClientGone, DeadlineExceeded
+
+    counting = CountingRuntime(runtimes["lr"])
+    drops: list[str] = []
+
+    async def main() -> list[Any]:
+        b = Batcher(counting, max_batch_size=64, max_latency_ms=0, inline=True,  # type: ignore[arg-type]
+                    on_drop=drops.append)
+        b.start()
+        loop = asyncio.get_running_loop()
+        cancelled = asyncio.ensure_future(b.submit(lr_rows[:5], 5, False))
+        gone = b.submit(lr_rows[:7], 7, False, gone=lambda: True)
+        expired = b.submit(lr_rows[:11], 11, False, deadline=loop.time() - 1)
+        kept = b.submit(lr_rows[:2], 2, False, deadline=loop.time() + 60, gone=lambda: False)
+        await asyncio.sleep(0)  # the first one is queued
+        assert b.queued_rows == 5
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        assert b.queued_rows == 0
+        out = await asyncio.gather(gone, expired, kept, return_exceptions=True)
+        await b.stop()
+        return out
+
+    gone, expired, kept = run(main())
+    assert isinstance(gone, ClientGone) and isinstance(expired, DeadlineExceeded)
+    assert expired.status == 504
+    assert kept.labels.shape == (2,)
+    assert counting.calls == [2]
+    assert drops == ["disconnected", "timeout"]
+
+
+def test_large_batches_are_predicted_off_the_event_loop(runtimes: dict[str, ModelRuntime],
+                                                       lr_rows: np.ndarray) -> None:
+    from modelfactory_serving.batcher import PredictCost
+
+    counting = CountingRuntime(runtimes["lr"])
+    # 1 ms fixed, 0.1 ms per further row: 2 rows are cheap, 40 rows are not.
+    cost = PredictCost.measured(0.001, 0.001 + 0.0001 * 63, 64)
+
+    async def main() -> None:
+        b = Batcher(counting, max_batch_size=64, max_latency_ms=0,  # type: ignore[arg-type]
+                    cost=cost, inline_predict_ms=1.5)
+        b.start()
+        await b.submit(lr_rows[:2], 2, False)
+        small = set(counting.threads)
+        await b.submit(lr_rows[:40], 40, False)
+        await b.stop()
+        assert not any("predict" in t for t in small)
+        assert any("predict" in t for t in counting.threads)
 
     run(main())

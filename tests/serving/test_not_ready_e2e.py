@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 import shutil
 from collections.abc import Callable
@@ -13,9 +14,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from modelfactory_api.artifact import MODEL_FILENAME
+from modelfactory_artifacts.metadata import METADATA_FILENAME, MODEL_FILENAME
 
 from .conftest import Artifact, Server, numeric_data, numeric_features, write_artifact
+from .hostile import HOSTILE, write_hostile
 
 pytestmark = pytest.mark.e2e
 
@@ -85,3 +87,22 @@ def test_untrusted_artifact(start_server: Callable[..., Server], tmp_path: Path)
     art = untrusted(tmp_path)
     server = start_server("m", art.uri, art.digest, wait_ready=False)
     assert_not_ready(server, "UntrustedType", "_operator.neg")
+
+
+@pytest.mark.parametrize("label", sorted(HOSTILE))
+def test_hostile_artifact(start_server: Callable[..., Server], tmp_path: Path, label: str) -> None:
+    art, type_name = write_hostile(tmp_path / label / "1", label)
+    server = start_server("m", art.uri, art.digest, wait_ready=False)
+    assert_not_ready(server, "UntrustedType", type_name)
+
+
+def test_metadata_permuting_the_features(start_server: Callable[..., Server],
+                                         artifacts: dict[str, Artifact], tmp_path: Path) -> None:
+    art = artifacts["mixed"]
+    dest = tmp_path / "permuted" / "1"
+    shutil.copytree(art.uri, dest)
+    meta = json.loads((dest / METADATA_FILENAME).read_text())
+    meta["features"] = [meta["features"][1], meta["features"][0], meta["features"][2]]
+    (dest / METADATA_FILENAME).write_text(json.dumps(meta))
+    server = start_server("m", str(dest), art.digest, wait_ready=False)
+    assert_not_ready(server, "FeatureMismatch", "['income', 'age', 'city']")

@@ -261,3 +261,42 @@ def test_openapi_and_docs(rf: Server) -> None:
         assert path in doc["paths"], path
     assert "InferenceRequest" in doc["components"]["schemas"]
     assert httpx.get(rf.url + "/docs").status_code == 200
+
+
+# ---------------------------------------------------------------------------- protocol
+def test_server_metadata_lists_only_extensions_it_has(rf: Server) -> None:
+    assert httpx.get(rf.url + "/v2").json()["extensions"] == ["binary_tensor_data"]
+
+
+def test_outputs_omitted_predict_proba_on_request(rf: Server,
+                                                 artifacts: dict[str, Artifact]) -> None:
+    art = artifacts["rf"]
+    X = rows(art, 2)
+    base = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64",
+                        "data": X.ravel().tolist()}]}
+    r = infer(rf, base)
+    assert [o["name"] for o in r.json()["outputs"]] == ["predict"]
+    r = infer(rf, {**base, "outputs": [{"name": "predict_proba"}]})
+    (proba,) = r.json()["outputs"]
+    assert proba["name"] == "predict_proba" and proba["shape"] == [2, 3]
+    assert np.allclose(np.reshape(proba["data"], (2, 3)), art.estimator.predict_proba(X))
+    meta = httpx.get(rf.url + "/v2/models/forest").json()
+    assert {o["name"] for o in meta["outputs"]} == {"predict", "predict_proba"}
+
+
+def test_nested_data_must_match_shape(rf: Server) -> None:
+    ok = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                      "data": [[1, 2, 3, 4]]}]}
+    assert infer(rf, ok).status_code == 200
+    wrong = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                         "data": [[1], [2], [3], [4]]}]}
+    r = infer(rf, wrong)
+    assert r.status_code == 400 and "does not match shape [1, 4]" in r.json()["error"]
+
+
+def test_v1_columnar_inputs(mixed: Server, artifacts: dict[str, Artifact]) -> None:
+    df = artifacts["mixed"].X.iloc[:3]
+    body = {"inputs": {c: df[c].tolist() for c in ("city", "age", "income")}}
+    r = infer(mixed, body, "/v1/models/churn:predict")
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == artifacts["mixed"].estimator.predict(df).tolist()

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 import skops.io as sio
 
-from modelfactory_api.artifact import (
+from modelfactory_artifacts.metadata import (
     COMPLETE_MARKER,
     METADATA_FILENAME,
     MODEL_FILENAME,
     ArtifactMetadata,
     sha256_hex,
+    types_in,
+    untrusted_types,
 )
-
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 
 
 class ArtifactRejected(Exception):
@@ -35,11 +35,11 @@ def load_verified(version_dir: Path) -> tuple[Any, ArtifactMetadata]:
     digest = sha256_hex(data)
     if digest != metadata.modelSha256:
         raise ArtifactRejected(f"digest mismatch: file {digest}, metadata {metadata.modelSha256}")
-    untrusted = sio.get_untrusted_types(data=data)
-    outside = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    types = types_in(data)
+    outside = untrusted_types(types)
     if outside:
         raise ArtifactRejected(f"untrusted types: {outside}")
-    return sio.loads(data, trusted=untrusted), metadata
+    return sio.loads(data, trusted=sorted(types)), metadata
 
 
 @pytest.fixture(scope="session")

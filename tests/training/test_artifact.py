@@ -6,30 +6,28 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from modelfactory_api.artifact import FeatureInfo, TrialRecord, sha256_hex
 from modelfactory_api.runtime import JobIdentity
-from modelfactory_training.artifact import (
-    build_metadata,
-    json_safe,
-    serialize,
-    untrusted_outside_allowlist,
-)
+from modelfactory_artifacts.metadata import FeatureInfo, TrialRecord, sha256_hex, untrusted_types
+from modelfactory_training.artifact import build_metadata, json_safe, serialize
+from modelfactory_training.errors import SpecError
 
 pytestmark = pytest.mark.unit
 
 
-def test_only_sklearn_numpy_scipy_types_pass() -> None:
-    assert untrusted_outside_allowlist(["numpy.dtype", "sklearn.tree._tree.Tree"]) == []
-    assert untrusted_outside_allowlist(["builtins.eval", "scipy.sparse._csr.csr_matrix"]) == [
-        "builtins.eval"
-    ]
+def test_a_model_outside_the_allow_list_is_not_written() -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    with pytest.raises(SpecError, match=r"numpy\.fromregex") as err:
+        serialize(FunctionTransformer(np.fromregex))
+    assert err.value.reason == "UnsafeModel"
 
 
 def test_serialize_returns_bytes_and_the_types_to_trust() -> None:
     model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
     data, types = serialize(model)
     assert data[:2] == b"PK"  # skops files are zip archives
-    assert all(t.startswith(("sklearn.", "numpy.", "scipy.")) for t in types)
+    assert "sklearn.linear_model._logistic.LogisticRegression" in types
+    assert untrusted_types(types) == []
 
 
 def test_json_safe() -> None:
@@ -54,7 +52,7 @@ def test_metadata_records_source_digest_and_libraries() -> None:
         metrics={"cv_mean": 0.5},
         best_params={"C": np.float64(1.0)},
         trials=[TrialRecord(params={"C": (1, 2)}, score=0.5)],
-        reference_stats={"x": {"count": 1}},
+        profile=None,
         job=JobIdentity(namespace="ml", name="tj", uid="u", generation=5),
         run_id="run-9",
         now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),

@@ -108,7 +108,9 @@ def test_kubernetes_reporter_merge_patches_status() -> None:
                 "trialsTotal": 4,
                 "trialsCompleted": 1,
                 "trialsFailed": 0,
+                "trialsSkipped": 0,
                 "bestScore": 0.5,
+                "rayNodes": 0,
             }
         }
     }

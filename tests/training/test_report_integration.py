@@ -48,6 +48,8 @@ def test_progress_and_result_land_in_the_status(kube: Kube, namespace: str) -> N
         "trialsTotal": 4,
         "trialsCompleted": 2,
         "trialsFailed": 0,
+        "trialsSkipped": 0,
+        "rayNodes": 0,
         "bestScore": 0.9,
     }
 

@@ -9,9 +9,11 @@ import pytest
 
 from modelfactory_api.trainingjob import TrainingProgress, TuningSpec
 from modelfactory_training.search import (
+    FOLD_BASE_BYTES,
     ProgressTracker,
     collect,
     cv_splits,
+    fold_memory,
     is_better,
     plan_parallelism,
 )
@@ -56,9 +58,10 @@ def test_cv_splits_match_cross_val_score() -> None:
     np.testing.assert_allclose(mine, cross_val_score(LogisticRegression(), X, y, cv=4))
 
 
-def test_direction() -> None:
-    assert is_better(0.9, 0.8, "maximize") and not is_better(0.9, 0.8, "minimize")
-    assert is_better(1.0, None, "minimize")
+def test_greater_is_better_for_every_scorer() -> None:
+    # Error scorers are negated: -0.5 (an MSE of 0.5) beats -2.0.
+    assert is_better(0.9, 0.8) and not is_better(0.8, 0.9)
+    assert is_better(-0.5, -2.0) and is_better(-3.0, None)
 
 
 @dataclass
@@ -80,13 +83,46 @@ def test_collect_records_every_trial_and_picks_the_best() -> None:
         FakeResult({"C": 2}, {"score": 0.7, "score_std": 0.02, "failed": 0}),
         FakeResult({"C": 3}, error=RuntimeError("worker died")),
     ]
-    outcome = collect(results, plan, "maximize")
+    outcome = collect(results, plan)
     assert [t.params["C"] for t in outcome.trials] == [0.1, 1.0, 10.0, 100.0]
     assert [t.status for t in outcome.trials] == ["ok", "failed", "ok", "failed"]
     assert outcome.trials[1].error == "ValueError: bad"
     assert outcome.best_trial is not None and outcome.best_trial.params == {"C": 0.1}
     assert (outcome.failed, outcome.infra_failures) == (2, 1)
-    assert collect(results, plan, "minimize").best_trial.params == {"C": 10.0}  # type: ignore[union-attr]
+    assert (outcome.planned, outcome.skipped) == (4, 0)
+
+
+def test_trials_the_budget_stopped_are_skipped_not_failed() -> None:
+    plan = build_plan(
+        TuningSpec.model_validate(
+            {"algorithm": "grid", "searchSpace": {"C": {"values": [0.1, 1.0, 10.0, 100.0]}}}
+        )
+    )
+    results = [
+        FakeResult({"C": 0}, {"score": 0.8, "score_std": 0.01, "failed": 0}),
+        FakeResult({"C": 1}, {}),  # stopped while running
+    ]
+    outcome = collect(results, plan, budget_spent=True)
+    assert [t.params["C"] for t in outcome.trials] == [0.1]
+    assert (outcome.failed, outcome.skipped, outcome.budget_spent) == (0, 3, True)
+    # Without the budget, a trial that reported nothing is an infrastructure failure.
+    assert collect(results, plan).infra_failures == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        # No memory resource reported: nothing declared.
+        ({"node_memory": 0}, None),
+        # 1,000 rows x 10 columns, 5 folds: base + 4/5 of the frame + 3 encoded matrices.
+        ({"node_memory": 1 << 40}, FOLD_BASE_BYTES + 800_000 + 3 * 800 * 10 * 8),
+        # Never more than a node has, so the task can always be placed.
+        ({"node_memory": 1 << 20}, 1 << 20),
+    ],
+)
+def test_fold_memory(kwargs: dict[str, int], expected: int | None) -> None:
+    args = {"data_bytes": 1_000_000, "rows": 1000, "width": 10, "folds": 5, **kwargs}
+    assert fold_memory(**args) == expected
 
 
 class FakeTrial:
@@ -98,7 +134,7 @@ def test_progress_is_counted_once_per_trial_and_throttled(monkeypatch: pytest.Mo
     sent: list[TrainingProgress] = []
     clock = iter([0.0, 0.5, 1.0, 3.0, 3.1])
     monkeypatch.setattr("modelfactory_training.search.time.monotonic", lambda: next(clock))
-    tracker = ProgressTracker(total=4, direction="maximize", sink=sent.append, interval=2.0)
+    tracker = ProgressTracker(total=4, sink=sent.append, interval=2.0)
     tracker.flush(force=True)  # t=0
     tracker.on_trial_result(1, [], FakeTrial("a"), {"score": 0.5, "failed": 0})  # t=0.5
     tracker.on_trial_result(1, [], FakeTrial("a"), {"score": 0.5, "failed": 0})  # seen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelfactory_api.artifact import COMPLETE_MARKER, MODEL_FILENAME
+from modelfactory_artifacts.metadata import COMPLETE_MARKER, MODEL_FILENAME
 from modelfactory_training import train as train_module
 from modelfactory_training.main import main
 from modelfactory_training.store import ModelStore
@@ -113,13 +114,21 @@ def test_task_trains_and_loads_back_safely(
     assert metric in metadata.metrics and "cv_mean" in metadata.metrics
     assert len(metadata.trials) == result["progress"]["trialsTotal"]
     assert result["progress"]["trialsCompleted"] == len(metadata.trials)
+    # One Ray node here: every fold ran on this host, and the record says so.
+    assert result["progress"]["rayNodes"] == 1
+    assert all(t.nodes == [socket.gethostname()] for t in metadata.trials)
     assert set(metadata.bestParams) == set(tuning["searchSpace"])
-    assert set(metadata.referenceStats) == {f.name for f in metadata.features}
-    first = metadata.features[0].name
-    assert sum(metadata.referenceStats[first]["binCounts"]) > 0
+    profile = metadata.profile
+    assert profile is not None and set(profile.features) == {f.name for f in metadata.features}
+    first = profile.features[metadata.features[0].name]
+    assert first.kind == "numeric" and len(first.proportions) >= 10
+    assert profile.target is not None and profile.predictions is not None
+    assert 0 < len(next(iter(profile.sample.values()))) <= 1000
     if task == "regression":
         assert metadata.target.classes is None
+        assert profile.predictions.kind == "numeric"
     else:
+        assert profile.predictions.kind == "categorical"
         assert metadata.target.classes == sorted(metadata.target.classes or [])
 
     (before,) = capture_model
@@ -166,8 +175,11 @@ def test_mixed_csv_with_categoricals_and_missing_values(
     loaded, metadata = verified_loader(store / "1")
     kinds = {f.name: f.kind for f in metadata.features}
     assert kinds == {"size": "numeric", "colour": "categorical", "flag": "boolean"}
-    assert metadata.referenceStats["size"]["missing"] > 0
-    assert set(metadata.referenceStats["colour"]["frequencies"]) == {"red", "green", "blue"}
+    assert metadata.profile is not None
+    assert metadata.profile.features["size"].missingRate > 0
+    colour = metadata.profile.features["colour"]
+    assert colour.kind == "categorical" and set(colour.categories) == {"red", "green", "blue"}
+    assert metadata.profile.target is not None and metadata.profile.target.kind == "categorical"
     assert metadata.target.classes == ["no", "yes"]
     unseen = pd.DataFrame({"size": [0.1], "colour": ["purple"], "flag": [True]})
     assert loaded.predict(unseen)[0] in {"yes", "no"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from modelfactory_api.base import (
     CPU_QUANTITY,
@@ -16,6 +16,7 @@ from modelfactory_api.base import (
 )
 from modelfactory_api.pod import PodSettings
 from modelfactory_api.quantity import parse as parse_quantity
+from modelfactory_api.uris import dot_dot_rule, no_dot_dot
 
 MODELSERVICE_PLURAL = "modelservices"
 MODELSERVICE_KIND = "ModelService"
@@ -55,12 +56,15 @@ class ModelSource(ApiModel):
         ),
         pattern=STORAGE_URI,
         max_length=2048,
+        json_schema_extra=dot_dot_rule("spec.model.uri"),
     )
     digest: str | None = Field(
         None,
         description="sha256:<hex> of the model file; required with uri.",
         pattern=r"^sha256:[a-f0-9]{64}$",
     )
+
+    _uri = field_validator("uri")(no_dot_dot)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSource:
@@ -125,12 +129,122 @@ class ResourceSpec(ApiModel):
 
 
 class BatchingSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.maxQueueRows >= self.maxBatchSize",
+                "spec.batching.maxQueueRows must be at least spec.batching.maxBatchSize",
+            ),
+        )
+    )
+
     maxBatchSize: int = Field(
         32, description="Most rows merged into one predict call.", ge=1, le=4096
     )
     maxLatencyMs: float = Field(
         2.0, description="Longest a request waits for others to join its batch.", ge=0, le=1000
     )
+    maxQueueRows: int = Field(
+        1024,
+        description="Rows that may wait for the model in one server process, all requests "
+        "together (the queue of adaptive batching). A request that would go past it is refused "
+        "at once with 503 and Retry-After, so a client or load balancer can go elsewhere "
+        "instead of waiting behind work the replica cannot catch up on.",
+        ge=1,
+        le=1_000_000,
+    )
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> BatchingSpec:
+        if self.maxQueueRows < self.maxBatchSize:
+            raise ValueError("maxQueueRows must be at least maxBatchSize")
+        return self
+
+
+class DriftThresholds(ApiModel):
+    psi: float = Field(
+        0.2,
+        description="Population stability index above which a numeric feature has drifted "
+        "(0.1 is commonly read as a moderate shift, 0.2 as a significant one).",
+        gt=0,
+        le=100,
+    )
+    jensenShannon: float = Field(
+        0.1,
+        description="Jensen-Shannon distance (base 2, 0..1) above which a categorical feature "
+        "has drifted.",
+        gt=0,
+        le=1,
+    )
+    ksPValue: float = Field(
+        0.01,
+        description="Two-sample Kolmogorov-Smirnov p-value (live reservoir against the "
+        "training sample) below which a numeric feature has drifted, after correction for the "
+        "number of features tested.",
+        gt=0,
+        lt=1,
+    )
+    driftShare: float = Field(
+        0.5,
+        description="Share of drifted features from which the whole dataset counts as drifted.",
+        gt=0,
+        le=1,
+    )
+
+
+class DriftSpec(ApiModel):
+    enabled: bool = Field(
+        True,
+        description="Compare live traffic with the served version's reference profile (from "
+        "training) and report drift in status.drift and the DataDrift condition.",
+    )
+    window: int = Field(
+        10_000,
+        description="Rows of live traffic compared with the reference (a sliding window, per "
+        "replica; the status sums the replicas' windows).",
+        ge=100,
+        le=10_000_000,
+    )
+    evaluateEverySamples: int = Field(
+        1_000, description="Evaluate after this many new rows...", ge=1, le=10_000_000
+    )
+    evaluateSeconds: int = Field(
+        30, description="...or at the latest after this many seconds.", ge=1, le=86_400
+    )
+    minSamples: int = Field(
+        500,
+        description="Fewer rows than this in the window give no verdict (InsufficientSamples).",
+        ge=10,
+        le=10_000_000,
+    )
+    thresholds: DriftThresholds = Field(
+        default_factory=DriftThresholds,  # type: ignore[arg-type]
+        description="When a feature, and the dataset, count as drifted.",
+    )
+
+
+class MonitoringSpec(ApiModel):
+    drift: DriftSpec = Field(
+        default_factory=DriftSpec,  # type: ignore[arg-type]
+        description="Data drift of live traffic against the training data.",
+    )
+
+
+class DriftStatus(ApiModel):
+    modelVersion: int | None = Field(None, description="Model version the drift is measured for.")
+    drifted: bool | None = Field(None, description="Whether the dataset has drifted.")
+    score: float | None = Field(
+        None, description="Share of features that drifted (0..1), the dataset-level score."
+    )
+    driftedFeatures: list[str] = Field(
+        default_factory=list, description="Features whose distribution has moved."
+    )
+    predictionDrift: float | None = Field(
+        None, description="Drift score of the model's predictions against training."
+    )
+    samples: int = Field(0, description="Rows in the window, summed over all replicas.")
+    replicas: int = Field(0, description="Replicas whose windows were summed.")
+    lastEvaluated: str | None = Field(None, description="When drift was last evaluated.")
 
 
 class ModelServiceSpec(ApiModel):
@@ -157,6 +271,18 @@ class ModelServiceSpec(ApiModel):
         None, description="Serving image; the operator's default when unset.", max_length=512
     )
     workers: int = Field(1, description="Server worker processes per replica.", ge=1, le=64)
+    timeoutSeconds: int = Field(
+        30,
+        description="Longest an inference request may take in the server, from its first byte "
+        "to its answer (reading, queueing and predicting); past it the answer is 504. Like "
+        "KServe's component timeout.",
+        ge=1,
+        le=3600,
+    )
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec,  # type: ignore[arg-type]
+        description="What the servers watch in live traffic.",
+    )
     pod: PodSettings = Field(
         default_factory=PodSettings,  # type: ignore[arg-type]
         description=(
@@ -175,5 +301,8 @@ class ModelServiceStatus(ApiModel):
     modelUri: str | None = Field(None, description="URI of the model version being served.")
     replicas: int | None = Field(None, description="Current replicas.")
     readyReplicas: int | None = Field(None, description="Replicas ready to serve.")
+    drift: DriftStatus | None = Field(
+        None, description="Drift of live traffic from the training data, over all replicas."
+    )
     releaseRevision: int | None = Field(None, description="Helm release revision.")
     appliedHash: str | None = Field(None, description="Hash of the workload configuration applied.")

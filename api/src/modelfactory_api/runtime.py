@@ -11,9 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelfactory_api.trainingjob import TrainingSpec
+from modelfactory_api.trainingjob import ModelRef, TrainingSpec, Trigger
 
 ENV_PREFIX = "MF_"
+# The Ray of the training image (constraints.txt pins it): a RayJob's Ray cluster declares it.
+RAY_VERSION = "2.60.0"
 
 
 class JobIdentity(BaseModel):
@@ -69,6 +71,15 @@ class TrainingRuntimeConfig(BaseModel):
     ray: RaySizing | None = Field(
         None, description="Size of a Ray the run starts itself; Ray's own guess when unset."
     )
+    trigger: Trigger = Field("spec", description="Why this run was started.")
+    baseline: ModelRef | None = Field(
+        None,
+        description="The promoted version (in the workload's URIs), scored on this run's "
+        "held-out data for the promotion gate.",
+    )
+    gateMetric: str | None = Field(
+        None, description="Scorer of the gate's comparison; the tuning metric when unset."
+    )
 
     def to_env(self) -> dict[str, str]:
         return {f"{ENV_PREFIX}TRAINING_CONFIG": self.model_dump_json(exclude_none=True)}
@@ -89,9 +100,31 @@ class ServingRuntimeConfig(BaseModel):
     model_version: str | None = Field(None, description="Version label reported by the server.")
     max_batch_size: int = 32
     max_latency_ms: float = 2.0
+    max_queue_rows: int = Field(
+        1024, description="Rows that may wait for the model; beyond them a request gets 503."
+    )
+    timeout_seconds: float = Field(
+        30.0, description="Longest a request may take; past it the answer is 504."
+    )
     workers: int = 1
     host: str = "0.0.0.0"
     port: int = 8080
+    # Drift of live traffic from the artifact's reference profile (spec.monitoring.drift).
+    drift_enabled: bool = True
+    drift_window: int = Field(10_000, description="Rows in the sliding window.")
+    drift_evaluate_every: int = Field(1_000, description="Evaluate after this many new rows...")
+    drift_evaluate_seconds: float = Field(30.0, description="...or after this long.")
+    drift_min_samples: int = Field(500, description="Fewer rows in the window: no verdict.")
+    drift_psi: float = Field(0.2, description="PSI above which a numeric feature drifted.")
+    drift_jensen_shannon: float = Field(
+        0.1, description="Jensen-Shannon distance above which a categorical feature drifted."
+    )
+    drift_ks_pvalue: float = Field(
+        0.01, description="Two-sample KS p-value below which a numeric feature drifted."
+    )
+    drift_share: float = Field(
+        0.5, description="Share of drifted features from which the dataset drifted."
+    )
 
     def to_env(self) -> dict[str, str]:
         return {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from modelfactory_api.base import (
     CPU_QUANTITY,
@@ -19,6 +19,7 @@ from modelfactory_api.base import (
     cel,
 )
 from modelfactory_api.pod import PodSettings
+from modelfactory_api.uris import dot_dot_rule, no_dot_dot
 
 GROUP = "modelfactory.dev"
 VERSION = "v1alpha1"
@@ -57,6 +58,7 @@ class DatasetSpec(ApiModel):
         min_length=1,
         max_length=2048,
         pattern=r"^(sklearn://[a-z_]+|file://.+|s3://.+|gs://.+|pvc://[a-z0-9][-a-z0-9.]*/.+|/.+)$",
+        json_schema_extra=dot_dot_rule("spec.dataset.uri"),
     )
     format: Literal["auto", "csv", "parquet"] = Field(
         "auto", description="File format; auto picks it from the file extension."
@@ -75,6 +77,8 @@ class DatasetSpec(ApiModel):
         0.2, description="Fraction of rows held out to score the best model.", gt=0.0, lt=1.0
     )
     seed: int = Field(0, description="Seed for the train/test split and random search.", ge=0)
+
+    _uri = field_validator("uri")(no_dot_dot)
 
 
 class ModelSpec(ApiModel):
@@ -97,6 +101,16 @@ class ModelSpec(ApiModel):
             "Put automatic preprocessing in front of the estimator: impute missing values, "
             "scale numeric columns, one-hot encode categorical ones."
         ),
+    )
+    maxCategories: int = Field(
+        20,
+        description=(
+            "With preprocessing: one-hot columns per categorical feature at most. Its most "
+            "frequent categories get a column each and the rarer ones (and unseen ones) share "
+            "the last, so a column with thousands of levels stays a few columns wide."
+        ),
+        ge=2,
+        le=1000,
     )
 
 
@@ -134,8 +148,26 @@ class SearchDimension(ApiModel):
         return self
 
 
+# Every scikit-learn scorer is greater-is-better (error scorers are negated:
+# neg_mean_squared_error), so the scorer fixes the direction and the search always maximizes.
+DIRECTION_REASON = (
+    "scikit-learn scorers are all greater-is-better (errors are negated, e.g. "
+    "neg_mean_squared_error), so the search maximizes the metric; remove direction or set it to "
+    "maximize"
+)
+
+
 class TuningSpec(ApiModel):
     """How to search hyper-parameters."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.direction) || self.direction == 'maximize'",
+                f"spec.tuning.direction: {DIRECTION_REASON}",
+            ),
+        )
+    )
 
     metric: str | None = Field(
         None,
@@ -147,7 +179,12 @@ class TuningSpec(ApiModel):
         max_length=64,
     )
     direction: Literal["maximize", "minimize"] = Field(
-        "maximize", description="Whether a higher or a lower metric is better."
+        "maximize",
+        description=(
+            "Derived from the metric: every scikit-learn scorer is greater-is-better (errors "
+            "are negated, e.g. neg_mean_squared_error), so the search maximizes; minimize is "
+            "rejected."
+        ),
     )
     algorithm: Literal["grid", "random"] = Field("random", description="Search algorithm.")
     trials: int = Field(
@@ -167,6 +204,24 @@ class TuningSpec(ApiModel):
         default_factory=dict,
         description="Hyper-parameters to search, by estimator parameter name.",
     )
+    timeBudgetSeconds: int | None = Field(
+        None,
+        description=(
+            "Wall-clock budget of the search, in seconds: when it is spent no further trial "
+            "starts, running ones stop, and the best configuration finished so far is refitted "
+            "and written (the result counts the trials that did not run). Keep it well below "
+            "activeDeadlineSeconds: reading the data and the refit take time too."
+        ),
+        ge=1,
+        le=30 * 24 * 3600,
+    )
+
+    @field_validator("direction")
+    @classmethod
+    def _greater_is_better(cls, direction: str) -> str:
+        if direction != "maximize":
+            raise ValueError(DIRECTION_REASON)
+        return direction
 
 
 class ComputeSpec(ApiModel):
@@ -211,7 +266,10 @@ class OutputSpec(ApiModel):
         ),
         pattern=STORAGE_URI,
         max_length=2048,
+        json_schema_extra=dot_dot_rule("spec.output.storageUri"),
     )
+
+    _storage_uri = field_validator("storageUri")(no_dot_dot)
 
 
 class TrainingSpec(ApiModel):
@@ -230,6 +288,88 @@ class TrainingSpec(ApiModel):
     output: OutputSpec = Field(description="Where the model artifact goes.")
 
 
+CRON_FIELDS = r"^\s*\S+(\s+\S+){4}\s*$"
+TRIGGERS = ("spec", "manual", "schedule", "drift")
+Trigger = Literal["spec", "manual", "schedule", "drift"]
+
+
+class ScheduleSpec(ApiModel):
+    """Retrain on a cron schedule, with the semantics of a Kubernetes CronJob."""
+
+    cron: str = Field(
+        description="Five-field cron expression (minute hour day-of-month month day-of-week), "
+        "e.g. '0 3 * * *' for every day at 03:00.",
+        pattern=CRON_FIELDS,
+        max_length=200,
+    )
+    timeZone: str = Field(
+        "UTC",
+        description="IANA time zone the schedule is read in, e.g. Europe/Paris.",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$",
+    )
+    startingDeadlineSeconds: int | None = Field(
+        None,
+        description="A scheduled time missed by more than this (the operator was down) is "
+        "skipped rather than run late. Missed times never pile up: at most one run starts for "
+        "all the times missed.",
+        ge=1,
+    )
+    concurrencyPolicy: Literal["Forbid", "Replace"] = Field(
+        "Forbid",
+        description="When a run is still going at a scheduled time: Forbid skips that time, "
+        "Replace stops the run and starts a new one.",
+    )
+
+
+class DriftTriggerSpec(ApiModel):
+    modelService: str = Field(
+        description="ModelService in the same namespace whose DataDrift condition triggers a "
+        "retraining run.",
+        max_length=253,
+    )
+    forSeconds: int = Field(
+        300,
+        description="How long DataDrift must have been True before a run starts.",
+        ge=0,
+        le=30 * 86_400,
+    )
+
+
+class RetrainSpec(ApiModel):
+    schedule: ScheduleSpec | None = Field(None, description="Retrain on a schedule.")
+    onDrift: DriftTriggerSpec | None = Field(
+        None, description="Retrain when a ModelService sees its traffic drift."
+    )
+    minIntervalSeconds: int = Field(
+        600,
+        description="Least time between the starts of two runs a schedule or drift triggers "
+        "(spec changes and manual retrains are not held back).",
+        ge=0,
+        le=30 * 86_400,
+    )
+
+
+class PromotionSpec(ApiModel):
+    metric: str | None = Field(
+        None,
+        description="Metric the gate compares (a scikit-learn scorer name); the tuning "
+        "metric when unset.",
+        max_length=100,
+    )
+    minImprovement: float = Field(
+        0.0,
+        description="How much better than the promoted version a new version must score on "
+        "the same fresh held-out data to be promoted (in the metric's units; 0 promotes a tie).",
+        ge=0,
+    )
+    auto: bool = Field(
+        True,
+        description="Promote a version that passes the gate. When false every new version waits "
+        "as Candidate until a person promotes it with the modelfactory.dev/promote annotation.",
+    )
+
+
 class TrainingJobSpec(TrainingSpec):
     """Desired state of a TrainingJob."""
 
@@ -238,6 +378,13 @@ class TrainingJobSpec(TrainingSpec):
             (
                 "self.output.storageUri == oldSelf.output.storageUri",
                 "spec.output.storageUri is immutable: a TrainingJob keeps its versions together",
+            ),
+            (
+                "!has(self.tuning) || !has(self.tuning.timeBudgetSeconds) || "
+                "!has(self.activeDeadlineSeconds) || "
+                "self.tuning.timeBudgetSeconds < self.activeDeadlineSeconds",
+                "spec.tuning.timeBudgetSeconds must be less than spec.activeDeadlineSeconds: the "
+                "run still reads the data and refits the best model after the search",
             ),
         )
     )
@@ -257,6 +404,38 @@ class TrainingJobSpec(TrainingSpec):
         ge=0,
     )
     suspend: bool = Field(False, description="Do not start (or stop) the training run.")
+    retrain: RetrainSpec | None = Field(
+        None, description="When to train a new version without a spec change."
+    )
+    promotion: PromotionSpec = Field(
+        default_factory=PromotionSpec,  # type: ignore[arg-type]
+        description="Which new versions reach the ModelServices that follow this TrainingJob.",
+    )
+
+    @field_validator("retrain")
+    @classmethod
+    def _known_time_zone(cls, retrain: RetrainSpec | None) -> RetrainSpec | None:
+        if retrain is not None and retrain.schedule is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(retrain.schedule.timeZone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"retrain.schedule.timeZone: unknown time zone {retrain.schedule.timeZone!r}"
+                ) from None
+        return retrain
+
+    @model_validator(mode="after")
+    def _budget_within_deadline(self) -> TrainingJobSpec:
+        budget, deadline = self.tuning.timeBudgetSeconds, self.activeDeadlineSeconds
+        if budget is not None and deadline is not None and budget >= deadline:
+            raise ValueError(
+                "tuning.timeBudgetSeconds must be less than activeDeadlineSeconds: the run still "
+                "reads the data and refits the best model after the search"
+            )
+        return self
+
     pod: PodSettings = Field(
         default_factory=PodSettings,  # type: ignore[arg-type]
         description=(
@@ -274,11 +453,69 @@ class ModelRef(ApiModel):
     digest: str = Field(description="sha256:<hex> of the model file.")
 
 
+class ModelVersion(ModelRef):
+    """A version in the TrainingJob's history, with what made it and what the gate decided."""
+
+    phase: Literal["Candidate", "Promoted", "Rejected", "Retired"] | None = Field(
+        None,
+        description="Candidate (waiting for a decision), Promoted (served by followers), "
+        "Rejected (the gate or a person kept it out), Retired (promoted once, since replaced).",
+    )
+    trigger: Trigger | None = Field(
+        None, description="Why it was trained: spec, manual, schedule or drift."
+    )
+    dataDigest: str | None = Field(None, description="Digest of the training data it read.")
+    metric: str | None = Field(None, description="Metric of the gate's comparison.")
+    score: float | None = Field(None, description="Its score on the run's held-out data.")
+    baselineVersion: int | None = Field(
+        None, description="The promoted version it was compared with."
+    )
+    baselineScore: float | None = Field(
+        None, description="That version's score on the same held-out data."
+    )
+    decidedBy: str | None = Field(
+        None, description="gate, or the annotation a person set to decide."
+    )
+    message: str | None = Field(None, description="Why the gate decided as it did.")
+    trainedAt: str | None = Field(None, description="When the run that made it finished.")
+
+
+class BaselineScore(ApiModel):
+    """The promoted version scored by a new run on that run's held-out data."""
+
+    version: int = Field(description="The promoted version.", ge=1)
+    score: float | None = Field(None, description="Its score; none when it could not be scored.")
+    message: str | None = Field(None, description="Why it could not be scored.")
+
+
+class TriggerStatus(ApiModel):
+    kind: Trigger = Field(description="schedule or drift (manual and spec need no record).")
+    id: str = Field(description="Identifies the trigger; part of the run id it starts.")
+    time: str = Field(description="The scheduled time, or when drift fired it (RFC 3339).")
+
+
+class PromotionStatus(ApiModel):
+    version: int | None = Field(None, description="The promoted version.")
+    decidedBy: str | None = Field(
+        None, description="gate, or the annotation a person set to promote it."
+    )
+    time: str | None = Field(None, description="When it was promoted.")
+    annotation: str | None = Field(
+        None, description="The value of modelfactory.dev/promote last acted upon."
+    )
+
+
 class TrainingProgress(ApiModel):
     trialsTotal: int = Field(0, description="Trials planned.")
     trialsCompleted: int = Field(0, description="Trials finished successfully.")
     trialsFailed: int = Field(0, description="Trials that raised an error.")
+    trialsSkipped: int = Field(
+        0, description="Trials not run (or stopped) because tuning.timeBudgetSeconds ran out."
+    )
     bestScore: float | None = Field(None, description="Best cross-validated score so far.")
+    rayNodes: int = Field(
+        0, description="Ray nodes (pods, in a RayJob) the finished trials' folds ran on."
+    )
 
 
 class TrainingResult(ApiModel):
@@ -292,6 +529,16 @@ class TrainingResult(ApiModel):
     metric: str | None = Field(None, description="Name of the search metric.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Scores of the best model.")
     bestParams: dict[str, Any] = Field(default_factory=dict, description="Chosen hyper-parameters.")
+    trigger: Trigger | None = Field(None, description="Why the run was started.")
+    dataDigest: str | None = Field(
+        None, description="sha256 over the bytes (or object versions) of the data read."
+    )
+    score: float | None = Field(
+        None, description="The new version's score on the held-out data, by the gate's metric."
+    )
+    baseline: BaselineScore | None = Field(
+        None, description="The promoted version scored on the same held-out data."
+    )
     progress: TrainingProgress = Field(
         default_factory=TrainingProgress,  # type: ignore[arg-type]
         description="Trial counts.",
@@ -309,11 +556,33 @@ class TrainingJobStatus(ApiModel):
     bestParams: dict[str, Any] | None = Field(None, description="Chosen hyper-parameters.")
     metric: str | None = Field(None, description="Name of the search metric.")
     metrics: dict[str, float] | None = Field(None, description="Scores of the latest model.")
-    model: ModelRef | None = Field(None, description="Latest good model version.")
-    history: list[ModelRef] = Field(
+    model: ModelRef | None = Field(
+        None, description="The promoted version: what following ModelServices serve."
+    )
+    latestVersion: int | None = Field(None, description="Newest version trained.")
+    promotedVersion: int | None = Field(None, description="Version currently promoted.")
+    lastTrigger: TriggerStatus | None = Field(
+        None, description="The last schedule or drift trigger that started a run."
+    )
+    lastScheduleTime: str | None = Field(
+        None, description="The last scheduled time acted upon (run or skipped)."
+    )
+    promotion: PromotionStatus | None = Field(None, description="The last promotion decision.")
+    runTrigger: Trigger | None = Field(None, description="Why the current run was started.")
+    runInputs: dict[str, str] | None = Field(
+        None, description="What the current run was started from (spec hash, trigger tokens)."
+    )
+    runBaseline: ModelRef | None = Field(
+        None, description="The promoted version the current run compares its new version with."
+    )
+    history: list[ModelVersion] = Field(
         default_factory=list, description="Recent good model versions, newest last."
     )
     runId: str | None = Field(None, description="Identifier of the current training run.")
+    runImage: str | None = Field(
+        None, description="Image of the current run, kept for its whole life."
+    )
+    runGeneration: int | None = Field(None, description="Generation the current run started from.")
     score: float | None = Field(None, description="Held-out score of the latest model.")
     result: TrainingResult | None = Field(
         None, description="Raw report of the latest run, written by the training runtime."

@@ -96,6 +96,12 @@ What the operator does in each namespace it watches. No wildcards; every verb is
 - apiGroups: [""]
   resources: ["pods", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch"]
+# A model server that refuses its model says why in its readiness answer, which a kubelet probe
+# does not pass on: the operator reads it through the API server. It also reads each replica's
+# drift window (GET) and has one replica evaluate their sum (POST).
+- apiGroups: [""]
+  resources: ["pods/proxy"]
+  verbs: ["get", "create"]
 {{- end -}}
 
 {{/*

@@ -22,7 +22,7 @@ import sklearn
 import skops
 import skops.io as sio
 
-from modelfactory_api.artifact import (
+from modelfactory_artifacts.metadata import (
     COMPLETE_MARKER,
     METADATA_FILENAME,
     MODEL_FILENAME,
@@ -58,7 +58,6 @@ def convert(src: pathlib.Path, dest: pathlib.Path) -> str:
         metrics={},
         bestParams={},
         trials=[],
-        referenceStats={},
     )
     (dest / METADATA_FILENAME).write_text(meta.model_dump_json(indent=2))
     (dest / COMPLETE_MARKER).write_text("")

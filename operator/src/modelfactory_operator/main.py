@@ -23,9 +23,12 @@ def build_launcher(settings: OperatorSettings) -> Launcher:
         from modelfactory_operator.io.local_launcher import LocalLauncher
 
         return LocalLauncher(settings.local_state_dir)
-    return KubernetesLauncher(
-        Helm(settings.helm_binary), settings.charts_dir, settings.crd_cache_seconds
+    helm = Helm(
+        settings.helm_binary,
+        concurrency=settings.helm_concurrency,
+        timeout_seconds=settings.helm_timeout_seconds,
     )
+    return KubernetesLauncher(helm, settings.charts_dir, settings.crd_cache_seconds)
 
 
 def configure(settings: OperatorSettings, clusterwide: bool, namespaces: list[str]) -> None:
@@ -47,6 +50,7 @@ def configure(settings: OperatorSettings, clusterwide: bool, namespaces: list[st
         memo.reconciler = Reconciler(app_settings, launcher)
         if hasattr(launcher, "start"):
             await launcher.start(memo.reconciler)
+        memo.resync = asyncio.create_task(memo.reconciler.resync_forever())
         if settings_is_kubernetes:
 
             async def rayjob_changed(namespace: str, obj: dict[str, Any]) -> None:
@@ -65,6 +69,8 @@ def configure(settings: OperatorSettings, clusterwide: bool, namespaces: list[st
 
     @kopf.on.cleanup()
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if memo.get("resync") is not None:
+            memo.resync.cancel()
         if memo.get("rayjob_watch") is not None:
             memo.rayjob_watch.stop()
         if hasattr(memo.get("launcher"), "stop"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,7 +26,18 @@ class OperatorSettings(BaseSettings):
     charts_dir: Path = default_charts_dir()
     helm_binary: str = "helm"
     local_state_dir: Path = Path.home() / ".cache" / "modelfactory" / "local"
-    # Safety net only: children's watch events drive status; this catches a missed event.
-    resync_seconds: float = 120.0
+    # Safety net only: watch events (the resource's and its children's) drive everything; every
+    # resource is also reconciled once per this period, spread over it, to catch a missed event.
+    resync_seconds: float = Field(600.0, gt=0)
     # How long the answer to "is KubeRay's RayJob CRD installed?" is reused.
     crd_cache_seconds: float = 30.0
+    # Helm processes at once: a burst or a resume of hundreds of resources queues behind this.
+    helm_concurrency: int = Field(4, ge=1, le=64)
+    # A helm call that takes longer is killed (its release is recovered on the next try).
+    helm_timeout_seconds: float = Field(120.0, gt=0)
+    # Backoff of a release that fails to apply: first wait, and the longest wait.
+    apply_retry_base_seconds: float = Field(5.0, gt=0)
+    apply_retry_max_seconds: float = Field(300.0, gt=0)
+    # Tries to remove a deleted resource's release before letting the resource go anyway (its
+    # children are owned by it and garbage-collected).
+    delete_retries: int = Field(5, ge=1, le=100)

@@ -1,23 +1,40 @@
-"""Adaptive batching: concurrent requests are merged into one predict call and split back.
+"""Adaptive batching with admission control: concurrent requests are merged into one predict call
+and split back; the queue is bounded in rows.
 
 One asyncio task owns the model. It takes everything queued (up to max_batch_size rows); if
 requests are still being read or decoded it waits for them, but never longer than max_latency.
 With nothing else in flight a request is predicted at once, so a lone client pays no delay.
-Predict runs on a dedicated thread (the event loop keeps accepting and decoding while a slow
-model works) or inline: for models so fast that the thread hand-off would cost more, and for a
-lone request while nothing else is in flight.
+
+Admission: a request whose rows would take the queue past max_queue_rows is refused at once
+(`Overloaded`, 503 with Retry-After) instead of waiting behind work it cannot outrun. A request
+whose deadline passed or whose client disconnected while it was queued is dropped before predict;
+one whose awaiting task is cancelled leaves the queue at once.
+
+Where predict runs is decided per batch from its estimated cost (the fixed and per-row cost of
+a predict, measured at load): inline on the event loop when it is cheaper than the thread
+hand-off, on a dedicated thread otherwise, so a large batch never stalls the loop (and with it
+the health probes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
-from modelfactory_serving.errors import InferenceError, UnprocessableInput
+from modelfactory_serving.errors import (
+    ClientGone,
+    DeadlineExceeded,
+    InferenceError,
+    Overloaded,
+    PredictFailed,
+    UnprocessableInput,
+)
 from modelfactory_serving.model import Batch, ModelRuntime, Prediction
 
 log = logging.getLogger("modelfactory_serving.batcher")
@@ -25,13 +42,34 @@ log = logging.getLogger("modelfactory_serving.batcher")
 # Errors a model raises about its input (unknown category, value out of range, ...).
 INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
+PredictMode = Literal["auto", "thread", "inline"]
 
-@dataclass(slots=True)
+
+@dataclass(frozen=True)
+class PredictCost:
+    """Seconds a predict of n rows takes: fixed + per_row * (n - 1), measured at load."""
+
+    fixed: float = 0.0
+    per_row: float = 0.0
+
+    @classmethod
+    def measured(cls, one_row: float, full: float, full_rows: int) -> PredictCost:
+        per_row = max(full - one_row, 0.0) / (full_rows - 1) if full_rows > 1 else one_row
+        return cls(one_row, per_row)
+
+    def seconds(self, rows: int) -> float:
+        return self.fixed + self.per_row * max(rows - 1, 0)
+
+
+@dataclass(slots=True, eq=False)
 class _Item:
     batch: Batch
     rows: int
     want_proba: bool
     future: asyncio.Future[Prediction]
+    deadline: float | None
+    gone: Callable[[], bool] | None
+    taken: bool = False
 
 
 class Batcher:
@@ -40,25 +78,42 @@ class Batcher:
         runtime: ModelRuntime,
         max_batch_size: int,
         max_latency_ms: float,
-        inline: bool,
+        inline: bool | None = None,
         on_batch: Callable[[int], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
+        *,
+        mode: PredictMode = "auto",
+        cost: PredictCost | None = None,
+        inline_predict_ms: float = 1.0,
+        max_queue_rows: int | None = None,
+        on_drop: Callable[[str], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.max_rows = max_batch_size
         self.max_latency = max_latency_ms / 1000.0
-        self.inline = inline
+        if inline is not None:
+            mode = "inline" if inline else "thread"
+        self.mode = mode
+        self.cost = cost or PredictCost()
+        self.inline_seconds = inline_predict_ms / 1000.0
+        self.max_queue_rows = max_queue_rows if max_queue_rows is not None else math.inf
         self._on_batch = on_batch
         self._on_queue = on_queue
+        self._on_drop = on_drop
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
         self._arriving = 0  # requests admitted but not yet submitted (reading/decoding)
         self._wake = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = (
-            None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+            None if mode == "inline" else
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         )
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
 
     # ------------------------------------------------------------------ producer side
     def arriving(self) -> None:
@@ -71,16 +126,48 @@ class Batcher:
         if self._arriving == 0:
             self._wake.set()
 
-    async def submit(self, batch: Batch, rows: int, want_proba: bool) -> Prediction:
+    def retry_after(self) -> int:
+        """Whole seconds the queue needs to drain at the measured predict cost (at least 1)."""
+        batches = self._queued_rows / max(self.max_rows, 1)
+        seconds = batches * self.cost.seconds(self.max_rows)
+        return max(1, math.ceil(seconds))
+
+    async def submit(
+        self,
+        batch: Batch,
+        rows: int,
+        want_proba: bool,
+        deadline: float | None = None,
+        gone: Callable[[], bool] | None = None,
+    ) -> Prediction:
+        """Queue `rows` for predict; `deadline` (loop time) and `gone` (the client left) are
+        checked again before the rows are predicted."""
         if self._task is None:
             raise RuntimeError("batcher is not running")
+        if self._queue and self._queued_rows + rows > self.max_queue_rows:
+            raise Overloaded(
+                f"the server is at capacity ({self._queued_rows} rows queued, the bound is "
+                f"{self.max_queue_rows:g}); retry later",
+                self.retry_after(),
+            )
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(batch, rows, want_proba, future))
+        item = _Item(batch, rows, want_proba, future, deadline, gone)
+        self._queue.append(item)
         self._queued_rows += rows
         if self._on_queue is not None:
             self._on_queue(self._queued_rows)
         self._wake.set()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Timed out or the handler was cancelled: leave the queue now, not at predict time.
+            if not item.taken:
+                item.taken = True
+                self._queue.remove(item)
+                self._queued_rows -= rows
+                if self._on_queue is not None:
+                    self._on_queue(self._queued_rows)
+            raise
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -109,11 +196,13 @@ class Batcher:
                 continue
             if self._arriving and self._queued_rows < self.max_rows and self.max_latency > 0:
                 await self._gather(loop)
-            items = self._take()
+            items = self._take(loop.time())
             try:
                 await self._predict(loop, items)
-            except Exception:  # never let the batcher die; the items already have an answer
+            except Exception as e:  # never let the batcher die, never leave a future pending
                 log.exception("batch failed")
+                for it in items:
+                    _fail(it, PredictFailed(f"predict failed: {_short(e)}"))
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
         deadline = loop.time() + self.max_latency
@@ -128,37 +217,64 @@ class Batcher:
             finally:
                 timer.cancel()
 
-    def _take(self) -> list[_Item]:
-        items = [self._queue.popleft()]
-        rows = items[0].rows
-        while self._queue and rows + self._queue[0].rows <= self.max_rows:
-            item = self._queue.popleft()
+    def _take(self, now: float) -> list[_Item]:
+        items: list[_Item] = []
+        rows = taken = 0
+        queue = self._queue
+        while queue and (not items or rows + queue[0].rows <= self.max_rows):
+            item = queue.popleft()
+            item.taken = True
+            taken += item.rows
+            if item.future.done():
+                continue
+            if item.gone is not None and item.gone():
+                self._drop(item, ClientGone("the client disconnected before predict"),
+                           "disconnected")
+                continue
+            if item.deadline is not None and now >= item.deadline:
+                self._drop(item, DeadlineExceeded("the request timed out in the queue"),
+                           "timeout")
+                continue
             items.append(item)
             rows += item.rows
-        self._queued_rows -= rows
+        self._queued_rows -= taken
         if self._on_queue is not None:
             self._on_queue(self._queued_rows)
-        if self._on_batch is not None:
+        if self._on_batch is not None and rows:
             self._on_batch(rows)
         return items
+
+    def _drop(self, item: _Item, error: InferenceError, reason: str) -> None:
+        item.future.set_exception(error)
+        if self._on_drop is not None:
+            self._on_drop(reason)
+
+    def _inline(self, rows: int, lone: bool) -> bool:
+        if self._executor is None:
+            return True
+        if self.mode == "thread":
+            return False
+        cost = self.cost.seconds(rows)
+        # A lone request gains nothing from the hand-off as long as its cost is mostly the
+        # model's fixed overhead; a large one goes to the thread whatever else is in flight.
+        return cost <= self.inline_seconds or (lone and cost <= 2 * self.cost.fixed)
+
+    async def _call(self, loop: asyncio.AbstractEventLoop, batch: Batch, rows: int,
+                    want_proba: bool, lone: bool) -> Prediction:
+        if self._inline(rows, lone):
+            return self.runtime.predict(batch, want_proba)
+        return await loop.run_in_executor(self._executor, self.runtime.predict, batch, want_proba)
 
     async def _predict(self, loop: asyncio.AbstractEventLoop, items: list[_Item]) -> None:
         items = [it for it in items if not it.future.done()]
         if not items:
             return
         want_proba = any(it.want_proba for it in items)
-        merged = self.runtime.concat([it.batch for it in items])
-        # A lone request with nothing else in flight gains nothing from the thread hand-off.
-        inline = self._executor is None or (
-            len(items) == 1 and not self._queue and not self._arriving
-        )
+        rows = sum(it.rows for it in items)
+        lone = len(items) == 1 and not self._queue and not self._arriving
         try:
-            if inline:
-                result = self.runtime.predict(merged, want_proba)
-            else:
-                result = await loop.run_in_executor(
-                    self._executor, self.runtime.predict, merged, want_proba
-                )
+            merged = self.runtime.concat([it.batch for it in items])
+            result = await self._call(loop, merged, rows, want_proba, lone)
         except Exception as e:
             if len(items) == 1:
                 _fail(items[0], e)
@@ -176,13 +292,10 @@ class Batcher:
     async def _one_by_one(self, loop: asyncio.AbstractEventLoop, items: list[_Item]) -> None:
         """A merged batch failed: find which request is at fault, answer the others."""
         for it in items:
+            if it.future.done():
+                continue
             try:
-                if self._executor is None:
-                    result = self.runtime.predict(it.batch, it.want_proba)
-                else:
-                    result = await loop.run_in_executor(
-                        self._executor, self.runtime.predict, it.batch, it.want_proba
-                    )
+                result = await self._call(loop, it.batch, it.rows, it.want_proba, False)
             except Exception as e:
                 _fail(it, e)
             else:
@@ -195,10 +308,11 @@ def _fail(item: _Item, error: Exception) -> None:
         return
     if isinstance(error, INPUT_ERRORS) and not isinstance(error, InferenceError):
         error = UnprocessableInput(f"the model could not predict these rows: {_short(error)}")
+    elif not isinstance(error, InferenceError):
+        error = PredictFailed(f"predict failed: {_short(error)}")
     item.future.set_exception(error)
 
 
 def _short(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0][:500] if text else type(error).__name__
-

@@ -11,10 +11,13 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 
 from modelfactory_serving.errors import BadRequest, InferenceError, PayloadTooLarge
 from modelfactory_serving.model import PREDICT, PREDICT_PROBA, Batch, Feature, ModelRuntime
@@ -70,91 +73,150 @@ class Decoded:
 
 
 # ---------------------------------------------------------------------------- tensor data
-def _flat_json_data(name: str, data: Any) -> np.ndarray:
+# Request data is never handed to numpy to guess a dtype from: a list of strings would become a
+# fixed-width unicode array sized by its longest string (memory quadratic in the body). The
+# element count is checked against `shape`, the Python types of the elements are checked in one
+# C-level pass, and arrays are built with an explicit dtype.
+_NONE = type(None)
+_FLOAT_OK: frozenset[type] = frozenset({int, float, _NONE})
+_SCALAR_TYPES: frozenset[type] = frozenset({str, int, float, bool, _NONE})
+_TYPE_NAMES = {str: "strings", bool: "booleans", float: "non-integer numbers", int: "integers",
+               list: "nested lists", dict: "objects", _NONE: "nulls"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request may hold, beyond the body size."""
+
+    max_string_chars: int = 8192
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def element_types(values: list[Any]) -> frozenset[type]:
+    return frozenset(map(type, values))
+
+
+def _describe(types: frozenset[type], allowed: frozenset[type]) -> str:
+    odd = sorted(_TYPE_NAMES.get(t, t.__name__) for t in types - allowed)
+    return " and ".join(odd) or "unsupported values"
+
+
+def flatten(name: str, data: Any, shape: list[int]) -> list[Any]:
+    """Tensor data as sent (flat, or nested exactly as `shape`) -> the flat list of its
+    prod(shape) elements, in row-major order."""
     if not isinstance(data, list):
         raise BadRequest(f"input '{name}': data must be a JSON array")
-    try:
-        arr = np.asarray(data)
-    except (ValueError, OverflowError, TypeError) as e:
-        raise BadRequest(f"input '{name}': data is not a regular array: {e}") from None
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
-    return arr
-
-
-def _object_to_float(name: str, arr: np.ndarray) -> np.ndarray:
-    out = np.empty(arr.shape[0], dtype=np.float64)
-    for i, v in enumerate(arr):
-        if v is None:
-            out[i] = math.nan
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            try:
-                out[i] = v
-            except OverflowError:
-                raise BadRequest(f"input '{name}': element {i} is too large") from None
-        else:
+    count = math.prod(shape)
+    if not data or not isinstance(data[0], list):
+        if len(data) != count:
             raise BadRequest(
-                f"input '{name}': element {i} is {type(v).__name__} {v!r}, expected a number"
+                f"input '{name}': data has {len(data)} elements, shape {shape} needs {count}"
             )
+        return data
+    items: list[Any] = [data]
+    for depth, size in enumerate(shape):
+        # One check per list (rows, not values): each must be a list of the dimension's size.
+        if not all(type(x) is list and len(x) == size for x in items):
+            raise BadRequest(
+                f"input '{name}': nested data does not match shape {shape} (dimension {depth} "
+                f"must hold lists of {size}); send flat row-major data or nest it as the shape"
+            )
+        items = list(chain.from_iterable(items))
+    return items
+
+
+def check_strings(where: str, values: list[Any], types: frozenset[type], limits: Limits) -> None:
+    if str not in types:
+        return
+    strings = values if len(types) == 1 else [v for v in values if type(v) is str]
+    longest = max(map(len, strings), default=0)
+    if longest > limits.max_string_chars:
+        raise BadRequest(
+            f"{where}: a string of {longest} characters; this server takes at most "
+            f"{limits.max_string_chars}"
+        )
+
+
+def object_array(values: list[Any]) -> np.ndarray:
+    """A 1-D object array of the given (scalar) values, without any dtype inference."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
     return out
 
 
-def json_tensor(name: str, datatype: str, data: Any) -> np.ndarray:
-    """JSON tensor data -> a flat array whose values fit `datatype` (floats as float64,
-    integers as int64/uint64, BOOL as bool, BYTES as object)."""
-    arr = _flat_json_data(name, data)
-    kind = arr.dtype.kind
+def typed_values(
+    name: str, datatype: str, flat: list[Any], limits: Limits = DEFAULT_LIMITS
+) -> np.ndarray:
+    """A flat list of JSON values -> an array of `datatype`'s kind: float64 for FP*, int64 /
+    uint64 for INT*/UINT*, bool for BOOL, object (scalars only) for BYTES."""
+    types = element_types(flat)
+    where = f"input '{name}'"
     if datatype in _FLOAT_TYPES:
-        if kind in "fiu":
-            return arr.astype(np.float64, copy=False)
-        if kind == "O":
-            return _object_to_float(name, arr)
-        if arr.size == 0:
-            return np.empty(0, dtype=np.float64)
-        raise BadRequest(
-            f"input '{name}': datatype {datatype} needs numbers, data holds {_kind_name(kind)}"
-        )
+        if not types <= _FLOAT_OK:
+            raise BadRequest(
+                f"{where}: datatype {datatype} needs numbers, data holds "
+                f"{_describe(types, _FLOAT_OK)}"
+            )
+        try:
+            return np.array(flat, dtype=np.float64)
+        except (OverflowError, ValueError, TypeError):
+            raise BadRequest(f"{where}: a value is too large for {datatype}") from None
     if datatype in _INT_RANGES:
-        if kind in "iu":
-            lo, hi = _INT_RANGES[datatype]
-            if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
-                raise BadRequest(f"input '{name}': values out of range for {datatype}")
-            return arr
-        if arr.size == 0:
-            return np.empty(0, dtype=np.int64)
-        raise BadRequest(
-            f"input '{name}': datatype {datatype} needs integers, data holds {_kind_name(kind)}"
-        )
+        if not types <= {int}:
+            raise BadRequest(
+                f"{where}: datatype {datatype} needs integers, data holds "
+                f"{_describe(types, frozenset({int}))}"
+            )
+        lo, hi = _INT_RANGES[datatype]
+        try:
+            arr = np.array(flat, dtype=np.uint64 if datatype == "UINT64" else np.int64)
+        except (OverflowError, ValueError, TypeError):
+            raise BadRequest(f"{where}: values out of range for {datatype}") from None
+        if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+            raise BadRequest(f"{where}: values out of range for {datatype}")
+        return arr
     if datatype == "BOOL":
-        if kind == "b" or arr.size == 0:
-            return arr.astype(bool, copy=False)
-        raise BadRequest(
-            f"input '{name}': datatype BOOL needs true/false, data holds {_kind_name(kind)}"
-        )
+        if not types <= {bool}:
+            raise BadRequest(
+                f"{where}: datatype BOOL needs true/false, data holds "
+                f"{_describe(types, frozenset({bool}))}"
+            )
+        return np.array(flat, dtype=bool)
     if datatype == "BYTES":
-        if kind == "O":
-            for i, v in enumerate(arr):
-                if v is not None and not isinstance(v, (str, int, float, bool)):
-                    raise BadRequest(
-                        f"input '{name}': element {i} is {type(v).__name__}, expected a string"
-                    )
-        return arr.astype(object, copy=False)
-    raise BadRequest(f"input '{name}': unknown datatype {datatype!r}; use one of {DATATYPES}")
+        if not types <= _SCALAR_TYPES:
+            raise BadRequest(
+                f"{where}: datatype BYTES needs strings, data holds "
+                f"{_describe(types, _SCALAR_TYPES)}"
+            )
+        check_strings(where, flat, types, limits)
+        return object_array(flat)
+    raise BadRequest(f"{where}: unknown datatype {datatype!r}; use one of {DATATYPES}")
 
 
-def _kind_name(kind: str) -> str:
-    return {
-        "b": "booleans",
-        "U": "strings",
-        "S": "strings",
-        "O": "mixed values",
-        "f": "non-integer numbers",
-        "i": "integers",
-        "u": "integers",
-    }.get(kind, "unsupported values")
+def json_tensor(
+    name: str, datatype: str, data: Any, shape: list[int], limits: Limits = DEFAULT_LIMITS
+) -> np.ndarray:
+    """JSON tensor data, checked against `shape` -> a flat array of `datatype`'s kind."""
+    if (
+        datatype in _FLOAT_TYPES
+        and type(data) is list
+        and data
+        and type(data[0]) is not list
+        and len(data) == math.prod(shape)
+        and frozenset(map(type, data)) <= _FLOAT_OK
+    ):  # the common case, in one step
+        try:
+            return np.array(data, dtype=np.float64)
+        except (OverflowError, ValueError, TypeError):
+            pass  # typed_values says why
+    return typed_values(name, datatype, flatten(name, data, shape), limits)
 
 
-def binary_tensor(name: str, datatype: str, raw: memoryview, count: int) -> np.ndarray:
+def binary_tensor(
+    name: str, datatype: str, raw: memoryview, count: int, limits: Limits = DEFAULT_LIMITS
+) -> np.ndarray:
     """Triton binary tensor extension: little-endian raw values; BYTES are 4-byte length
     prefixed."""
     if datatype == "BYTES":
@@ -167,6 +229,13 @@ def binary_tensor(name: str, datatype: str, raw: memoryview, count: int) -> np.n
             pos += 4
             if pos + size > end:
                 raise BadRequest(f"input '{name}': truncated BYTES element")
+            if size > 4 * limits.max_string_chars:
+                raise BadRequest(
+                    f"input '{name}': a BYTES element of {size} bytes; this server takes "
+                    f"strings of at most {limits.max_string_chars} characters"
+                )
+            if len(out) == count:
+                raise BadRequest(f"input '{name}': binary data holds more than {count} elements")
             try:
                 out.append(bytes(raw[pos : pos + size]).decode("utf-8"))
             except UnicodeDecodeError:
@@ -176,7 +245,7 @@ def binary_tensor(name: str, datatype: str, raw: memoryview, count: int) -> np.n
             raise BadRequest(
                 f"input '{name}': binary data holds {len(out)} elements, shape needs {count}"
             )
-        return np.asarray(out, dtype=object)
+        return object_array(out)
     dtype = NP_DTYPES.get(datatype)
     if dtype is None:
         raise BadRequest(f"input '{name}': unknown datatype {datatype!r}; use one of {DATATYPES}")
@@ -220,21 +289,20 @@ def to_column(feature: Feature, values: np.ndarray, rt: ModelRuntime, where: str
 
 
 def _strings_to_float(feature: Feature, values: np.ndarray, where: str) -> np.ndarray:
-    out = np.empty(values.shape[0], dtype=np.float64)
-    for i, v in enumerate(values):
-        if v is None:
-            out[i] = math.nan
-            continue
-        if isinstance(v, bool):
-            out[i] = float(v)
-            continue
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            raise BadRequest(
-                f"{where}: feature '{feature.name}' is numeric, row {i} holds {v!r}"
-            ) from None
-    return out
+    """Scalars of any JSON type (numbers, numeric strings, booleans, nulls) -> float64."""
+    col = pd.to_numeric(values, errors="coerce")
+    bad = np.isnan(col) & ~pd.isna(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise BadRequest(
+            f"{where}: feature '{feature.name}' is numeric, row {row} holds {_short(values[row])}"
+        )
+    return np.asarray(col, dtype=np.float64)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def check_finite(feature: Feature, col: np.ndarray, rt: ModelRuntime, where: str) -> None:
@@ -255,28 +323,38 @@ def _categorical_column(
     feature: Feature, values: np.ndarray, rt: ModelRuntime, where: str
 ) -> np.ndarray:
     vk = feature.value_kind
-    out = np.empty(values.shape[0], dtype=object)
-    for i, v in enumerate(values.tolist()):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            if not rt.allow_missing_category:
-                raise BadRequest(
-                    f"{where}: feature '{feature.name}' is missing at row {i}, and this model "
-                    "does not accept missing categories"
-                )
-            out[i] = math.nan
-        elif vk == "str":
-            out[i] = v if isinstance(v, str) else str(v)
-        else:
-            try:
-                number = float(v)
-            except (TypeError, ValueError):
-                raise BadRequest(
-                    f"{where}: feature '{feature.name}' holds numeric categories, row {i} is {v!r}"
-                ) from None
-            if not math.isfinite(number):
-                raise BadRequest(f"{where}: feature '{feature.name}' is not finite at row {i}")
-            out[i] = int(number) if vk == "int" and number.is_integer() else number
-    return out if rt.frame_mode else out.astype(np.float64)
+    obj = values if values.dtype == object else object_array(values.tolist())
+    missing = np.asarray(pd.isna(obj), dtype=bool)
+    if missing.any() and not rt.allow_missing_category:
+        row = int(np.flatnonzero(missing)[0])
+        raise BadRequest(
+            f"{where}: feature '{feature.name}' is missing at row {row}, and this model "
+            "does not accept missing categories"
+        )
+    if vk == "str":
+        if element_types(obj.tolist()) <= {str, _NONE}:
+            out = obj.copy()
+        else:  # numbers sent for a string category: their text
+            out = pd.Series(obj, dtype=object).map(str, na_action="ignore").to_numpy(object)
+        out[missing] = math.nan
+        return out if rt.frame_mode else _strings_to_float(feature, out, where)
+    numbers = pd.to_numeric(obj, errors="coerce")
+    numbers = np.asarray(numbers, dtype=np.float64)
+    bad = np.isnan(numbers) & ~missing
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise BadRequest(
+            f"{where}: feature '{feature.name}' holds numeric categories, row {row} is "
+            f"{_short(obj[row])}"
+        )
+    if np.isinf(numbers).any():
+        row = int(np.flatnonzero(np.isinf(numbers))[0])
+        raise BadRequest(f"{where}: feature '{feature.name}' is not finite at row {row}")
+    if not rt.frame_mode:
+        return numbers
+    if vk == "int" and not missing.any() and (numbers == np.round(numbers)).all():
+        return numbers.astype(np.int64)
+    return numbers
 
 
 def matrix_to_batch(
@@ -352,6 +430,7 @@ def decode_v2(
     obj: Any,
     max_rows: int,
     binary: memoryview | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Decoded:
     """A parsed v2 inference request (dict) [+ binary tail] -> Decoded."""
     if not isinstance(obj, dict):
@@ -394,17 +473,12 @@ def decode_v2(
                 )
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise BadRequest(f"input '{name}': binary_data_size {size!r} exceeds the body")
-            values = binary_tensor(name, datatype, binary[offset : offset + size], count)
+            values = binary_tensor(name, datatype, binary[offset : offset + size], count, limits)
             offset += size
         else:
             if "data" not in inp:
                 raise BadRequest(f"input '{name}': no 'data'")
-            values = json_tensor(name, datatype, inp["data"])
-            if values.shape[0] != count:
-                raise BadRequest(
-                    f"input '{name}': data has {values.shape[0]} elements, shape {shape} needs "
-                    f"{count}"
-                )
+            values = json_tensor(name, datatype, inp["data"], shape, limits)
         tensors.append((name, datatype, shape, values))
     if binary is not None and offset != len(binary):
         raise BadRequest(
@@ -530,82 +604,126 @@ def encode_v2(
 
 
 # ---------------------------------------------------------------------------- v1
-def decode_v1(rt: ModelRuntime, obj: Any, max_rows: int) -> Decoded:
-    """{"instances": [[...], ...] | [{feature: value}, ...]} -> Decoded."""
+def decode_v1(
+    rt: ModelRuntime, obj: Any, max_rows: int, limits: Limits = DEFAULT_LIMITS
+) -> Decoded:
+    """KServe v1: {"instances": rows} with rows as lists in feature order or objects keyed by
+    feature name; {"inputs": rows} the same; {"inputs": {feature: [values]}} columnar."""
     if not isinstance(obj, dict):
-        raise BadRequest("request body must be a JSON object with 'instances'")
+        raise BadRequest("request body must be a JSON object with 'instances' or 'inputs'")
     instances = obj.get("instances")
     if instances is None and "inputs" in obj:
         instances = obj["inputs"]
+        if isinstance(instances, dict):
+            return _v1_columnar(rt, instances, max_rows, limits)
     if not isinstance(instances, list):
-        raise BadRequest("'instances' must be a list of rows")
+        raise BadRequest(
+            "'instances' must be a list of rows (or 'inputs' a list of rows or an object of "
+            "columns)"
+        )
     rows = len(instances)
     _check_rows(rows, max_rows)
-    first = instances[0]
-    if isinstance(first, dict):
-        return Decoded(_v1_dict_rows(rt, instances), rows)
-    if not rt.frame_mode:
-        try:
-            X = np.asarray(instances, dtype=np.float64)
-        except (ValueError, TypeError):
-            X = None
-        if X is not None and X.ndim == 2 and X.shape[1] == rt.n_features:
-            if not np.isfinite(X).all():
-                for f in rt.features:
-                    check_finite(f, X[:, f.index], rt, "instances")
-            return Decoded(X, rows)
-    for i, row in enumerate(instances):
-        if not isinstance(row, list):
-            raise BadRequest(f"instance {i} must be a list of {rt.n_features} values or an object")
-        if len(row) != rt.n_features:
+    if isinstance(instances[0], dict):
+        return Decoded(_v1_dict_rows(rt, instances, limits), rows)
+    n = rt.n_features
+    if not all(type(row) is list and len(row) == n for row in instances):
+        for i, row in enumerate(instances):
+            if not isinstance(row, list):
+                raise BadRequest(f"instance {i} must be a list of {n} values or an object")
+            if len(row) != n:
+                raise BadRequest(
+                    f"instance {i} has {len(row)} values, model '{rt.name}' takes {n} "
+                    f"({', '.join(rt.feature_names)})"
+                )
+    flat = list(chain.from_iterable(instances))
+    types = element_types(flat)
+    if types <= _FLOAT_OK:
+        values = np.array(flat, dtype=np.float64)
+    else:
+        _check_scalars("instances", flat, types, n, rt)
+        check_strings("instances", flat, types, limits)
+        values = object_array(flat)
+    return Decoded(matrix_to_batch(rt, values, rows, "instances"), rows)
+
+
+def _check_scalars(where: str, flat: list[Any], types: frozenset[type], width: int,
+                   rt: ModelRuntime) -> None:
+    if types <= _SCALAR_TYPES:
+        return
+    i = next(i for i, v in enumerate(flat) if type(v) not in _SCALAR_TYPES)
+    raise BadRequest(
+        f"{where}: feature '{rt.feature_names[i % width]}' row {i // width} is "
+        f"{type(flat[i]).__name__}, expected a scalar"
+    )
+
+
+def _column(rt: ModelRuntime, feature: Feature, values: list[Any], where: str,
+            limits: Limits) -> np.ndarray:
+    """One feature's JSON values -> its model column."""
+    types = element_types(values)
+    if types <= _FLOAT_OK and feature.kind == "numeric":
+        arr = np.array(values, dtype=np.float64)
+    elif types <= {bool} and feature.kind == "boolean":
+        arr = np.array(values, dtype=bool)
+    else:
+        if not types <= _SCALAR_TYPES:
+            i = next(i for i, v in enumerate(values) if type(v) not in _SCALAR_TYPES)
             raise BadRequest(
-                f"instance {i} has {len(row)} values, model '{rt.name}' takes {rt.n_features} "
-                f"({', '.join(rt.feature_names)})"
+                f"{where}: feature '{feature.name}' row {i} is {type(values[i]).__name__}, "
+                "expected a scalar"
             )
-    columns = []
-    for f in rt.features:
-        values = _column_values([row[f.index] for row in instances], f, "instances")
-        columns.append(to_column(f, values, rt, "instances"))
-    return Decoded(columns_to_batch(rt, columns), rows)
+        check_strings(where, values, types, limits)
+        arr = object_array(values)
+    return to_column(feature, arr, rt, where)
 
 
-def _column_values(values: list[Any], feature: Feature, where: str) -> np.ndarray:
-    for i, v in enumerate(values):
-        if v is not None and not isinstance(v, (str, int, float, bool)):
-            raise BadRequest(
-                f"{where}: feature '{feature.name}' row {i} is {type(v).__name__}, expected a "
-                "scalar"
-            )
-    if feature.kind == "numeric" and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-    ):
-        return np.asarray(values, dtype=np.float64)
-    if feature.kind == "boolean" and all(isinstance(v, bool) for v in values):
-        return np.asarray(values, dtype=bool)
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr
-
-
-def _v1_dict_rows(rt: ModelRuntime, instances: list[Any]) -> Batch:
-    known = rt.feature_index
-    for i, row in enumerate(instances):
-        if not isinstance(row, dict):
-            raise BadRequest(f"instance {i} must be an object like instance 0")
-        if len(row) != rt.n_features or any(k not in known for k in row):
-            unknown = sorted(k for k in row if k not in known)
-            missing = [n for n in rt.feature_names if n not in row]
-            raise BadRequest(
-                f"instance {i}: "
-                + (f"unknown feature(s) {unknown}" if unknown else "")
-                + ("; " if unknown and missing else "")
-                + (f"missing feature(s) {missing}" if missing else "")
-            )
-    columns = []
-    for f in rt.features:
-        values = _column_values([row[f.name] for row in instances], f, "instances")
-        columns.append(to_column(f, values, rt, "instances"))
+def _v1_dict_rows(rt: ModelRuntime, instances: list[Any], limits: Limits) -> Batch:
+    names = set(rt.feature_names)
+    if not all(type(row) is dict and row.keys() == names for row in instances):
+        for i, row in enumerate(instances):
+            if not isinstance(row, dict):
+                raise BadRequest(f"instance {i} must be an object like instance 0")
+            if row.keys() != names:
+                unknown = sorted(k for k in row if k not in names)
+                missing = [n for n in rt.feature_names if n not in row]
+                raise BadRequest(
+                    f"instance {i}: "
+                    + (f"unknown feature(s) {unknown}" if unknown else "")
+                    + ("; " if unknown and missing else "")
+                    + (f"missing feature(s) {missing}" if missing else "")
+                )
+    columns = [_column(rt, f, list(map(itemgetter(f.name), instances)), "instances", limits)
+               for f in rt.features]
     return columns_to_batch(rt, columns)
+
+
+def _v1_columnar(
+    rt: ModelRuntime, inputs: dict[str, Any], max_rows: int, limits: Limits
+) -> Decoded:
+    names = set(rt.feature_names)
+    if inputs.keys() != names:
+        unknown = sorted(k for k in inputs if k not in names)
+        missing = [n for n in rt.feature_names if n not in inputs]
+        raise BadRequest(
+            "inputs: "
+            + (f"unknown feature(s) {unknown}" if unknown else "")
+            + ("; " if unknown and missing else "")
+            + (f"missing feature(s) {missing}" if missing else "")
+        )
+    rows = -1
+    for f in rt.features:
+        values = inputs[f.name]
+        if not isinstance(values, list):
+            raise BadRequest(f"inputs: feature '{f.name}' must be a list of values, one per row")
+        if rows == -1:
+            rows = len(values)
+        elif len(values) != rows:
+            raise BadRequest(
+                f"inputs: feature '{f.name}' has {len(values)} values, other features have {rows}"
+            )
+    _check_rows(rows, max_rows)
+    columns = [_column(rt, f, inputs[f.name], "inputs", limits) for f in rt.features]
+    return Decoded(columns_to_batch(rt, columns), rows)
 
 
 def encode_v1(rt: ModelRuntime, labels: np.ndarray) -> bytes:

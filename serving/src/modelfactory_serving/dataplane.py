@@ -16,19 +16,27 @@ from dataclasses import dataclass
 from importlib import metadata as pkg_metadata
 from typing import Any, Literal
 
-from modelfactory_serving.artifact import ArtifactError, load_artifact
-from modelfactory_serving.batcher import Batcher
+from modelfactory_artifacts.read import ArtifactError, load_artifact
+from modelfactory_serving.batcher import Batcher, PredictCost
 from modelfactory_serving.codec import (
     Decoded,
+    Limits,
     decode_v1,
     decode_v2,
     encode_v1,
     encode_v2,
     parse_json,
 )
-from modelfactory_serving.errors import BadRequest, NotFound, NotReady
+from modelfactory_serving.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    NotFound,
+    NotReady,
+    Overloaded,
+)
+from modelfactory_serving.health import Heartbeat
 from modelfactory_serving.metrics import Metrics
-from modelfactory_serving.model import ModelRuntime
+from modelfactory_serving.model import ModelRuntime, Prediction
 from modelfactory_serving.settings import Settings
 
 log = logging.getLogger("modelfactory_serving.dataplane")
@@ -48,6 +56,63 @@ class ModelState:
     message: str
 
 
+class Deadlines:
+    """Per-request deadlines, enforced by one periodic sweep rather than a timer per request
+    (a timer costs more than the rest of a small request's handling). Every request gets the
+    same timeout, so deadlines expire in arrival order: the sweep looks only at the oldest."""
+
+    def __init__(self, seconds: float, heartbeat: Heartbeat | None = None) -> None:
+        self.seconds = seconds
+        self.heartbeat = heartbeat or Heartbeat()
+        self.tick = min(0.05, seconds / 4)
+        # Insertion-ordered: the oldest deadline is the first key.
+        self._tasks: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._run(), name="deadlines")
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    def add(self, task: asyncio.Task[Any], now: float) -> float:
+        deadline = now + self.seconds
+        self._tasks[task] = deadline
+        return deadline
+
+    def forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """True when `task` was cancelled because its deadline passed; the cancellation is
+        then taken back, so the handler can answer 504."""
+        if task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    def sweep(self, now: float) -> None:
+        expired = []
+        for task, deadline in self._tasks.items():  # oldest first: stop at the first alive
+            if deadline > now:
+                break
+            expired.append(task)
+        for task in expired:
+            del self._tasks[task]
+            self._expired.add(task)
+            task.cancel()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.heartbeat.beat()
+            await asyncio.sleep(self.tick)
+            self.sweep(loop.time())
+
+
 class DataPlane:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -57,12 +122,21 @@ class DataPlane:
         self.batcher: Batcher | None = None
         self.draining = False
         self._load_task: asyncio.Task[None] | None = None
+        self.limits = Limits(max_string_chars=settings.max_string_chars)
+        # The sweep also shows the event loop still turns (the health listener's liveness).
+        self.heartbeat = Heartbeat()
+        self.deadlines = Deadlines(settings.timeout_seconds, self.heartbeat)
+        self._in_flight = 0
+        # Large bodies are parsed and decoded here, off the event loop (one at a time: the
+        # work holds the GIL anyway, and this bounds the memory of decodes in progress).
+        self._decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, wait: bool = False) -> None:
         """Begin loading. In the background by default: the server answers (not ready)
         meanwhile. With `wait`, only return once loaded or failed: a worker that shares its
         listening socket with others then takes no connection it could not serve."""
+        self.deadlines.start()
         self._load_task = asyncio.get_running_loop().create_task(self._load(), name="model-load")
         if wait:
             await asyncio.shield(self._load_task)
@@ -77,6 +151,8 @@ class DataPlane:
             self._load_task.cancel()
         if self.batcher is not None:
             await self.batcher.stop()
+        self.deadlines.stop()
+        self._decode_pool.shutdown(wait=False)
 
     async def _load(self) -> None:
         s = self.settings
@@ -85,7 +161,7 @@ class DataPlane:
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
         try:
-            runtime = await loop.run_in_executor(pool, self._load_sync)
+            loaded = await loop.run_in_executor(pool, self._load_sync)
         except ArtifactError as e:
             self._failed(e.reason, e.message)
             return
@@ -95,18 +171,19 @@ class DataPlane:
         finally:
             # A shutdown during loading must not wait for the load to finish.
             pool.shutdown(wait=False)
-        inline = s.predict_mode == "inline" or (
-            s.predict_mode == "auto"
-            and (runtime.batch_predict_seconds or 0.0) * 1000.0 <= s.inline_predict_ms
-        )
+        runtime, cost = loaded
         m = self.metrics
         self.batcher = Batcher(
             runtime,
             max_batch_size=s.max_batch_size,
             max_latency_ms=s.max_latency_ms,
-            inline=inline,
             on_batch=m.batch_rows.observe if m else None,
             on_queue=m.queue_rows.set if m else None,
+            mode=s.predict_mode,
+            cost=cost,
+            inline_predict_ms=s.inline_predict_ms,
+            max_queue_rows=s.max_queue_rows,
+            on_drop=self._dropped,
         )
         self.batcher.start()
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
@@ -132,16 +209,32 @@ class DataPlane:
                 "frame_mode": runtime.frame_mode,
                 "accepts_nan": runtime.allow_nan,
                 "batch_predict_ms": round((runtime.batch_predict_seconds or 0) * 1000, 3),
-                "predict": "inline" if inline else "thread",
+                "row_predict_ms": round(cost.fixed * 1000, 3),
+                "predict": s.predict_mode,
             },
         )
 
-    def _load_sync(self) -> ModelRuntime:
+    def _load_sync(self) -> tuple[ModelRuntime, PredictCost]:
         s = self.settings
         loaded = load_artifact(s.model_uri, s.model_digest)
         runtime = ModelRuntime(loaded, s.model_name, s.model_version)
         runtime.warm_up(s.max_batch_size)
-        return runtime
+        # The cost of one row beside the warm-up's full batch: where each batch is predicted
+        # (inline or on the thread) follows from its rows.
+        one = runtime.rows_to_batch([runtime.sample_row()])
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            runtime.predict(one, want_proba=False)
+            timings.append(time.perf_counter() - started)
+        cost = PredictCost.measured(
+            min(timings), runtime.batch_predict_seconds or 0.0, s.max_batch_size
+        )
+        return runtime, cost
+
+    def _dropped(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.rejected.labels(reason).inc()
 
     def _failed(self, reason: str, message: str) -> None:
         self.state = ModelState("Failed", reason, message)
@@ -170,7 +263,7 @@ class DataPlane:
         return {
             "name": SERVER_NAME,
             "version": SERVER_VERSION,
-            "extensions": ["binary_tensor_data", "model_repository_metadata"],
+            "extensions": ["binary_tensor_data"],
         }
 
     def _check_name(self, name: str) -> None:
@@ -212,29 +305,76 @@ class DataPlane:
         return [self.settings.model_name]
 
     # ------------------------------------------------------------------ inference
+    async def _infer(
+        self,
+        read_body: Callable[[], Awaitable[bytes]],
+        decode: Callable[[bytes], Decoded],
+        gone: Callable[[], bool] | None,
+    ) -> tuple[Decoded, Prediction]:
+        """Admission, deadline, read, decode (off the loop when large), queue, predict."""
+        s = self.settings
+        batcher = self.batcher
+        assert batcher is not None
+        if self._in_flight >= s.max_concurrent_requests:
+            self._dropped("concurrency")
+            raise Overloaded(
+                f"the server is at capacity ({self._in_flight} requests in progress); retry "
+                "later",
+                batcher.retry_after(),
+            )
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = self.deadlines.add(task, loop.time())
+        self._in_flight += 1
+        try:
+            batcher.arriving()
+            try:
+                body = await read_body()
+                if len(body) > s.decode_inline_bytes:
+                    decoded = await loop.run_in_executor(self._decode_pool, decode, body)
+                else:
+                    decoded = decode(body)
+            finally:
+                batcher.arrived()
+            try:
+                result = await batcher.submit(
+                    decoded.batch, decoded.rows, decoded.want_proba, deadline, gone
+                )
+            except Overloaded:
+                self._dropped("queue_full")
+                raise
+        except asyncio.CancelledError:
+            if self.deadlines.expired(task):
+                self._dropped("timeout")
+                raise DeadlineExceeded(
+                    f"no answer within the server's request timeout of {s.timeout_seconds:g} s"
+                ) from None
+            raise
+        finally:
+            self._in_flight -= 1
+            self.deadlines.forget(task)
+        return decoded, result
+
     async def infer_v2(
         self,
         name: str,
         version: str | None,
         read_body: Callable[[], Awaitable[bytes]],
         header_length: int | None = None,
+        gone: Callable[[], bool] | None = None,
     ) -> tuple[bytes, int | None]:
         """-> (response body, JSON header length when it carries binary outputs)."""
         rt = self.model(name, version)
-        batcher = self.batcher
-        assert batcher is not None
-        batcher.arriving()
-        try:
-            body = await read_body()
-            decoded = self.decode_v2_body(rt, body, header_length)
-        finally:
-            batcher.arrived()
-        result = await batcher.submit(decoded.batch, decoded.rows, decoded.want_proba)
+        decoded, result = await self._infer(
+            read_body, lambda body: self.decode_v2_body(rt, body, header_length), gone
+        )
         return encode_v2(rt, decoded, result.labels, result.proba)
 
     def decode_v2_body(self, rt: ModelRuntime, body: bytes, header_length: int | None) -> Decoded:
+        max_rows, limits = self.settings.max_rows, self.limits
         if header_length is None:
-            return decode_v2(rt, parse_json(body), self.settings.max_rows)
+            return decode_v2(rt, parse_json(body), max_rows, limits=limits)
         if header_length < 0 or header_length > len(body):
             raise BadRequest(
                 f"Inference-Header-Content-Length {header_length} does not fit the "
@@ -242,22 +382,20 @@ class DataPlane:
             )
         view = memoryview(body)
         return decode_v2(
-            rt, parse_json(view[:header_length]), self.settings.max_rows, view[header_length:]
+            rt, parse_json(view[:header_length]), max_rows, view[header_length:], limits
         )
 
     async def infer_v1(
-        self, name: str, read_body: Callable[[], Awaitable[bytes]]
+        self,
+        name: str,
+        read_body: Callable[[], Awaitable[bytes]],
+        gone: Callable[[], bool] | None = None,
     ) -> bytes:
         rt = self.model(name)
-        batcher = self.batcher
-        assert batcher is not None
-        batcher.arriving()
-        try:
-            body = await read_body()
-            decoded = decode_v1(rt, parse_json(body), self.settings.max_rows)
-        finally:
-            batcher.arrived()
-        result = await batcher.submit(decoded.batch, decoded.rows, False)
+        max_rows, limits = self.settings.max_rows, self.limits
+        _, result = await self._infer(
+            read_body, lambda body: decode_v1(rt, parse_json(body), max_rows, limits), gone
+        )
         return encode_v1(rt, result.labels)
 
     async def infer_v2_dict(

@@ -39,3 +39,31 @@ class NotReady(InferenceError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class Overloaded(InferenceError):
+    """Admission control: the server is at its bound; the client should retry later."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(InferenceError):
+    """The request was not answered within the server's request timeout."""
+
+    status = 504
+
+
+class ClientGone(InferenceError):
+    """The client disconnected before its rows were predicted; nobody reads the answer."""
+
+    status = 499
+
+
+class PredictFailed(InferenceError):
+    """The model (or forming its batch) failed for a reason that is not the request's input."""
+
+    status = 500

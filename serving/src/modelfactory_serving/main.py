@@ -72,15 +72,23 @@ def _config(settings: Settings, app: Any) -> uvicorn.Config:
         access_log=False,
         timeout_graceful_shutdown=settings.graceful_timeout_s,
         timeout_keep_alive=settings.timeout_keep_alive_s,
+        backlog=settings.backlog,
         server_header=False,
         lifespan="on",
     )
+
+
+def inherited_socket(settings: Settings) -> socket.socket | None:
+    # socket(fileno=) reads the family and type from the descriptor itself.
+    return None if settings.listen_fd is None else socket.socket(fileno=settings.listen_fd)
 
 
 def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     """One server process (the whole server, or one worker of several)."""
     from modelfactory_serving.app import create_app
 
+    if sockets is None and (inherited := inherited_socket(settings)) is not None:
+        sockets = [inherited]
     config = _config(settings, create_app(settings))
     # uvicorn re-raises the signal it shut down for once it is done, with the previous handler
     # in place; a no-op handler makes a graceful SIGTERM shutdown exit with status 0.
@@ -96,17 +104,20 @@ def supervise(settings: Settings) -> int:
     """N worker processes on one socket; SIGTERM/SIGINT are passed on and awaited, a worker
     that dies on its own is replaced."""
     config = _config(settings, None)
-    sock = config.bind_socket()
+    sock = inherited_socket(settings) or config.bind_socket()
     ctx = multiprocessing.get_context("spawn")
     data = settings.model_dump()
     stopping = False
 
-    def spawn() -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=_worker, args=(data, sock), name="modelfactory-worker")
+    def spawn(index: int) -> multiprocessing.process.BaseProcess:
+        # The first worker owns the health listener (all load the same model, so its state
+        # stands for theirs); a replacement of it takes the port over.
+        own = data if index == 0 else {**data, "health_port": 0}
+        proc = ctx.Process(target=_worker, args=(own, sock), name="modelfactory-worker")
         proc.start()
         return proc
 
-    workers = [spawn() for _ in range(settings.workers)]
+    workers = [spawn(i) for i in range(settings.workers)]
     log.info("started %d worker processes", len(workers),
              extra={"pids": [w.pid for w in workers], "port": settings.port})
 
@@ -124,7 +135,7 @@ def supervise(settings: Settings) -> int:
             w.join(timeout=0.2)
             if w.exitcode is not None and not stopping:
                 log.error("worker %s exited with %s; starting a new one", w.pid, w.exitcode)
-                workers[i] = spawn()
+                workers[i] = spawn(i)
         if stopping and all(w.exitcode is not None for w in workers):
             break
     sock.close()

@@ -55,6 +55,12 @@ class Metrics:
             "modelfactory_batch_queue_rows", "Rows waiting for the model.",
             ["model"], registry=reg, multiprocess_mode="livesum",
         ).labels(model_name)
+        self.rejected = Counter(
+            "modelfactory_requests_rejected_total",
+            "Inference requests refused or dropped by admission control, by reason: "
+            "concurrency / queue_full (503), timeout (504), disconnected (client gone).",
+            ["reason"], registry=reg,
+        )
         self.load_seconds = Gauge(
             "modelfactory_model_load_seconds", "Time to load, verify and warm up the model.",
             ["model"], registry=reg, multiprocess_mode="max",

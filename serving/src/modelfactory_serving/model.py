@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from modelfactory_api.artifact import ArtifactMetadata, FeatureInfo
-from modelfactory_serving.artifact import LoadedModel
+from modelfactory_artifacts.metadata import ArtifactMetadata, FeatureInfo
+from modelfactory_artifacts.profile import CategoricalProfile, NumericProfile
+from modelfactory_artifacts.read import LoadedModel
 
 log = logging.getLogger("modelfactory_serving.model")
 
@@ -131,30 +132,28 @@ def _find_categories_at(trans: Any, index: int) -> list[Any] | None:
     return None
 
 
-def _stat_number(stats: dict[str, Any]) -> float | None:
-    for key in ("median", "p50", "mean"):
-        value = stats.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value)
-    for key in ("quantiles", "bins", "edges"):
-        value = stats.get(key)
-        if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
-            return float(value[len(value) // 2])
-    return None
+def _typical_number(column: Any) -> float | None:
+    """The training data's median bin edge (or mean) of a numeric feature."""
+    if not isinstance(column, NumericProfile):
+        return None
+    if column.edges:
+        return float(column.edges[len(column.edges) // 2])
+    return column.mean
 
 
-def _stat_category(stats: dict[str, Any]) -> Any | None:
-    for key in ("mode", "top", "most_frequent"):
-        if stats.get(key) is not None:
-            return stats[key]
-    for key in ("frequencies", "categories", "counts", "values"):
-        value = stats.get(key)
-        if isinstance(value, dict) and value:
-            return max(value.items(), key=lambda kv: kv[1] if isinstance(kv[1], (int, float))
-                       else 0)[0]
-        if isinstance(value, list) and value:
-            return value[0]
-    return None
+def _typical_category(column: Any, value_kind: str) -> Any | None:
+    """The training data's most frequent category, as the type the column had."""
+    if not isinstance(column, CategoricalProfile) or not column.categories:
+        return None
+    label = column.categories[0]
+    try:
+        if value_kind == "int":
+            return int(float(label))
+        if value_kind == "float":
+            return float(label)
+    except ValueError:
+        return None
+    return label
 
 
 class ModelRuntime:
@@ -307,13 +306,13 @@ class ModelRuntime:
 
     def _warm_up_row(self) -> list[Any]:
         row: list[Any] = []
-        stats = self.metadata.referenceStats
+        profile = self.metadata.profile
         for f in self.features:
-            fstats = stats.get(f.name) or {}
+            column = profile.features.get(f.name) if profile is not None else None
             if f.value_kind == "bool":
                 row.append(False)
             elif f.kind == "categorical":
-                value = _stat_category(fstats)
+                value = _typical_category(column, f.value_kind)
                 if value is None:
                     cats = _find_categories(self.estimator, f.name)
                     value = next((c for c in cats or [] if c == c and c is not None), None)
@@ -323,7 +322,7 @@ class ModelRuntime:
                     value = str(value)
                 row.append(value)
             else:
-                number = _stat_number(fstats)
+                number = _typical_number(column)
                 row.append(0.0 if number is None else number)
         return row
 

@@ -57,8 +57,12 @@ class InferenceResponse(BaseModel):
 class V1PredictRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"instances": [[0.5, 1.5]]}})
 
-    instances: list[list[Any] | dict[str, Any]] = Field(
-        description="Rows: lists in feature order, or objects keyed by feature name."
+    instances: list[list[Any] | dict[str, Any]] | None = Field(
+        None, description="Rows: lists in feature order, or objects keyed by feature name."
+    )
+    inputs: list[list[Any] | dict[str, Any]] | dict[str, list[Any]] | None = Field(
+        None,
+        description="Instead of instances: the same rows, or columns ({feature: [values]}).",
     )
 
 

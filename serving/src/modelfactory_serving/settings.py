@@ -35,13 +35,48 @@ class Settings(BaseSettings):
     )
     max_batch_size: int = Field(_RUNTIME_DEFAULTS.max_batch_size, ge=1)
     max_latency_ms: float = Field(_RUNTIME_DEFAULTS.max_latency_ms, ge=0)
+    max_queue_rows: int = Field(
+        _RUNTIME_DEFAULTS.max_queue_rows,
+        ge=1,
+        description="Rows that may wait for the model (all requests together); a request "
+        "that would go past it is refused with 503 and Retry-After.",
+    )
+    timeout_seconds: float = Field(
+        _RUNTIME_DEFAULTS.timeout_seconds,
+        gt=0,
+        description="Longest an inference request may take, from its first byte to its "
+        "answer; past it the answer is 504.",
+    )
     workers: int = Field(_RUNTIME_DEFAULTS.workers, ge=1)
     host: str = _RUNTIME_DEFAULTS.host
     port: int = Field(_RUNTIME_DEFAULTS.port, ge=0, le=65535)
+    listen_fd: int | None = Field(
+        None,
+        ge=0,
+        description="A listening socket inherited from the process that started the server, "
+        "served instead of binding host and port (the local launcher binds it itself, so no "
+        "other process can take the port between choosing it and binding it).",
+    )
 
     # --- server knobs ---
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body.")
     max_rows: int = Field(10_000, ge=1, description="Most rows one inference request may carry.")
+    max_concurrent_requests: int = Field(
+        512,
+        ge=1,
+        description="Inference requests in progress at once (reading, decoding, queued, "
+        "predicting); one more is refused with 503 before its body is read. Health, metadata "
+        "and metrics routes are never counted or refused.",
+    )
+    max_string_chars: int = Field(
+        8192, ge=1, description="Longest string value (BYTES element, categorical value)."
+    )
+    decode_inline_bytes: int = Field(
+        65536,
+        ge=0,
+        description="Bodies larger than this are parsed and decoded on a thread, not on the "
+        "event loop.",
+    )
     predict_mode: Literal["auto", "thread", "inline"] = Field(
         "auto",
         description="Where predict runs: a worker thread (the event loop keeps accepting), "
@@ -53,6 +88,21 @@ class Settings(BaseSettings):
         True,
         description="Serve inference requests straight from the ASGI middleware instead of "
         "through FastAPI's router (same handler and answers, less CPU per request).",
+    )
+    health_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the health listener: /v2/health/live and /v2/health/ready answered "
+        "from a thread of their own, so probes stay fast while the event loop is saturated "
+        "(0: none, the default; the chart sets 8081). The main port answers them too. With "
+        "several workers, the first owns it.",
+    )
+    live_stall_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="The health listener's liveness fails once the event loop has not turned "
+        "for this long (a wedged server is restarted; a busy one never is).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = Field(False, description="One JSON log line per request.")
@@ -66,6 +116,9 @@ class Settings(BaseSettings):
         "closing the listener, so load balancers stop sending first.",
     )
     timeout_keep_alive_s: int = Field(15, ge=1)
+    backlog: int = Field(
+        4096, ge=1, description="Listen backlog: connections the kernel holds before accept."
+    )
 
     def runtime_config(self) -> ServingRuntimeConfig:
         return ServingRuntimeConfig.model_validate(

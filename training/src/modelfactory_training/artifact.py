@@ -9,7 +9,9 @@ from typing import Any
 
 import skops.io as sio
 
-from modelfactory_api.artifact import (
+from modelfactory_api.runtime import JobIdentity
+from modelfactory_artifacts.metadata import (
+    TRUSTED_TYPES_FILE,
     ArtifactMetadata,
     FeatureInfo,
     SourceInfo,
@@ -17,12 +19,12 @@ from modelfactory_api.artifact import (
     TaskType,
     TrialRecord,
     sha256_hex,
+    types_in,
+    untrusted_types,
 )
-from modelfactory_api.runtime import JobIdentity
+from modelfactory_artifacts.profile import ReferenceProfile
 from modelfactory_training.errors import SpecError
 
-# Types a model may contain beyond skops' defaults; serving trusts exactly these packages.
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 _LIBRARIES = {
     "scikit-learn": "scikit-learn",
     "numpy": "numpy",
@@ -33,19 +35,17 @@ _LIBRARIES = {
 }
 
 
-def untrusted_outside_allowlist(types: list[str]) -> list[str]:
-    return [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
-
-
 def serialize(model: Any) -> tuple[bytes, list[str]]:
-    """The model as skops bytes and the non-default types a loader must trust."""
+    """The model as skops bytes and the types a loader must trust: all on the allow-list the
+    server loads with, or the run fails here rather than leave a model no server will load."""
     data = sio.dumps(model)
-    types = sorted(sio.get_untrusted_types(data=data))
-    outside = untrusted_outside_allowlist(types)
+    types = sorted(types_in(data))
+    outside = untrusted_types(types)
     if outside:
         raise SpecError(
             "UnsafeModel",
-            f"model: contains types outside scikit-learn/numpy/scipy: {', '.join(outside)}",
+            f"model: holds type(s) outside the allow-list of {TRUSTED_TYPES_FILE}: "
+            f"{', '.join(outside)}",
         )
     return data, types
 
@@ -87,7 +87,8 @@ def build_metadata(
     metrics: dict[str, float],
     best_params: dict[str, Any],
     trials: list[TrialRecord],
-    reference_stats: dict[str, dict[str, Any]],
+    trials_planned: int | None = None,
+    profile: ReferenceProfile | None,
     job: JobIdentity,
     run_id: str,
     now: datetime | None = None,
@@ -106,7 +107,8 @@ def build_metadata(
         metrics=metrics,
         bestParams=json_safe(best_params),
         trials=[t.model_copy(update={"params": json_safe(t.params)}) for t in trials],
-        referenceStats=reference_stats,
+        trialsPlanned=trials_planned,
+        profile=profile,
         source=SourceInfo(
             namespace=job.namespace,
             name=job.name,

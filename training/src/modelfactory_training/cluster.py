@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelfactory_api.runtime import RaySizing
@@ -20,6 +20,7 @@ class ClusterInfo:
     largest_node_cpus: int
     nodes: int
     started_here: bool
+    largest_node_memory: int = 0  # bytes of Ray's logical memory resource on the largest node
 
 
 def describe() -> ClusterInfo:
@@ -27,12 +28,14 @@ def describe() -> ClusterInfo:
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     per_node = [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
+    memory = [int(n.get("Resources", {}).get("memory", 0)) for n in nodes]
     total = int(ray.cluster_resources().get("CPU", 0))
     return ClusterInfo(
         cpus=max(total, 1),
         largest_node_cpus=max([*per_node, 1]),
         nodes=len(nodes),
         started_here=False,
+        largest_node_memory=max([*memory, 0]),
     )
 
 
@@ -78,7 +81,7 @@ def ray_session(sizing: RaySizing | None = None) -> Iterator[ClusterInfo]:
         started = True
     try:
         info = describe()
-        yield ClusterInfo(info.cpus, info.largest_node_cpus, info.nodes, started)
+        yield replace(info, started_here=started)
     finally:
         if started:
             ray.shutdown()

@@ -1,4 +1,8 @@
-"""Reading the training data: bundled scikit-learn datasets or CSV/Parquet through fsspec."""
+"""Reading the training data: bundled scikit-learn datasets or CSV/Parquet through fsspec.
+
+Files are parsed by pyarrow and only the columns training uses (the features and the target,
+when the spec names the features) are read.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,15 @@ from typing import Any
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
+from modelfactory_api.storage_errors import access_denied_message, classify
 from modelfactory_api.trainingjob import TOY_DATASETS, DatasetSpec
-from modelfactory_training.errors import SpecError, TransientError
+from modelfactory_training.errors import SpecError, StorageAccessError, TransientError
 
 SKLEARN_SCHEME = "sklearn://"
 TOY_TARGET = "target"
@@ -61,6 +70,64 @@ def load_toy(name: str) -> pd.DataFrame:
     return frame
 
 
+def wanted_columns(spec: DatasetSpec) -> list[str] | None:
+    """The columns training reads (the features and the target); None for all of them."""
+    if spec.features is None or spec.target is None:
+        return None
+    return list(dict.fromkeys([*spec.features, spec.target]))
+
+
+def prune(available: list[str], wanted: list[str] | None) -> list[str] | None:
+    """Columns to read: the wanted ones when the file has them all. Otherwise everything, so
+    the spec check names the missing column next to the ones the file has."""
+    if wanted is None or not set(wanted) <= set(available):
+        return None
+    return wanted
+
+
+def _text_columns(table: pa.Table) -> pa.Table:
+    """Dates and times as the text they were: pandas would have read them as strings, and the
+    preprocessing treats them as categories, not as numbers."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_temporal(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+    return table
+
+
+def read_csv(uri: str, sep: str, wanted: list[str] | None) -> pd.DataFrame:
+    """A CSV read by pyarrow (multithreaded, compact strings), only the wanted columns parsed.
+
+    The Arrow table is released column by column while it becomes the frame, so the peak is
+    about one copy of the data, not two.
+    """
+    parse = pacsv.ParseOptions(delimiter=sep)
+    # Empty strings are missing values, as in pandas; dates stay text.
+    convert = pacsv.ConvertOptions(strings_can_be_null=True)
+    if wanted is not None:
+        with fsspec.open(uri, "rb", compression="infer") as fh:
+            header = pacsv.open_csv(fh, parse_options=parse).schema.names
+        convert.include_columns = prune(header, wanted) or []
+    with fsspec.open(uri, "rb", compression="infer") as fh:
+        table = pacsv.read_csv(fh, parse_options=parse, convert_options=convert)
+    return arrow_to_frame(_text_columns(table))
+
+
+def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
+    # One block per column (no consolidation copy); buffers freed as they are converted.
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def read_parquet(fs: Any, path: str, wanted: list[str] | None) -> pd.DataFrame:
+    if fs.isdir(path):
+        dataset = pads.dataset(path, filesystem=fs, format="parquet")
+        columns = prune(dataset.schema.names, wanted)
+        return arrow_to_frame(dataset.to_table(columns=columns))
+    with fs.open(path, "rb") as fh:
+        parquet = pq.ParquetFile(fh)
+        columns = prune(parquet.schema_arrow.names, wanted)
+        return arrow_to_frame(parquet.read(columns=columns))
+
+
 def load_frame(spec: DatasetSpec) -> pd.DataFrame:
     """Read the dataset the spec names; errors say what is wrong with the input."""
     if spec.uri.startswith(SKLEARN_SCHEME):
@@ -70,29 +137,39 @@ def load_frame(spec: DatasetSpec) -> pd.DataFrame:
         fs, path = url_to_fs(spec.uri)
     except (ImportError, ValueError) as exc:
         raise SpecError("UnsupportedStorage", f"dataset: cannot open {spec.uri!r}: {exc}") from exc
+    wanted = wanted_columns(spec)
     try:
         if not fs.exists(path):
             raise SpecError("DataNotFound", f"dataset: {spec.uri} does not exist")
         if fmt == "parquet":
-            if fs.isdir(path):
-                return pd.read_parquet(path, filesystem=fs)
-            with fs.open(path, "rb") as fh:
-                return pd.read_parquet(fh)
+            return read_parquet(fs, path, wanted)
         sep = "\t" if ".tsv" in path.lower() else ","
-        with fsspec.open(spec.uri, "rb", compression="infer") as fh:
-            return pd.read_csv(fh, sep=sep)
+        return read_csv(spec.uri, sep, wanted)
     except SpecError:
         raise
     except pd.errors.EmptyDataError as exc:
         raise SpecError("EmptyData", f"dataset: {spec.uri} is empty") from exc
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):
+            raise SpecError("EmptyData", f"dataset: {spec.uri} is empty") from exc
+        raise SpecError("InvalidData", f"dataset: {spec.uri} is not valid {fmt}: {exc}") from exc
     except FileNotFoundError as exc:
         raise SpecError("DataNotFound", f"dataset: {spec.uri} does not exist") from exc
     except IsADirectoryError as exc:
         raise SpecError("DataNotFound", f"dataset: {spec.uri} is a directory") from exc
     except (PermissionError, ConnectionError, TimeoutError, OSError) as exc:
+        if classify(exc) == "AccessDenied":
+            raise StorageAccessError(
+                f"dataset: {access_denied_message(spec.uri, exc)}"
+            ) from exc
         raise TransientError("DataUnavailable", f"dataset: cannot read {spec.uri}: {exc}") from exc
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise SpecError("InvalidData", f"dataset: {spec.uri} is not valid {fmt}: {exc}") from exc
     except Exception as exc:
-        # pyarrow's parse errors are ArrowInvalid (a ValueError), anything else is unexpected.
+        # pyarrow's parse errors are ArrowInvalid (a ValueError), anything else is unexpected;
+        # botocore's NoCredentialsError is neither.
+        if classify(exc) == "AccessDenied":
+            raise StorageAccessError(
+                f"dataset: {access_denied_message(spec.uri, exc)}"
+            ) from exc
         raise TransientError("DataUnavailable", f"dataset: cannot read {spec.uri}: {exc}") from exc

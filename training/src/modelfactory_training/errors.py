@@ -32,3 +32,13 @@ class TransientError(TrainingError):
     """Storage, network or cluster trouble: a retry may succeed."""
 
     permanent = False
+
+
+class StorageAccessError(TrainingError):
+    """The store refused the credentials, or none were found: a retry with the same Secret,
+    ServiceAccount and environment gets the same answer, so the run fails at once."""
+
+    permanent = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__("StorageAccessDenied", message)

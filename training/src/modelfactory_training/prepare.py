@@ -10,8 +10,8 @@ from pandas.api import types as ptypes
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import type_of_target
 
-from modelfactory_api.artifact import FeatureInfo, TaskType
 from modelfactory_api.trainingjob import DatasetSpec
+from modelfactory_artifacts.metadata import FeatureInfo, TaskType
 from modelfactory_training.data import SKLEARN_SCHEME, TOY_TARGET
 from modelfactory_training.errors import SpecError
 
@@ -37,6 +37,11 @@ class Prepared:
     @property
     def categorical(self) -> list[str]:
         return [f.name for f in self.features if f.kind != "numeric"]
+
+
+def frame_bytes(frame: pd.DataFrame) -> int:
+    """In-memory size of a frame, strings included."""
+    return int(frame.memory_usage(index=True, deep=True).sum())
 
 
 def _listing(names: list[str]) -> str:
@@ -132,18 +137,24 @@ def prepare(
     cv_folds: int,
 ) -> Prepared:
     """Validate the frame against the spec and split it into training and held-out parts."""
-    frame = frame.rename(columns=str)
+    # No copy of the data is made here until the split: renaming and selecting columns are
+    # lazy (copy-on-write), and unlabelled rows are dropped only when there are any.
+    if not all(isinstance(c, str) for c in frame.columns):
+        frame = frame.rename(columns=str)
     target = resolve_target(spec)
     features = select_columns(frame, spec, target)
     if len(frame) == 0:
         raise SpecError("EmptyData", f"dataset: {spec.uri} has no rows")
-    labelled = frame[frame[target].notna()]
-    if len(labelled) == 0:
+    unlabelled = frame[target].isna()
+    if unlabelled.all():
         raise SpecError(
             "EmptyData", f"dataset: all {len(frame)} rows have no value in target {target!r}"
         )
-    X = labelled[features]
-    y = labelled[target]
+    X = frame[features]
+    y = frame[target]
+    if unlabelled.any():
+        X, y = X[~unlabelled], y[~unlabelled]
+    del frame
     infos = [FeatureInfo(name=c, dtype=str(X[c].dtype), kind=feature_kind(X[c].dtype)) for c in X]
     if not preprocessing:
         non_numeric = [f"{i.name} ({i.dtype})" for i in infos if i.kind == "categorical"]

@@ -6,7 +6,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +15,14 @@ from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from sklearn.model_selection import check_cv
 
-from modelfactory_api.artifact import TrialRecord
 from modelfactory_api.trainingjob import TrainingProgress
+from modelfactory_artifacts.metadata import TrialRecord
 from modelfactory_training.search_space import SearchPlan
 from modelfactory_training.trial import (
     ERROR,
     FAILED,
     INFRA,
+    NODES,
     SCORE,
     SCORE_STD,
     ModelRecipe,
@@ -63,35 +64,56 @@ def plan_parallelism(
     return Parallelism(concurrent_trials=concurrent, cpus_per_fold=per_fold)
 
 
-def is_better(score: float, best: float | None, direction: str) -> bool:
-    if best is None:
-        return True
-    return score < best if direction == "minimize" else score > best
+# What a fold task holds besides its data: the interpreter, scikit-learn, the model.
+FOLD_BASE_BYTES = 256 << 20
+
+
+def fold_memory(
+    *, data_bytes: int, rows: int, width: int, folds: int, node_memory: int
+) -> int | None:
+    """Memory to declare for one fold task, in bytes; None when Ray reports no memory.
+
+    A fold copies its training rows out of the shared frame and encodes them into a float64
+    matrix `width` columns wide; imputing, scaling and stacking hold about three such matrices
+    at once. Capped at the largest node's memory so the task can always be placed (then it
+    runs alone there).
+    """
+    if node_memory <= 0:
+        return None
+    share = (folds - 1) / folds
+    matrix = int(rows * share) * width * 8
+    wanted = FOLD_BASE_BYTES + int(data_bytes * share) + 3 * matrix
+    return min(wanted, node_memory)
+
+
+def is_better(score: float, best: float | None) -> bool:
+    """Scores are scikit-learn scorer values: greater is better, for errors (negated) too."""
+    return best is None or score > best
 
 
 class ProgressTracker(tune.Callback):
     """Counts finished trials on the driver and passes progress on, at most every `interval` s."""
 
-    def __init__(
-        self, total: int, direction: str, sink: ProgressSink, interval: float = 2.0
-    ) -> None:
+    def __init__(self, total: int, sink: ProgressSink, interval: float = 2.0) -> None:
         self.progress = TrainingProgress(trialsTotal=total)
-        self.direction = direction
         self.sink = sink
         self.interval = interval
         self._seen: set[str] = set()
+        self._nodes: set[str] = set()
         self._last = 0.0
 
-    def _record(self, trial_id: str, score: float | None) -> None:
+    def _record(self, trial_id: str, score: float | None, nodes: Sequence[str] = ()) -> None:
         if trial_id in self._seen:
             return
         self._seen.add(trial_id)
+        self._nodes.update(nodes)
         p = self.progress
+        p.rayNodes = len(self._nodes)
         if score is None:
             p.trialsFailed += 1
         else:
             p.trialsCompleted += 1
-            if is_better(score, p.bestScore, self.direction):
+            if is_better(score, p.bestScore):
                 p.bestScore = score
         self.flush()
 
@@ -105,7 +127,7 @@ class ProgressTracker(tune.Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:  # type: ignore[override]
         score = None if result.get(FAILED) else result.get(SCORE)
-        self._record(trial.trial_id, score)
+        self._record(trial.trial_id, score, result.get(NODES) or [])
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # type: ignore[override]
         self._record(trial.trial_id, None)
@@ -113,21 +135,32 @@ class ProgressTracker(tune.Callback):
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    trials: list[TrialRecord]
+    trials: list[TrialRecord]  # the trials that ran, finished or failed
     best: int | None
     infra_failures: int
+    planned: int = 0
+    budget_spent: bool = False
 
     @property
     def failed(self) -> int:
         return sum(1 for t in self.trials if t.status == "failed")
 
     @property
+    def skipped(self) -> int:
+        """Trials the time budget left unrun (or stopped before they reported)."""
+        return max(self.planned - len(self.trials), 0)
+
+    @property
     def best_trial(self) -> TrialRecord | None:
         return None if self.best is None else self.trials[self.best]
 
 
-def collect(results: Any, plan: SearchPlan, direction: str) -> SearchOutcome:
-    """Trial records from Tune's results, in the order the trials were created."""
+def collect(results: Any, plan: SearchPlan, *, budget_spent: bool = False) -> SearchOutcome:
+    """Trial records from Tune's results, in the order the trials were created.
+
+    When the time budget ran out, trials without a result were stopped or never started: they
+    are skipped, not failed.
+    """
     records: list[TrialRecord] = []
     infra = 0
     best: int | None = None
@@ -135,7 +168,10 @@ def collect(results: Any, plan: SearchPlan, direction: str) -> SearchOutcome:
     for result in results:
         params = plan.decode(result.config or {})
         metrics = result.metrics or {}
-        if result.error is not None or not metrics:
+        reported = SCORE in metrics or bool(metrics.get(FAILED))
+        if result.error is None and not reported and budget_spent:
+            continue
+        if result.error is not None or not reported:
             infra += 1
             error = str(result.error or "trial reported no result")
             records.append(TrialRecord(params=params, status="failed", error=error[:1000]))
@@ -145,10 +181,23 @@ def collect(results: Any, plan: SearchPlan, direction: str) -> SearchOutcome:
             records.append(TrialRecord(params=params, status="failed", error=metrics.get(ERROR)))
             continue
         score = float(metrics[SCORE])
-        records.append(TrialRecord(params=params, score=score, scoreStd=metrics.get(SCORE_STD)))
-        if is_better(score, best_score, direction):
+        records.append(
+            TrialRecord(
+                params=params,
+                score=score,
+                scoreStd=metrics.get(SCORE_STD),
+                nodes=list(metrics.get(NODES) or []),
+            )
+        )
+        if is_better(score, best_score):
             best, best_score = len(records) - 1, score
-    return SearchOutcome(trials=records, best=best, infra_failures=infra)
+    return SearchOutcome(
+        trials=records,
+        best=best,
+        infra_failures=infra,
+        planned=plan.total_trials,
+        budget_spent=budget_spent,
+    )
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -165,7 +214,16 @@ def cv_splits(X: Any, y: Any, folds: int, classifier: bool) -> list[tuple[Any, A
 TRIAL_RESOURCES: dict[str, float] = {"cpu": 0, "memory": float(1 << 20)}
 
 
+@dataclass(frozen=True)
+class SearchLimits:
+    """What bounds the search besides its plan: a time budget and the memory of a fold task."""
+
+    time_budget_s: float | None = None
+    fold_memory_bytes: int | None = None
+
+
 def run_search(
+    data: Any,
     X: Any,
     y: Any,
     *,
@@ -177,14 +235,16 @@ def run_search(
     parallelism: Parallelism,
     folds: int,
     seed: int,
-    direction: str,
     sink: ProgressSink,
+    limits: SearchLimits | None = None,
 ) -> SearchOutcome:
-    tracker = ProgressTracker(plan.total_trials, direction, sink)
+    """Search on Ray Tune; `data` is the object-store reference of (X, y), put there once."""
+    limits = limits or SearchLimits()
+    tracker = ProgressTracker(plan.total_trials, sink)
     tracker.flush(force=True)
-    # The data and the folds go to the object store once; every fold task reads them there.
+    # The folds go to the object store once too; every fold task reads both there.
     setup = TrialSetup(
-        data=ray.put((X, y)),
+        data=data,
         splits=ray.put(cv_splits(X, y, folds, classifier)),
         folds=folds,
         recipe=recipe,
@@ -192,9 +252,11 @@ def run_search(
         choices=plan.choices,
         cpus_per_fold=parallelism.cpus_per_fold,
         estimator_n_jobs=estimator_n_jobs,
+        fold_memory_bytes=limits.fold_memory_bytes,
     )
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), TRIAL_RESOURCES)
     storage = tempfile.mkdtemp(prefix="mf-tune-")
+    started = time.monotonic()
     try:
         tuner = tune.Tuner(
             trainable,
@@ -206,6 +268,7 @@ def run_search(
                 ),
                 reuse_actors=True,
                 trial_dirname_creator=_trial_dirname,
+                time_budget_s=limits.time_budget_s,
             ),
             run_config=tune.RunConfig(
                 name="search",
@@ -218,13 +281,19 @@ def run_search(
         results = tuner.fit()
     finally:
         shutil.rmtree(storage, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    budget_spent = limits.time_budget_s is not None and elapsed >= limits.time_budget_s
+    outcome = collect(results, plan, budget_spent=budget_spent)
+    tracker.progress.trialsSkipped = outcome.skipped
     tracker.flush(force=True)
-    outcome = collect(results, plan, direction)
     log.info(
         "search finished",
         extra={
             "trials": len(outcome.trials),
             "failed": outcome.failed,
+            "skipped": outcome.skipped,
+            "budget_spent": budget_spent,
+            "seconds": round(elapsed, 2),
             "best_score": None if outcome.best_trial is None else outcome.best_trial.score,
         },
     )

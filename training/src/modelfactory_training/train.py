@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sklearn.base import is_classifier
 
-from modelfactory_api.artifact import ArtifactMetadata, TrialRecord
-from modelfactory_api.runtime import RaySizing, TrainingRuntimeConfig
+from modelfactory_api.runtime import TrainingRuntimeConfig
 from modelfactory_api.trainingjob import (
     ModelRef,
     TrainingProgress,
     TrainingResult,
     TrainingSpec,
 )
+from modelfactory_artifacts.metadata import ArtifactMetadata, TrialRecord
+from modelfactory_artifacts.profile import ReferenceProfile, build_profile
 from modelfactory_training.artifact import build_metadata, serialize
 from modelfactory_training.cluster import ClusterInfo, ray_session
 from modelfactory_training.data import load_frame
@@ -28,19 +29,30 @@ from modelfactory_training.estimator import (
     validate_model_params,
 )
 from modelfactory_training.metrics import held_out_metrics, resolve_metric
-from modelfactory_training.pipeline import MODEL_STEP, build_pipeline
-from modelfactory_training.prepare import Prepared, prepare
+from modelfactory_training.pipeline import (
+    MAX_CATEGORIES,
+    MODEL_STEP,
+    build_pipeline,
+    encoded_width,
+)
+from modelfactory_training.prepare import Prepared, frame_bytes, prepare
 from modelfactory_training.report import Reporter
-from modelfactory_training.search import SearchOutcome, plan_parallelism, run_search
+from modelfactory_training.search import (
+    SearchLimits,
+    SearchOutcome,
+    fold_memory,
+    plan_parallelism,
+    run_search,
+)
 from modelfactory_training.search_space import SearchPlan, build_plan, candidates
-from modelfactory_training.stats import reference_stats
-from modelfactory_training.store import ModelStore
+from modelfactory_training.store import ModelStore, storage_failure
 from modelfactory_training.trial import ModelRecipe
 
 log = logging.getLogger(__name__)
 
 
 def result_from_metadata(run_id: str, metadata: ArtifactMetadata, uri: str) -> TrainingResult:
+    ran = len(metadata.trials)
     failed = sum(1 for t in metadata.trials if t.status == "failed")
     scores = [t.score for t in metadata.trials if t.score is not None]
     best = metadata.metrics.get("cv_mean", max(scores) if scores else None)
@@ -52,12 +64,25 @@ def result_from_metadata(run_id: str, metadata: ArtifactMetadata, uri: str) -> T
         metrics=metadata.metrics,
         bestParams=metadata.bestParams,
         progress=TrainingProgress(
-            trialsTotal=len(metadata.trials),
-            trialsCompleted=len(metadata.trials) - failed,
+            trialsTotal=max(metadata.trialsPlanned or 0, ran),
+            trialsCompleted=ran - failed,
             trialsFailed=failed,
+            trialsSkipped=max((metadata.trialsPlanned or ran) - ran, 0),
             bestScore=best,
+            rayNodes=len({node for t in metadata.trials for node in t.nodes}),
         ),
     )
+
+
+def no_result_error(outcome: SearchOutcome, budget: int | None = None) -> TrainingError:
+    """Why a search ended without a scored configuration."""
+    if outcome.budget_spent and not outcome.trials:
+        return SpecError(
+            "TimeBudgetSpent",
+            f"tuning.timeBudgetSeconds: the {budget} s budget ran out before any of the "
+            f"{outcome.planned} trials finished; raise it or make the trials cheaper",
+        )
+    return all_failed_error(outcome)
 
 
 def all_failed_error(outcome: SearchOutcome) -> TrainingError:
@@ -77,6 +102,8 @@ def refit(
     preprocessing: bool,
     n_jobs: int | None,
     use_ray_joblib: bool,
+    seed: int | None = None,
+    max_categories: int = MAX_CATEGORIES,
 ) -> Any:
     """The best configuration fitted on the whole training split, using every CPU it can."""
     if n_jobs is not None:
@@ -87,6 +114,8 @@ def refit(
         preprocessing=preprocessing,
         numeric=prepared.numeric,
         categorical=prepared.categorical,
+        seed=seed,
+        max_categories=max_categories,
     )
     context: Any = nullcontext()
     if use_ray_joblib:
@@ -129,64 +158,113 @@ def check_spec(spec: TrainingSpec) -> CheckedSpec:
     return CheckedSpec(estimator_cls, classifier, metric, plan, owns_n_jobs)
 
 
+def share_training_split(prepared: Prepared) -> tuple[Prepared, Any]:
+    """Put the training split into Ray's object store once and keep only that copy.
+
+    The fold tasks read it there; the driver's own copy is replaced by a read-only view of the
+    stored one (numeric columns are not copied out), so the split is held once, not twice. The
+    view is valid only while Ray runs: everything that reads it happens inside the session.
+    """
+    import ray
+
+    ref = ray.put((prepared.X_train, prepared.y_train))
+    X_train, y_train = ray.get(ref)
+    return replace(prepared, X_train=X_train, y_train=y_train), ref
+
+
 def search_and_refit(
     spec: TrainingSpec,
     checked: CheckedSpec,
     prepared: Prepared,
+    data: Any,
     reporter: Reporter,
-    sizing: RaySizing | None = None,
+    cluster: ClusterInfo,
 ) -> tuple[SearchOutcome, TrialRecord, Any]:
     """Run the search on Ray and fit the best configuration on the whole training split."""
-    with ray_session(sizing) as cluster:
-        parallelism = plan_parallelism(
-            total_trials=checked.plan.total_trials,
-            folds=spec.tuning.cvFolds,
-            requested=spec.tuning.parallelTrials,
-            cluster_cpus=cluster.cpus,
-            largest_node_cpus=cluster.largest_node_cpus,
-            multithreaded=checked.owns_n_jobs,
-        )
-        log.info(
-            "search starting",
-            extra={
-                "cluster_cpus": cluster.cpus,
-                "nodes": cluster.nodes,
-                "concurrent_trials": parallelism.concurrent_trials,
-                "cpus_per_fold": parallelism.cpus_per_fold,
-            },
-        )
-        outcome = run_search(
+    parallelism = plan_parallelism(
+        total_trials=checked.plan.total_trials,
+        folds=spec.tuning.cvFolds,
+        requested=spec.tuning.parallelTrials,
+        cluster_cpus=cluster.cpus,
+        largest_node_cpus=cluster.largest_node_cpus,
+        multithreaded=checked.owns_n_jobs,
+    )
+    max_categories = spec.model.maxCategories
+    memory = fold_memory(
+        data_bytes=frame_bytes(prepared.X_train),
+        rows=len(prepared.X_train),
+        width=encoded_width(
             prepared.X_train,
-            prepared.y_train,
-            classifier=checked.classifier,
-            recipe=ModelRecipe(
-                estimator=spec.model.estimator,
-                preprocessing=spec.model.preprocessing,
-                numeric=prepared.numeric,
-                categorical=prepared.categorical,
-                scoring=checked.metric,
-            ),
-            fixed_params=dict(spec.model.params),
-            estimator_n_jobs=parallelism.cpus_per_fold if checked.owns_n_jobs else None,
-            plan=checked.plan,
-            parallelism=parallelism,
-            folds=spec.tuning.cvFolds,
-            seed=spec.dataset.seed,
-            direction=spec.tuning.direction,
-            sink=reporter.progress,
-        )
-        best = outcome.best_trial
-        if best is None:
-            raise all_failed_error(outcome)
-        model = refit(
-            prepared,
-            checked.estimator_cls,
-            {**spec.model.params, **best.params},
+            prepared.numeric,
+            prepared.categorical,
             preprocessing=spec.model.preprocessing,
-            n_jobs=_refit_jobs(cluster) if checked.owns_n_jobs else None,
-            use_ray_joblib=checked.owns_n_jobs and cluster.nodes > 1,
-        )
+            max_categories=max_categories,
+        ),
+        folds=spec.tuning.cvFolds,
+        node_memory=cluster.largest_node_memory,
+    )
+    log.info(
+        "search starting",
+        extra={
+            "cluster_cpus": cluster.cpus,
+            "nodes": cluster.nodes,
+            "concurrent_trials": parallelism.concurrent_trials,
+            "cpus_per_fold": parallelism.cpus_per_fold,
+            "fold_memory_bytes": memory,
+            "time_budget_s": spec.tuning.timeBudgetSeconds,
+        },
+    )
+    outcome = run_search(
+        data,
+        prepared.X_train,
+        prepared.y_train,
+        classifier=checked.classifier,
+        recipe=ModelRecipe(
+            estimator=spec.model.estimator,
+            preprocessing=spec.model.preprocessing,
+            numeric=prepared.numeric,
+            categorical=prepared.categorical,
+            scoring=checked.metric,
+            seed=spec.dataset.seed,
+            max_categories=max_categories,
+        ),
+        fixed_params=dict(spec.model.params),
+        estimator_n_jobs=parallelism.cpus_per_fold if checked.owns_n_jobs else None,
+        plan=checked.plan,
+        parallelism=parallelism,
+        folds=spec.tuning.cvFolds,
+        seed=spec.dataset.seed,
+        sink=reporter.progress,
+        limits=SearchLimits(time_budget_s=spec.tuning.timeBudgetSeconds, fold_memory_bytes=memory),
+    )
+    best = outcome.best_trial
+    if best is None:
+        raise no_result_error(outcome, spec.tuning.timeBudgetSeconds)
+    model = refit(
+        prepared,
+        checked.estimator_cls,
+        {**spec.model.params, **best.params},
+        preprocessing=spec.model.preprocessing,
+        n_jobs=_refit_jobs(cluster) if checked.owns_n_jobs else None,
+        use_ray_joblib=checked.owns_n_jobs and cluster.nodes > 1,
+        seed=spec.dataset.seed,
+        max_categories=max_categories,
+    )
     return outcome, best, model
+
+
+def reference_profile(prepared: Prepared, model: Any, spec_seed: int) -> ReferenceProfile:
+    """The training split's profile, with the model's predictions on the held-out split."""
+    target_kind = "numeric" if prepared.task == "regression" else "categorical"
+    predictions = model.predict(prepared.X_test) if len(prepared.X_test) else None
+    return build_profile(
+        prepared.X_train,
+        {f.name: "numeric" if f.kind == "numeric" else "categorical" for f in prepared.features},
+        target=prepared.y_train,
+        target_kind=target_kind,
+        predictions=predictions,
+        seed=spec_seed,
+    )
 
 
 def write_version(
@@ -205,7 +283,7 @@ def write_version(
     model_bytes, _ = serialize(model)
     classes = getattr(model, "classes_", None) if prepared.task != "regression" else None
     try:
-        version = store.reserve()
+        version = store.reserve(config.runId)
         metadata = build_metadata(
             version=version,
             model_bytes=model_bytes,
@@ -218,13 +296,17 @@ def write_version(
             metrics=metrics,
             best_params=best.params,
             trials=outcome.trials,
-            reference_stats=reference_stats(prepared.X_train, prepared.features),
+            trials_planned=outcome.planned,
+            profile=reference_profile(prepared, model, spec_seed=config.spec.dataset.seed),
             job=config.job,
             run_id=config.runId,
         )
         store.write(version, model_bytes, metadata)
-    except OSError as exc:
-        raise TransientError("StorageUnavailable", f"output: {store.uri}: {exc}") from exc
+    except Exception as exc:
+        failure = storage_failure(store.uri, exc, "write", "output")
+        if failure is None:
+            raise
+        raise failure from exc
     return metadata
 
 
@@ -235,10 +317,11 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
     store = ModelStore.open(spec.output.storageUri)
     try:
         existing = store.find_run(config.runId)
-    except OSError as exc:
-        raise TransientError(
-            "StorageUnavailable", f"output: cannot list {store.uri}: {exc}"
-        ) from exc
+    except Exception as exc:
+        failure = storage_failure(store.uri, exc, "list", "output")
+        if failure is None:
+            raise
+        raise failure from exc
     if existing is not None:
         log.info("run already wrote a version", extra={"version": existing.version})
         return result_from_metadata(config.runId, existing, store.version_uri(existing.version))
@@ -261,8 +344,12 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
             "trials": checked.plan.total_trials,
         },
     )
-    outcome, best, model = search_and_refit(spec, checked, prepared, reporter, config.ray)
-    metadata = write_version(config, store, checked, prepared, outcome, best, model)
+    with ray_session(config.ray) as cluster:
+        prepared, data = share_training_split(prepared)
+        outcome, best, model = search_and_refit(spec, checked, prepared, data, reporter, cluster)
+        # Inside the session: the training split is a view of Ray's object store.
+        metadata = write_version(config, store, checked, prepared, outcome, best, model)
+        del prepared, data
     uri = store.version_uri(metadata.version)
     log.info(
         "model written",

@@ -7,6 +7,7 @@ while one long trial finishes), and every fold reads the training data from the 
 
 from __future__ import annotations
 
+import socket
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ SCORE_STD = "score_std"
 FAILED = "failed"
 INFRA = "infra"
 ERROR = "error"
+NODES = "nodes"
 _MAX_ERROR = 1000
 
 
@@ -38,6 +40,8 @@ class ModelRecipe:
     numeric: list[str]
     categorical: list[str]
     scoring: str
+    seed: int = 0
+    max_categories: int = 20
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class TrialSetup:
     choices: dict[str, list[Any]]
     cpus_per_fold: int = 1
     estimator_n_jobs: int | None = None
+    fold_memory_bytes: int | None = None
 
     def params_for(self, config: dict[str, Any]) -> dict[str, Any]:
         params = dict(self.fixed_params)
@@ -67,8 +72,12 @@ def score_fold(
     fold: int,
     recipe: ModelRecipe,
     params: dict[str, Any],
-) -> float:
-    """Fit on one fold's training rows and score its validation rows, as cross_val_score does."""
+) -> tuple[float, str]:
+    """Fit on one fold's training rows and score its validation rows, as cross_val_score does.
+
+    Returns the score and the host it ran on (a pod's name on Kubernetes): where the search ran
+    is part of its record.
+    """
     X, y = data
     train, test = splits[fold]
     pipeline = build_pipeline(
@@ -77,6 +86,8 @@ def score_fold(
         preprocessing=recipe.preprocessing,
         numeric=recipe.numeric,
         categorical=recipe.categorical,
+        seed=recipe.seed,
+        max_categories=recipe.max_categories,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -84,7 +95,7 @@ def score_fold(
         score = float(get_scorer(recipe.scoring)(pipeline, X.iloc[test], y.iloc[test]))
     if not np.isfinite(score):
         raise ValueError(f"the {recipe.scoring} score of fold {fold} is {score}")
-    return score
+    return score, socket.gethostname()
 
 
 _score_fold = ray.remote(score_fold)
@@ -93,17 +104,21 @@ _score_fold = ray.remote(score_fold)
 def evaluate(setup: TrialSetup, config: dict[str, Any]) -> dict[str, Any]:
     """Cross-validated score of one configuration; failures are returned, not raised."""
     params = setup.params_for(config)
+    # Declared memory keeps Ray from running more folds on a node than its memory holds (the
+    # OOM killer would take them, and the whole run with them).
+    memory = {"memory": setup.fold_memory_bytes} if setup.fold_memory_bytes else {}
     task = _score_fold.options(
         num_cpus=setup.cpus_per_fold,
         # Tune runs the trial in a placement group; its folds must not be confined to it.
         scheduling_strategy="DEFAULT",
+        **memory,
     )
     refs = [
         task.remote(setup.data, setup.splits, fold, setup.recipe, params)
         for fold in range(setup.folds)
     ]
     try:
-        scores = np.array(ray.get(refs))
+        folds = ray.get(refs)
     except RayError as exc:
         for ref in refs:
             ray.cancel(ref)  # the other folds of a failed configuration are wasted work
@@ -112,7 +127,13 @@ def evaluate(setup: TrialSetup, config: dict[str, Any]) -> dict[str, Any]:
             cause = exc.cause if exc.cause is not None else exc
             return {FAILED: 1, ERROR: f"{type(cause).__name__}: {cause}"[:_MAX_ERROR]}
         return {FAILED: 1, INFRA: 1, ERROR: f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]}
-    return {SCORE: float(scores.mean()), SCORE_STD: float(scores.std()), FAILED: 0}
+    scores = np.array([score for score, _ in folds])
+    return {
+        SCORE: float(scores.mean()),
+        SCORE_STD: float(scores.std()),
+        FAILED: 0,
+        NODES: sorted({host for _, host in folds}),
+    }
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:

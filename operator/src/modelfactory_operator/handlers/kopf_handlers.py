@@ -9,8 +9,10 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from modelfactory_api.trainingjob import GROUP, VERSION
+from modelfactory_api.modelservice import MODELSERVICE_PLURAL
+from modelfactory_api.trainingjob import GROUP, TRAININGJOB_PLURAL, VERSION
 from modelfactory_operator.io.helm import HelmError
+from modelfactory_operator.logic import release, resync
 from modelfactory_operator.logic.names import PART_OF
 
 log = logging.getLogger("modelfactory.operator")
@@ -27,12 +29,25 @@ async def guarded(action: Callable[[], Awaitable[None]], retry: int) -> None:
         raise kopf.TemporaryError(f"{type(exc).__name__}: {exc}"[:500], delay=delay) from exc
 
 
-async def best_effort(action: Callable[[], Awaitable[None]]) -> None:
-    """For watch events, which kopf does not retry: the next event or the resync catches up."""
+async def removing(
+    body: kopf.Body, action: Callable[[], Awaitable[None]], retry: int, memo: kopf.Memo
+) -> None:
+    """Remove a deleted resource's release. A release that cannot be removed (its CRDs gone, the
+    API refusing) is tried a bounded number of times; then the finalizer goes anyway, with a
+    Warning: the resource and its namespace never stay Terminating forever."""
     try:
         await action()
-    except Exception as exc:
-        log.warning("reconcile after a watch event failed: %s", exc)
+    except (HelmError, ApiException, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:800]
+        limit = memo.reconciler.settings.delete_retries
+        if not release.removal_gives_up(retry, limit):
+            raise kopf.TemporaryError(error, delay=release.removal_delay(retry)) from exc
+        message = (
+            f"the Helm release could not be removed after {retry + 1} tries; letting the "
+            f"resource go (its children are garbage-collected through owner references): {error}"
+        )
+        log.warning("%s", message)
+        kopf.warn(body, reason="ReleaseNotRemoved", message=message[:1000])
 
 
 # --- TrainingJob
@@ -53,19 +68,14 @@ async def trainingjob_event(
 ) -> None:
     # Status writes (the training runtime's result and progress) arrive here.
     if event.get("type") in ("ADDED", "MODIFIED"):
-        await best_effort(lambda: memo.reconciler.trainingjob(namespace, name))
+        await memo.reconciler.nudge((TRAININGJOB_PLURAL, namespace, name))
 
 
 @kopf.on.delete(GROUP, VERSION, "trainingjobs")
 async def trainingjob_deleted(
-    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
+    body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
 ) -> None:
-    await guarded(lambda: memo.launcher.delete_training(namespace, name), retry)
-
-
-@kopf.timer(GROUP, VERSION, "trainingjobs", interval=120.0, idle=60.0)
-async def trainingjob_resync(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    await best_effort(lambda: memo.reconciler.trainingjob(namespace, name))
+    await removing(body, lambda: memo.launcher.delete_training(namespace, name), retry, memo)
 
 
 # --- ModelService
@@ -82,14 +92,13 @@ async def modelservice_changed(
 
 @kopf.on.delete(GROUP, VERSION, "modelservices")
 async def modelservice_deleted(
-    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
+    body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
 ) -> None:
-    await guarded(lambda: memo.launcher.delete_service(namespace, name), retry)
+    await removing(body, lambda: memo.launcher.delete_service(namespace, name), retry, memo)
 
 
-@kopf.timer(GROUP, VERSION, "modelservices", interval=120.0, idle=60.0)
-async def modelservice_resync(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    await best_effort(lambda: memo.reconciler.modelservice(namespace, name))
+# No per-resource timers: one resync loop walks every resource, spread over its period
+# (Reconciler.resync_forever, started in main.py).
 
 
 # --- children: their status flows to the parent without polling
@@ -103,15 +112,20 @@ def parent_of(labels: dict[str, str]) -> tuple[str, str] | None:
     return component, instance
 
 
-async def child_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo) -> None:
+async def child_changed(
+    labels: dict[str, str], namespace: str, memo: kopf.Memo, event_type: str | None = "MODIFIED"
+) -> None:
     parent = parent_of(labels)
     if parent is None:
         return
     component, instance = parent
-    if component == "training":
-        await best_effort(lambda: memo.reconciler.trainingjob(namespace, instance))
-    else:
-        await best_effort(lambda: memo.reconciler.modelservice(namespace, instance))
+    key = (
+        TRAININGJOB_PLURAL if component == "training" else MODELSERVICE_PLURAL,
+        namespace,
+        instance,
+    )
+    if resync.child_event_matters(event_type, key in memo.reconciler.known):
+        await memo.reconciler.nudge(key)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
@@ -119,8 +133,10 @@ async def child_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo)
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-async def child_event(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    await child_changed(labels, namespace, memo)
+async def child_event(
+    event: dict[str, Any], labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any
+) -> None:
+    await child_changed(labels, namespace, memo, event.get("type"))
 
 
 # RayJobs are children too, but their CRD is optional and may come and go: kopf stops the whole

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import tempfile
 from typing import Any
 
@@ -14,25 +16,52 @@ class HelmError(RuntimeError):
 
 
 class Helm:
-    def __init__(self, binary: str = "helm", kubeconfig: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: str = "helm",
+        kubeconfig: str | None = None,
+        concurrency: int = 4,
+        timeout_seconds: float = 120.0,
+    ) -> None:
         self.binary = binary
         self.kubeconfig = kubeconfig
+        self.timeout_seconds = timeout_seconds
+        # Every helm process is a Go binary of its own: a burst of them starves the node.
+        self.slots = asyncio.Semaphore(concurrency)
 
     async def _run(self, *args: str) -> str:
         env = dict(os.environ)
         if self.kubeconfig:
             env["KUBECONFIG"] = self.kubeconfig
-        proc = await asyncio.create_subprocess_exec(
-            self.binary,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        out, err = await proc.communicate()
+        async with self.slots:
+            proc = await asyncio.create_subprocess_exec(
+                self.binary,
+                *args,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # a timeout kills helm and anything it started
+            )
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), self.timeout_seconds)
+            except TimeoutError:
+                await self._kill(proc)
+                raise HelmError(
+                    f"helm {args[0]} did not finish within {self.timeout_seconds:g}s"
+                ) from None
+            except asyncio.CancelledError:
+                await self._kill(proc)
+                raise
         if proc.returncode != 0:
             raise HelmError(f"helm {args[0]} failed: {err.decode().strip()[-2000:]}")
         return out.decode()
+
+    @staticmethod
+    async def _kill(proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
 
     async def upgrade_install(
         self, release: str, chart: str, namespace: str, values: dict[str, Any]

@@ -134,6 +134,69 @@ def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     return [cast(dict[str, Any], plain(p)) for p in pods.items]
 
 
+def pod_http_get(
+    namespace: str, pod: str, port: int, path: str, limit: int = 65536
+) -> tuple[int, bytes]:
+    """GET a pod's HTTP endpoint through the API server's proxy: (status, first `limit`
+    bytes)."""
+    return _pod_http(
+        lambda: core().connect_get_namespaced_pod_proxy_with_path(
+            f"{pod}:{port}",
+            namespace,
+            path.lstrip("/"),
+            _preload_content=False,
+            _request_timeout=5,
+        ),
+        limit,
+    )
+
+
+def pod_http_post(
+    namespace: str, pod: str, port: int, path: str, body: dict[str, Any], limit: int = 65536
+) -> tuple[int, bytes]:
+    """POST JSON to a pod's HTTP endpoint through the API server's proxy (the generated client
+    has no body parameter for it)."""
+    api = api_client()
+
+    def call() -> Any:
+        method, url, headers, data, _ = api.param_serialize(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}",
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = api.call_api(method, url, header_params=headers, body=data, _request_timeout=10)
+        if resp.status >= 400:
+            # The generated methods raise for these; keep one behaviour for both.
+            raise ApiException(http_resp=resp.response)
+        return resp.response
+
+    return _pod_http(call, limit)
+
+
+def _pod_http(call: Callable[[], Any], limit: int) -> tuple[int, bytes]:
+    try:
+        resp: Any = call()
+    except ApiException as exc:
+        if exc.status in (401, 403):
+            raise
+        body = exc.body if isinstance(exc.body, bytes) else str(exc.body or "").encode()
+        return int(exc.status or 0), body[:limit]
+    try:
+        return int(resp.status), bytes(resp.read(limit))
+    finally:
+        resp.release_conn()
+
+
+def list_trainingjobs(namespace: str) -> list[dict[str, Any]]:
+    out = cast(
+        dict[str, Any],
+        custom().list_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL),
+    )
+    return list(out.get("items") or [])
+
+
 def get_claim(namespace: str, name: str) -> dict[str, Any] | None:
     return or_none(lambda: core().read_namespaced_persistent_volume_claim(name, namespace))
 

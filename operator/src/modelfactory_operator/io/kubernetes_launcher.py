@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelfactory_operator.io import kube
+from modelfactory_api.modelservice import MODELSERVICE_PLURAL
+from modelfactory_api.trainingjob import TRAININGJOB_PLURAL
+from modelfactory_operator.io import charts, kube
 from modelfactory_operator.io.helm import Helm
-from modelfactory_operator.logic import names, observe
-from modelfactory_operator.logic.modelservice import cluster_url
+from modelfactory_operator.logic import drift, names, observe
+from modelfactory_operator.logic.modelservice import SERVING_PORT, cluster_url
 from modelfactory_operator.logic.plans import (
     RunObservation,
     ServiceObservation,
@@ -19,6 +22,11 @@ from modelfactory_operator.logic.plans import (
 )
 
 RAYJOB_CRD = "rayjobs.ray.io"
+# How soon a model server that is still starting is asked again why it is not ready.
+RECHECK_SECONDS = 5.0
+# How soon a training run that waits to start is looked at again: what explains the wait (a
+# claim's provisioning events) comes without a watch event. Only waiting runs are looked at.
+PENDING_RECHECK_SECONDS = 60.0
 
 
 Obj = dict[str, Any]
@@ -53,6 +61,64 @@ def read_pending(plan: TrainingPlan) -> tuple[list[Obj], dict[str, Obj | None], 
     return pods, claims, events
 
 
+def server_failure(namespace: str, name: str) -> tuple[str | None, bool]:
+    """Why a started model server says it will not be ready (a refused artifact): kubelet's
+    probe sees only the 503, so the answer is read from the pod through the API server. Also
+    whether a server was asked and is still starting (worth asking again soon)."""
+    selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=serving"
+    no_pods: list[Obj] = []
+    pods = kube.detail("pods", lambda: kube.list_pods(namespace, selector), no_pods)
+    candidates = observe.probe_candidates(pods)
+    for pod in candidates:
+
+        def ask(p: str = pod) -> tuple[int, bytes]:
+            return kube.pod_http_get(namespace, p, SERVING_PORT, "/v2/health/ready")
+
+        status, body = kube.detail("pods/proxy", ask, (0, b""))
+        if status == 503 and (failure := observe.readiness_failure(body)):
+            return failure, False
+    return None, bool(candidates)
+
+
+def drift_windows(
+    namespace: str, name: str
+) -> tuple[list[Obj], Callable[[dict[str, Any]], dict[str, Any] | None]]:
+    """Each ready replica's drift window, read through the API server's pod proxy."""
+    selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=serving"
+    no_pods: list[Obj] = []
+    pods = drift.ready_pods(
+        kube.detail("pods", lambda: kube.list_pods(namespace, selector), no_pods)
+    )
+    windows = []
+    for pod in pods:
+
+        def ask(p: str = pod) -> tuple[int, bytes]:
+            return kube.pod_http_get(
+                namespace, p, SERVING_PORT, drift.drift_path(name), drift.WINDOW_LIMIT_BYTES
+            )
+
+        if (window := drift.parse(*kube.detail("pods/proxy", ask, (0, b"")))) is not None:
+            windows.append(window)
+
+    def evaluate(window: dict[str, Any]) -> dict[str, Any] | None:
+        if not pods:
+            return None
+
+        def post() -> tuple[int, bytes]:
+            return kube.pod_http_post(
+                namespace,
+                pods[0],
+                SERVING_PORT,
+                drift.evaluate_path(name),
+                window,
+                drift.WINDOW_LIMIT_BYTES,
+            )
+
+        return drift.parse(*kube.detail("pods/proxy", post, (0, b"")))
+
+    return windows, evaluate
+
+
 class KubernetesLauncher:
     name = "kubernetes"
 
@@ -61,6 +127,17 @@ class KubernetesLauncher:
         self.crd_cache_seconds = crd_cache_seconds
         self.charts = charts_dir
         self._rayjob_checked = (0.0, False)
+        self._chart_digests: dict[str, str] = {}
+        self.reconciler: Any = None
+
+    def chart_digest(self, chart: str) -> str:
+        """Read once: the charts are part of the operator's image."""
+        if chart not in self._chart_digests:
+            self._chart_digests[chart] = charts.digest(self.charts / chart)
+        return self._chart_digests[chart]
+
+    async def start(self, reconciler: Any) -> None:
+        self.reconciler = reconciler
 
     async def rayjob_available(self) -> bool:
         checked_at, available = self._rayjob_checked
@@ -83,6 +160,9 @@ class KubernetesLauncher:
             seen = observe.job(await asyncio.to_thread(kube.get_job, plan.namespace, plan.job_name))
         if seen.state != "pending":
             return seen
+        if self.reconciler is not None:
+            key = (TRAININGJOB_PLURAL, plan.namespace, plan.name)
+            self.reconciler.recheck(key, PENDING_RECHECK_SECONDS)
         pods, claims, events = await asyncio.to_thread(read_pending, plan)
         return observe.explain_pending(seen, observe.pending_reason(pods, claims, events))
 
@@ -96,7 +176,19 @@ class KubernetesLauncher:
 
     async def observe_service(self, namespace: str, name: str) -> ServiceObservation:
         dep = await asyncio.to_thread(kube.get_deployment, namespace, names.dns_name(name))
-        return observe.deployment(dep, cluster_url(name, namespace))
+        seen = observe.deployment(dep, cluster_url(name, namespace))
+        if not seen.exists or seen.rolled_out:
+            return seen
+        failure, starting = await asyncio.to_thread(server_failure, namespace, name)
+        if starting and self.reconciler is not None:
+            # Its pod will not change again when it gives up loading: look again shortly.
+            self.reconciler.recheck((MODELSERVICE_PLURAL, namespace, name), RECHECK_SECONDS)
+        return observe.with_server_failure(seen, failure)
 
     async def delete_service(self, namespace: str, name: str) -> None:
         await self.helm.uninstall(names.release_name("msvc", name), namespace)
+
+    async def drift_windows(
+        self, namespace: str, name: str
+    ) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], dict[str, Any] | None]]:
+        return await asyncio.to_thread(drift_windows, namespace, name)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from modelfactory_operator.logic.plans import (
     RunObservation,
@@ -27,4 +28,15 @@ class Launcher(Protocol):
 
     async def observe_service(self, namespace: str, name: str) -> ServiceObservation: ...
 
+    def chart_digest(self, chart: str) -> str:
+        """The digest of a chart the launcher installs releases from ("" when it uses none)."""
+        ...
+
     async def delete_service(self, namespace: str, name: str) -> None: ...
+
+    async def drift_windows(
+        self, namespace: str, name: str
+    ) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], dict[str, Any] | None]]:
+        """The drift windows of the ready replicas, and how to have one of them evaluate a
+        window (blocking; called from a thread)."""
+        ...

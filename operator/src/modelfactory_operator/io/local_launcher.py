@@ -20,13 +20,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelfactory_operator.logic import pod
+from modelfactory_operator.logic import drift, observe, pod
 from modelfactory_operator.logic.plans import (
     RunObservation,
     ServiceObservation,
@@ -57,10 +58,16 @@ def entrypoint(script: str) -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def listening_socket() -> socket.socket:
+    """A bound, listening 127.0.0.1 socket on a port of the kernel's choice, for a server to
+    inherit: choosing a free port and letting the server bind it later races with every other
+    process (and server) picking ports meanwhile."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -97,7 +104,13 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def spawn(cmd: list[str], env: dict[str, str], logfile: Path, exitfile: Path) -> int:
+def spawn(
+    cmd: list[str],
+    env: dict[str, str],
+    logfile: Path,
+    exitfile: Path,
+    pass_fds: tuple[int, ...] = (),
+) -> int:
     """Start a process in its own group; a shell wrapper records its exit code for adoption."""
     logfile.parent.mkdir(parents=True, exist_ok=True)
     exitfile.unlink(missing_ok=True)
@@ -110,6 +123,7 @@ def spawn(cmd: list[str], env: dict[str, str], logfile: Path, exitfile: Path) ->
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
     return child.pid
 
@@ -121,12 +135,41 @@ def read_exit(exitfile: Path) -> int | None:
         return None
 
 
-def http_ready(port: int) -> bool:
+def ready_state(port: int) -> tuple[bool, str | None]:
+    """Whether the server is ready and, if it says it never will be, why ("Reason: message",
+    from the body of its 503 readiness answer, as a kubelet probe cannot tell the operator)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as r:
-            return bool(r.status == 200)
+            return bool(r.status == 200), None
+    except urllib.error.HTTPError as e:
+        try:
+            return False, observe.readiness_failure(e.read(65536))
+        finally:
+            e.close()
     except OSError:
-        return False
+        return False, None
+
+
+def http_json(
+    port: int, path: str, body: dict[str, Any] | None = None, limit: int = 65536
+) -> dict[str, Any] | None:
+    """GET (or POST `body` to) a local server's JSON endpoint; None when it does not answer
+    with a JSON object."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        headers={"Content-Type": "application/json"} if data is not None else {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return drift.parse(int(r.status), r.read(limit))
+    except (OSError, ValueError):
+        return None
+
+
+def http_ready(port: int) -> bool:
+    return ready_state(port)[0]
 
 
 def tail(path: Path, lines: int = 5) -> str:
@@ -192,6 +235,9 @@ class LocalLauncher:
         self.services: dict[tuple[str, str], ServiceState] = {}
         self.training_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.background: set[asyncio.Task[None]] = set()
+
+    def chart_digest(self, chart: str) -> str:
+        return ""  # processes, no chart
 
     # --- lifecycle
 
@@ -413,12 +459,14 @@ class LocalLauncher:
         if state.pending is not None:
             await stop_process(state.pending.pid, grace=5)
             state.pending = None
+            state.message = ""  # it was about the server just stopped
         state.pending = self._start_backend(state, plan)
         self._spawn(state, self._roll(state, state.pending))
         return None
 
     def _start_backend(self, state: ServiceState, plan: ServingPlan) -> Backend:
-        port = free_port()
+        listener = listening_socket()
+        port = int(listener.getsockname()[1])
         # On SIGTERM the server keeps answering for a moment with "connection: close", so
         # keep-alive clients reconnect through the proxy to the new server before it stops.
         env = {
@@ -428,13 +476,16 @@ class LocalLauncher:
             **plan.runtime.to_env(),
             "MF_HOST": "127.0.0.1",
             "MF_PORT": str(port),
+            "MF_LISTEN_FD": str(listener.fileno()),
         }
-        pid = spawn(
-            [entrypoint("modelfactory-serve")],
-            env,
-            state.dir / f"serve-{port}.log",
-            state.dir / f"exit-{port}",
-        )
+        with listener:
+            pid = spawn(
+                [entrypoint("modelfactory-serve")],
+                env,
+                state.dir / f"serve-{port}.log",
+                state.dir / f"exit-{port}",
+                pass_fds=(listener.fileno(),),
+            )
         log.info(
             "started model server %s/%s on port %s (pid %s)", state.namespace, state.name, port, pid
         )
@@ -443,8 +494,17 @@ class LocalLauncher:
     async def _roll(self, state: ServiceState, backend: Backend) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline and pid_alive(backend.pid):
-            if await asyncio.to_thread(http_ready, backend.port):
+            ready, failure = await asyncio.to_thread(ready_state, backend.port)
+            if ready:
                 break
+            if failure is not None:
+                # Up but refusing to serve (an artifact it must not load): like a pod that
+                # fails its readiness probe it stays, the old server keeps serving, and the
+                # status says why until the spec changes.
+                if state.pending is backend:
+                    state.message = f"the new model server is not ready: {failure}"
+                    self._notify("msvc", state.namespace, state.name)
+                return
             await asyncio.sleep(0.3)
         if state.pending is not backend:
             return
@@ -534,6 +594,23 @@ class LocalLauncher:
             if backend is not None:
                 await stop_process(backend.pid, grace=10)
         self.services.pop((state.namespace, state.name), None)
+
+    async def drift_windows(
+        self, namespace: str, name: str
+    ) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], dict[str, Any] | None]]:
+        state = self.services.get((namespace, name))
+        active = state.active if state is not None else None
+        if active is None or not active.ready:
+            return [], lambda window: None
+        port = active.port
+        window = await asyncio.to_thread(
+            http_json, port, drift.drift_path(name), None, drift.WINDOW_LIMIT_BYTES
+        )
+
+        def evaluate(w: dict[str, Any]) -> dict[str, Any] | None:
+            return http_json(port, drift.evaluate_path(name), w, drift.WINDOW_LIMIT_BYTES)
+
+        return ([window] if window is not None else []), evaluate
 
     async def delete_service(self, namespace: str, name: str) -> None:
         state = self.services.get((namespace, name))

@@ -135,24 +135,36 @@ class OptionalWatch:
             self._deliver(obj)
         version = listed["metadata"]["resourceVersion"]
         w = watch.Watch()
-        for event in w.stream(
-            lister,
-            *args,
-            label_selector=self.label_selector,
-            resource_version=version,
-            timeout_seconds=self.watch_seconds,
-            _request_timeout=self.watch_seconds + 15,
-        ):
-            if self._stop.is_set():
-                w.stop()
-                return
-            if event["type"] == "ERROR":
-                # 410 Gone (history compacted) or 404 (CRD removed): start over from a list.
-                status = (event.get("raw_object") or {}).get("code")
-                if status == 404:
-                    raise ApiException(status=404, reason="watched resource is gone")
-                return
-            self._deliver(event["object"])
+        # One list, then watches one after the other from the last version seen (bookmarks keep
+        # it fresh): a watch the server ends after its timeout is not a reason to list again and
+        # hand every RayJob to the operator once more. Only an expired version (410) is.
+        while not self._stop.is_set():
+            try:
+                for event in w.stream(
+                    lister,
+                    *args,
+                    label_selector=self.label_selector,
+                    resource_version=version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=self.watch_seconds,
+                    _request_timeout=self.watch_seconds + 15,
+                ):
+                    if self._stop.is_set():
+                        w.stop()
+                        return
+                    if event["type"] == "ERROR":
+                        # 410 Gone (history compacted) or 404 (CRD removed): start over.
+                        status = (event.get("raw_object") or {}).get("code")
+                        if status == 404:
+                            raise ApiException(status=404, reason="watched resource is gone")
+                        return
+                    if event["type"] != "BOOKMARK":
+                        self._deliver(event["object"])
+            except ApiException as exc:
+                if exc.status == 410:
+                    return  # the version expired: list again
+                raise
+            version = w.resource_version or version
 
     def _deliver(self, obj: dict[str, Any]) -> None:
         namespace = (obj.get("metadata") or {}).get("namespace") or ""

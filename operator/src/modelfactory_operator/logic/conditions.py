@@ -88,7 +88,7 @@ class Rewrite:
         self.generation = generation
         self.now = now
 
-    def set(self, ctype: str, value: bool, reason: str, message: str) -> None:
+    def set(self, ctype: str, value: bool | str, reason: str, message: str) -> None:
         self.conditions = set_condition(
             self.conditions, ctype, value, reason, message, self.generation, self.now
         )

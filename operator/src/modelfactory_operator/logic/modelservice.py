@@ -7,8 +7,9 @@ from typing import Any
 
 from modelfactory_api.modelservice import ModelServiceSpec
 from modelfactory_api.runtime import ServingRuntimeConfig
+from modelfactory_api.uris import DOT_DOT_MESSAGE, has_dot_dot
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names, pod, storage
+from modelfactory_operator.logic import drift, names, pod, storage
 from modelfactory_operator.logic.plans import Decision, ServiceObservation, ServingPlan
 from modelfactory_operator.logic.trainingjob import split_image
 
@@ -41,9 +42,9 @@ def resolve_model(
         )
     status = trainingjob.get("status") or {}
     if src.version is not None:
-        for ref in status.get("history") or []:
+        for i, ref in enumerate(status.get("history") or []):
             if ref.get("version") == src.version:
-                return ResolvedModel(uri=ref["uri"], digest=ref["digest"], version=src.version)
+                return _from_status(src.trainingJob, f"status.history[{i}].uri", ref, src.version)
         return Unresolved(
             "VersionNotFound",
             f"spec.model.version: TrainingJob {src.trainingJob!r} has no good version "
@@ -54,7 +55,19 @@ def resolve_model(
         return Unresolved(
             "NoModelYet", f"TrainingJob {src.trainingJob!r} has not produced a model yet"
         )
-    return ResolvedModel(uri=model["uri"], digest=model["digest"], version=model.get("version"))
+    return _from_status(src.trainingJob, "status.model.uri", model, model.get("version"))
+
+
+def _from_status(
+    trainingjob: str | None, field: str, ref: dict[str, Any], version: int | None
+) -> ResolvedModel | Unresolved:
+    """A version a TrainingJob's status names; its URI is checked like a spec's would be."""
+    if has_dot_dot(ref["uri"]):
+        return Unresolved(
+            "InvalidModelUri",
+            f"TrainingJob {trainingjob!r} {field} {DOT_DOT_MESSAGE}: {ref['uri']!r}",
+        )
+    return ResolvedModel(uri=ref["uri"], digest=ref["digest"], version=version)
 
 
 def following(modelservices: list[dict[str, Any]], trainingjob_name: str) -> list[dict[str, Any]]:
@@ -77,14 +90,17 @@ def render(
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     runtime = ServingRuntimeConfig(
         model_name=name,
-        model_uri=storage.to_workload(model.uri, mount_root),
+        model_uri=storage.to_workload(model.uri, mount_root, "model uri"),
         model_digest=model.digest,
         model_version=str(model.version) if model.version is not None else None,
         max_batch_size=spec.batching.maxBatchSize,
         max_latency_ms=spec.batching.maxLatencyMs,
+        max_queue_rows=spec.batching.maxQueueRows,
+        timeout_seconds=spec.timeoutSeconds,
         workers=spec.workers,
         host="0.0.0.0",
         port=SERVING_PORT,
+        **drift_settings(spec),
     )
     values: dict[str, Any] = {
         "owner": {
@@ -128,6 +144,22 @@ def render(
     )
 
 
+def drift_settings(spec: ModelServiceSpec) -> dict[str, Any]:
+    """spec.monitoring.drift as the server's settings."""
+    d = spec.monitoring.drift
+    return {
+        "drift_enabled": d.enabled,
+        "drift_window": d.window,
+        "drift_evaluate_every": d.evaluateEverySamples,
+        "drift_evaluate_seconds": float(d.evaluateSeconds),
+        "drift_min_samples": d.minSamples,
+        "drift_psi": d.thresholds.psi,
+        "drift_jensen_shannon": d.thresholds.jensenShannon,
+        "drift_ks_pvalue": d.thresholds.ksPValue,
+        "drift_share": d.thresholds.driftShare,
+    }
+
+
 def cluster_url(name: str, namespace: str) -> str:
     return f"http://{names.dns_name(name)}.{namespace}.svc"
 
@@ -140,6 +172,8 @@ def decide(
     plan: ServingPlan | None,
     observation: ServiceObservation,
     now: str,
+    drift_seen: drift.DriftObservation | None = None,
+    drift_min_samples: int = 0,
 ) -> Decision:
     conds = cond.Rewrite(status.get("conditions") or [], generation, now)
     before = conds.before
@@ -193,11 +227,12 @@ def decide(
             )
         elif launch or not observation.rolled_out:
             if observation.ready_replicas > 0:
+                rolling = f"rolling out model version {plan.model_version if plan else '?'}"
                 setc(
                     "Ready",
                     False,
                     "RollingOut",
-                    f"rolling out model version {plan.model_version if plan else '?'}",
+                    f"{rolling}: {observation.message}" if observation.message else rolling,
                 )
             elif status.get("modelVersion") is not None or status.get("modelUri"):
                 # It served before and no replica is ready now.
@@ -217,10 +252,10 @@ def decide(
                 f"{observation.ready_replicas} replica(s) serving model version "
                 f"{new.get('modelVersion')}",
             )
+    events = drift.apply(new, conds, drift_seen, drift_min_samples)
     new["conditions"] = conds.conditions
     new["observedGeneration"] = generation
     new["phase"] = cond.modelservice_phase(conds.conditions)
-    events = []
     for change in conds.changes():
         if change["type"] not in ("Ready", "Failed", "ModelResolved", "Available"):
             continue

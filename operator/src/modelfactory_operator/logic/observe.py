@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from modelfactory_operator.logic.names import MODEL_VERSION_ANNOTATION
@@ -56,29 +57,41 @@ def job(job: dict[str, Any] | None) -> RunObservation:
 
 
 def rayjob(rayjob: dict[str, Any] | None) -> RunObservation:
+    """Only KubeRay's terminal deployment states end a run: while it retries (`backoffLimit`) the
+    previous attempt's `jobStatus: FAILED` is history, not the outcome."""
     if rayjob is None:
         return RunObservation(state="absent")
     status = rayjob.get("status") or {}
     deployment = status.get("jobDeploymentStatus") or ""
     job_status = status.get("jobStatus") or ""
+    failures = int(status.get("failed") or 0)
     common: dict[str, Any] = {
         "start_time": status.get("startTime"),
-        "attempts": int(status.get("failed") or 0) + int(status.get("succeeded") or 0) + 1,
+        "attempts": failures + int(status.get("succeeded") or 0) + 1,
     }
-    if deployment == "Failed" or job_status in ("FAILED", "STOPPED"):
+    if deployment in ("Failed", "ValidationFailed") or (
+        deployment == "Complete" and job_status != "SUCCEEDED"
+    ):
         return RunObservation(
             state="failed",
             reason=status.get("reason") or "RayJobFailed",
-            message=f"RayJob failed: {status.get('message') or job_status}",
+            message=f"RayJob failed: {status.get('message') or job_status or deployment}",
             completion_time=status.get("endTime"),
             **common,
         )
-    if deployment == "Complete" or job_status == "SUCCEEDED":
+    if deployment == "Complete":
         return RunObservation(state="succeeded", completion_time=status.get("endTime"), **common)
-    if deployment == "Suspended" or (rayjob.get("spec") or {}).get("suspend"):
+    if deployment in ("Suspended", "Suspending") or (rayjob.get("spec") or {}).get("suspend"):
         return RunObservation(state="suspended", **common)
-    if deployment == "Running" or job_status == "RUNNING":
+    if deployment == "Running":
         return RunObservation(state="running", **common)
+    if deployment == "Retrying" or failures:
+        cause = status.get("message") or status.get("reason") or "the previous attempt failed"
+        return RunObservation(
+            state="pending",
+            message=f"RayJob retrying after {failures} failed attempt(s): {_clip(cause)}",
+            **common,
+        )
     return RunObservation(
         state="pending", message=f"RayJob is {deployment or 'starting'}", **common
     )
@@ -218,3 +231,46 @@ def explain_pending(observation: RunObservation, reason: str) -> RunObservation:
     if observation.state != "pending" or not reason:
         return observation
     return dataclasses.replace(observation, message=f"{observation.message}: {reason}")
+
+
+# --- why a model server is not ready: the body of its readiness answer
+
+# Not-ready reasons that only mean "not yet"; any other one is why the server will not serve.
+TRANSIENT_NOT_READY = ("Loading", "ShuttingDown")
+
+
+def readiness_failure(body: bytes | str) -> str | None:
+    """ "Reason: message" from a server's 503 readiness answer, when it says it will never be
+    ready (an artifact it refuses); None while it is only starting or the body says nothing."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    reason = answer.get("reason") if isinstance(answer, dict) else None
+    if not isinstance(reason, str) or reason in TRANSIENT_NOT_READY:
+        return None
+    return _clip(f"{reason}: {answer.get('message') or ''}".rstrip(": "))
+
+
+def probe_candidates(pods: list[dict[str, Any]], limit: int = 2) -> list[str]:
+    """Serving pods worth asking why they are not ready: running, their server started, not
+    ready (newest first, a few at most)."""
+    found = []
+    for pod in sorted(
+        pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True
+    ):
+        status = pod.get("status") or {}
+        if status.get("phase") != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        containers = status.get("containerStatuses") or []
+        if containers and all(
+            "running" in (c.get("state") or {}) and not c.get("ready") for c in containers
+        ):
+            found.append(pod["metadata"]["name"])
+    return found[:limit]
+
+
+def with_server_failure(seen: ServiceObservation, failure: str | None) -> ServiceObservation:
+    if failure is None:
+        return seen
+    return dataclasses.replace(seen, message=f"the model server is not ready: {failure}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from modelfactory_api.runtime import ServingRuntimeConfig, TrainingRuntimeConfig
+from modelfactory_api.trainingjob import PromotionSpec
 
 RunState = Literal["absent", "pending", "running", "succeeded", "failed", "suspended"]
 
@@ -29,6 +30,12 @@ class TrainingPlan:
     runtime: TrainingRuntimeConfig
     chart_values: dict[str, Any]
     mount_root: str
+    # The image the run's pods run: kept for the run's whole life (a Job's pods are immutable).
+    image: str = ""
+    # What the run is made from, and the promoted version it is compared with (status form).
+    run_inputs: dict[str, str] = field(default_factory=dict)
+    baseline: dict[str, Any] | None = None
+    promotion: PromotionSpec = field(default_factory=PromotionSpec)
 
     @property
     def hash(self) -> str:
@@ -53,10 +60,16 @@ class ServingPlan:
     model_version: int | None
     runtime: ServingRuntimeConfig
     chart_values: dict[str, Any]
+    # The digest of the chart the values go into (empty where no chart is used): a release is
+    # applied again when its chart changed, not only its values.
+    chart_digest: str = ""
 
     @property
     def hash(self) -> str:
-        return config_hash(self.chart_values)
+        """The digest of the release's inputs: what `appliedHash` records once it is applied."""
+        if not self.chart_digest:
+            return config_hash(self.chart_values)
+        return config_hash({"chart": self.chart_digest, "values": self.chart_values})
 
 
 @dataclass

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelfactory_api.uris import check_uri
+
 PVC_SCHEME = "pvc://"
 CLUSTER_MOUNT_ROOT = "/mnt/pvc"
 
@@ -18,8 +20,10 @@ def claim_of(uri: str) -> str | None:
     return uri[len(PVC_SCHEME) :].split("/", 1)[0]
 
 
-def to_workload(uri: str, root: str) -> str:
-    """pvc://claim/a/b -> file://<root>/claim/a/b; every other URI unchanged."""
+def to_workload(uri: str, root: str, field: str = "uri") -> str:
+    """pvc://claim/a/b -> file://<root>/claim/a/b; every other URI unchanged. A `..` segment
+    (which would leave the claim's mount) is a ValueError naming `field`."""
+    check_uri(uri, field)
     if not uri.startswith(PVC_SCHEME):
         return uri
     return f"file://{root.rstrip('/')}/{uri[len(PVC_SCHEME) :]}"

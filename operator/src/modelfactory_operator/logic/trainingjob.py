@@ -6,10 +6,23 @@ from typing import Any
 
 from modelfactory_api import quantity
 from modelfactory_api.pod import PodSettings
-from modelfactory_api.runtime import JobIdentity, RaySizing, ReportSpec, TrainingRuntimeConfig
-from modelfactory_api.trainingjob import ComputeSpec, TrainingJobSpec, TrainingResult
+from modelfactory_api.runtime import (
+    RAY_VERSION,
+    JobIdentity,
+    RaySizing,
+    ReportSpec,
+    TrainingRuntimeConfig,
+)
+from modelfactory_api.trainingjob import (
+    ComputeSpec,
+    ModelRef,
+    ModelVersion,
+    TrainingJobSpec,
+    TrainingResult,
+    Trigger,
+)
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names, pod, storage
+from modelfactory_operator.logic import names, pod, promotion, storage
 from modelfactory_operator.logic.plans import (
     Decision,
     RunObservation,
@@ -19,7 +32,14 @@ from modelfactory_operator.logic.plans import (
 
 HISTORY_LIMIT = 20
 # Spec fields that change how a run is executed but not what it produces.
-RUN_CONTROL_FIELDS = ("suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit")
+RUN_CONTROL_FIELDS = (
+    "suspend",
+    "ttlSecondsAfterFinished",
+    "activeDeadlineSeconds",
+    "backoffLimit",
+    "retrain",
+    "promotion",
+)
 # Ray's own default share of memory for its object store, taken of the pod's memory instead of
 # the node's; Ray refuses an object store below 75 MiB.
 OBJECT_STORE_SHARE = 0.3
@@ -33,15 +53,40 @@ def split_image(image: str) -> dict[str, str]:
     return {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"}
 
 
-def current_run_id(body: dict[str, Any], spec: TrainingJobSpec) -> str:
-    """A new run for a new spec (ignoring run control) or a new retrain annotation."""
+def run_inputs(body: dict[str, Any], spec: TrainingJobSpec) -> dict[str, str]:
+    """What a run is made from: the spec (without run control), the retrain annotation (a
+    person) and the last schedule or drift trigger."""
     meta = body["metadata"]
     what = spec.model_dump(mode="json", exclude=set(RUN_CONTROL_FIELDS))
     if spec.pod == PodSettings():
         # Runs from before spec.pod existed keep their ids (and are not run again).
         what.pop("pod")
-    retrain = (meta.get("annotations") or {}).get(names.RETRAIN_ANNOTATION)
-    return names.run_id(meta["uid"], config_hash(what), retrain)
+    trigger = ((body.get("status") or {}).get("lastTrigger") or {}).get("id") or ""
+    return {
+        "spec": config_hash(what),
+        "manual": (meta.get("annotations") or {}).get(names.RETRAIN_ANNOTATION) or "",
+        "auto": trigger,
+    }
+
+
+def current_run_id(body: dict[str, Any], spec: TrainingJobSpec) -> str:
+    """A new run for a new spec, a new retrain annotation or a new trigger."""
+    inputs = run_inputs(body, spec)
+    token = f"{inputs['manual']}|{inputs['auto']}" if inputs["auto"] else inputs["manual"]
+    return names.run_id(body["metadata"]["uid"], inputs["spec"], token or None)
+
+
+def run_trigger(status: dict[str, Any], inputs: dict[str, str]) -> Trigger:
+    """Why a new run with these inputs starts: what differs from the last run's."""
+    before = status.get("runInputs") or {}
+    if before and before.get("spec") != inputs["spec"]:
+        return "spec"
+    if inputs["manual"] != before.get("manual", ""):
+        return "manual" if inputs["manual"] else "spec"
+    if inputs["auto"] and inputs["auto"] != before.get("auto", ""):
+        kind = (status.get("lastTrigger") or {}).get("kind")
+        return "drift" if kind == "drift" else "schedule"
+    return "spec"
 
 
 def ray_sizing(compute: ComputeSpec) -> RaySizing:
@@ -63,16 +108,50 @@ def render(
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     rid = current_run_id(body, spec)
+    inputs = run_inputs(body, spec)
+    # A run keeps the image it started with: an operator upgraded meanwhile (a new default image)
+    # must not change the pod template of a Job that already exists. So do its trigger and the
+    # promoted version it compares with.
+    status = body.get("status") or {}
+    same_run = status.get("runId") == rid
+    trigger: Trigger = (
+        status.get("runTrigger") or "spec" if same_run else run_trigger(status, inputs)
+    )
+    baseline = status.get("runBaseline") if same_run else status.get("model")
+    run_image = (status.get("runImage") if same_run else None) or spec.image or image
+    # Likewise the generation the run started from (a run-control edit bumps the generation).
+    generation = status.get("runGeneration") if same_run else None
+    generation = generation or meta.get("generation")
     # The workload reads and writes file paths where pvc:// claims are mounted.
-    workload_spec = spec.model_copy(deep=True)
-    workload_spec.dataset.uri = storage.to_workload(spec.dataset.uri, mount_root)
-    workload_spec.output.storageUri = storage.to_workload(spec.output.storageUri, mount_root)
+    # Run control is the Job's business, not the workload's: leaving it out of the workload's
+    # configuration keeps the pod template (immutable in a Job) the same when it changes.
+    workload_spec = spec.model_copy(
+        deep=True,
+        update={f: TrainingJobSpec.model_fields[f].default for f in RUN_CONTROL_FIELDS},
+    )
+    workload_spec.dataset.uri = storage.to_workload(
+        spec.dataset.uri, mount_root, "spec.dataset.uri"
+    )
+    workload_spec.output.storageUri = storage.to_workload(
+        spec.output.storageUri, mount_root, "spec.output.storageUri"
+    )
     runtime = TrainingRuntimeConfig(
         spec=workload_spec,
-        job=JobIdentity(namespace=namespace, name=name, uid=uid, generation=meta.get("generation")),
+        job=JobIdentity(namespace=namespace, name=name, uid=uid, generation=generation),
         runId=rid,
         report=ReportSpec(kind=report_kind),  # type: ignore[arg-type]
         ray=ray_sizing(spec.compute),
+        trigger=trigger,
+        baseline=(
+            ModelRef(
+                version=baseline["version"],
+                uri=storage.to_workload(baseline["uri"], mount_root, "status.model.uri"),
+                digest=baseline["digest"],
+            )
+            if baseline
+            else None
+        ),
+        gateMetric=spec.promotion.metric,
     )
     mode = "rayjob" if spec.compute.workers > 0 else "job"
     # KubeRay derives further names from a RayJob's: it takes at most 47 characters and a letter
@@ -95,11 +174,12 @@ def render(
         "runId": rid,
         "serviceAccountName": names.dns_name(name, "trainer"),
         "trainingJobName": name,
-        "image": split_image(spec.image or image),
+        "image": split_image(run_image),
         "command": ["modelfactory-train"],
         "env": runtime.to_env(),
         "resources": {"cpu": spec.compute.cpu, "memory": spec.compute.memory},
         "workers": spec.compute.workers,
+        "ray": {"version": RAY_VERSION},
         "backoffLimit": spec.backoffLimit,
         "activeDeadlineSeconds": spec.activeDeadlineSeconds,
         "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
@@ -119,14 +199,60 @@ def render(
         runtime=runtime,
         chart_values=values,
         mount_root=mount_root,
+        image=run_image,
+        run_inputs=inputs,
+        baseline=dict(baseline) if baseline else None,
+        promotion=spec.promotion,
     )
 
 
 def _with_history(history: list[dict[str, Any]], model: dict[str, Any]) -> list[dict[str, Any]]:
+    """The history with `model` in it: the newest HISTORY_LIMIT versions, and the promoted one
+    whatever its age (followers serve it)."""
     kept = [m for m in history if m.get("version") != model.get("version")]
     kept.append(model)
     kept.sort(key=lambda m: int(m.get("version") or 0))
-    return kept[-HISTORY_LIMIT:]
+    while len(kept) > HISTORY_LIMIT:
+        oldest = next((m for m in kept if m.get("phase") != "Promoted"), kept[0])
+        kept.remove(oldest)
+    return kept
+
+
+def record_version(
+    new: dict[str, Any], result: TrainingResult, plan: TrainingPlan, now: str
+) -> list[tuple[str, str, str]]:
+    """Put the run's version in the history and let the gate decide on it (once)."""
+    assert result.model is not None
+    model = result.model.model_dump()
+    model["uri"] = storage.from_workload(model["uri"], plan.mount_root)
+    history = list(new.get("history") or [])
+    known = next((m for m in history if m.get("version") == model["version"]), None)
+    new["latestVersion"] = model["version"]
+    if known is not None and known.get("phase"):
+        return []  # decided on an earlier pass
+    phase, message = promotion.judge(result, plan.promotion, plan.runtime.spec.tuning.direction)
+    baseline = result.baseline
+    entry = ModelVersion(
+        **model,
+        phase="Candidate" if phase == "Promoted" else phase,  # type: ignore[arg-type]
+        trigger=result.trigger or plan.runtime.trigger,
+        dataDigest=result.dataDigest,
+        metric=plan.promotion.metric or result.metric,
+        score=result.score,
+        baselineVersion=baseline.version if baseline else None,
+        baselineScore=baseline.score if baseline else None,
+        decidedBy=promotion.BY_GATE if phase != "Candidate" else None,
+        message=message,
+        trainedAt=now,
+    ).model_dump(exclude_none=True)
+    new["history"] = _with_history(history, entry)
+    version = model["version"]
+    if phase == "Promoted":
+        promotion.promote(new, version, promotion.BY_GATE, message, now)
+        return [("Normal", "Promoted", f"version {version} promoted: {message}")]
+    if phase == "Rejected":
+        return [("Warning", "Rejected", f"version {version} rejected: {message}")]
+    return [("Normal", "Candidate", f"version {version} is a candidate: {message}")]
 
 
 def decide(
@@ -145,6 +271,7 @@ def decide(
     setc = conds.set
 
     launch = False
+    gate_events: list[tuple[str, str, str]] = []
     if spec_error is not None or plan is None:
         message = spec_error or "invalid spec"
         setc("Failed", True, "InvalidSpec", message)
@@ -178,10 +305,7 @@ def decide(
         if result is not None:
             new["progress"] = result.progress.model_dump()
         if result is not None and result.succeeded and result.model is not None:
-            model = result.model.model_dump()
-            model["uri"] = storage.from_workload(model["uri"], plan.mount_root)
-            new["model"] = model
-            new["history"] = _with_history(list(status.get("history") or []), model)
+            gate_events = record_version(new, result, plan, now)
             new["metric"] = result.metric
             new["metrics"] = result.metrics
             new["bestParams"] = result.bestParams
@@ -239,22 +363,43 @@ def decide(
                     "Pending",
                     observation.message or f"run {plan.run_id} is waiting to start",
                 )
-        if observation.state != "absent" and status.get("appliedHash") != plan.hash:
+        finished = result is not None or observation.state in ("succeeded", "failed")
+        if (
+            not finished
+            and observation.state != "absent"
+            and status.get("appliedHash") != plan.hash
+        ):
             # Run control changed (e.g. suspend), or an earlier apply was cut short: apply the
-            # same run again, which is idempotent.
+            # same run again, which is idempotent. A finished run is never applied again.
             launch = True
+        if launch:
+            new["runImage"] = plan.image
+            new["runGeneration"] = plan.runtime.job.generation
+            new["runTrigger"] = plan.runtime.trigger
+            new["runInputs"] = plan.run_inputs
+            if plan.baseline:
+                new["runBaseline"] = plan.baseline
+            else:
+                new.pop("runBaseline", None)
         if plan.suspend:
             setc("Suspended", True, "Suspended", "spec.suspend is true")
         else:
             setc("Suspended", False, "NotSuspended", "")
+    if new.get("model") and not new.get("promotedVersion"):
+        new["promotedVersion"] = new["model"]["version"]  # a status from before the gate
     if new.get("model"):
-        setc("Ready", True, "ModelAvailable", f"model version {new['model']['version']} is ready")
+        setc(
+            "Ready",
+            True,
+            "ModelAvailable",
+            f"model version {new['model']['version']} is promoted and ready",
+        )
     else:
         setc("Ready", False, "NoModelYet", "no model version has been trained yet")
     new["conditions"] = conds.conditions
     new["observedGeneration"] = generation
     new["phase"] = cond.trainingjob_phase(conds.conditions)
-    events = []
+    events = list(gate_events)
     for change in conds.changes():
         if change["type"] == "Ready" and change["status"] == "False" and not before:
             continue
@@ -263,3 +408,13 @@ def decide(
         kind = "Warning" if change["type"] == "Failed" else "Normal"
         events.append((kind, change["reason"], change["message"] or change["type"]))
     return Decision(status=new, launch=launch, events=events)
+
+
+def retraining_on(trainingjobs: list[dict[str, Any]], modelservice: str) -> list[dict[str, Any]]:
+    """TrainingJobs that retrain when this ModelService drifts."""
+    return [
+        tj
+        for tj in trainingjobs
+        if (((tj.get("spec") or {}).get("retrain") or {}).get("onDrift") or {}).get("modelService")
+        == modelservice
+    ]

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from modelfactory_api.modelservice import ModelServiceSpec
 from modelfactory_api.trainingjob import TrainingJobSpec
+from modelfactory_operator.logic import retrain
 
 
 class SpecError(ValueError):
@@ -54,6 +55,9 @@ def trainingjob_spec(spec: dict[str, Any], launcher: str = "kubernetes") -> Trai
     if launcher == "kubernetes":
         shared_storage("spec.dataset.uri", parsed.dataset.uri)
         shared_storage("spec.output.storageUri", parsed.output.storageUri)
+    schedule = parsed.retrain.schedule if parsed.retrain is not None else None
+    if schedule is not None and (error := retrain.cron_error(schedule)) is not None:
+        raise SpecError(error)
     catalogue = estimator_catalogue()
     entry = catalogue.get(parsed.model.estimator)
     if entry is None:

@@ -1,20 +1,32 @@
 """The model artifact: layout of a version directory and the schema of its metadata.json.
 
-Written by the training runtime, read and verified by the serving runtime and the operator.
+Written by the training runtime, read and verified (modelfactory_artifacts.read) by the serving
+runtime.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
 from typing import Any, Literal
+from zipfile import ZipFile
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from modelfactory_artifacts.profile import ReferenceProfile
 
 ARTIFACT_SCHEMA_VERSION = 1
 MODEL_FILENAME = "model.skops"
 METADATA_FILENAME = "metadata.json"
 # Written last, after the model and metadata: a version directory without it is incomplete.
 COMPLETE_MARKER = "_COMPLETE"
+# Every class a model file may hold: what the trainer can produce, listed by
+# hack/gen_trusted_types.py and reviewed. Never a function.
+TRUSTED_TYPES_FILE = "skops_trusted_types.json"
 
 TaskType = Literal["binary", "multiclass", "regression"]
 
@@ -42,6 +54,8 @@ class TrialRecord(BaseModel):
     scoreStd: float | None = None
     status: Literal["ok", "failed"] = "ok"
     error: str | None = None
+    # Hosts (pods, on Kubernetes) its folds ran on.
+    nodes: list[str] = Field(default_factory=list)
 
 
 class SourceInfo(BaseModel):
@@ -77,9 +91,19 @@ class ArtifactMetadata(BaseModel):
         description="cv_mean, cv_std and held-out scores (test_<metric>, ...)."
     )
     bestParams: dict[str, Any]
-    trials: list[TrialRecord]
-    referenceStats: dict[str, dict[str, Any]] = Field(
-        description="Per feature: count, missing, and quantile bins or category frequencies."
+    trials: list[TrialRecord] = Field(description="The trials that ran, finished or failed.")
+    trialsPlanned: int | None = Field(
+        None,
+        description=(
+            "Trials the search planned; more than len(trials) when tuning.timeBudgetSeconds "
+            "ran out first."
+        ),
+        ge=0,
+    )
+    profile: ReferenceProfile | None = Field(
+        None,
+        description="The training data's reference profile (features, target, held-out "
+        "predictions, a bounded sample): what live data is compared with.",
     )
     source: SourceInfo = Field(default_factory=SourceInfo)
 
@@ -102,3 +126,41 @@ def parse_digest(digest: str) -> str:
 
 def version_uri(storage_uri: str, version: int) -> str:
     return f"{storage_uri.rstrip('/')}/{version}"
+
+
+@cache
+def trusted_types() -> frozenset[str]:
+    """The allow-list of TRUSTED_TYPES_FILE: the trainer writes and the server loads by it."""
+    text = resources.files("modelfactory_artifacts").joinpath(TRUSTED_TYPES_FILE).read_text()
+    return frozenset(json.loads(text)["types"])
+
+
+def untrusted_types(names: Iterable[str]) -> list[str]:
+    """The names (from skops.io.get_untrusted_types) that the allow-list does not hold."""
+    allowed = trusted_types()
+    return sorted({n for n in names if n not in allowed})
+
+
+def types_in(data: bytes) -> set[str]:
+    """Every class and function a skops file would construct, including those skops trusts by
+    default (the allow-list is ours, not skops'). Reads the file's schema and builds skops'
+    audit tree only: nothing is imported or constructed. Needs skops (trainer and server)."""
+    from skops.io._audit import Node, get_tree
+    from skops.io._utils import read_schema
+
+    with ZipFile(io.BytesIO(data), "r") as zf:
+        schema, load_context = read_schema(zf)
+        tree = get_tree(schema, load_context=load_context, trusted=None)
+    seen: set[int] = set()
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, Node) and id(node) not in seen:
+            seen.add(id(node))
+            node.trusted = []  # trust nothing by default, so every type is reported
+            stack.extend(node.children.values())
+    return set(tree.get_unsafe_set())

@@ -13,10 +13,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from modelfactory_api.artifact import COMPLETE_MARKER, METADATA_FILENAME, MODEL_FILENAME
-from modelfactory_serving.artifact import ArtifactError, is_trusted_type, load_artifact
-
-from .conftest import Artifact, numeric_data, numeric_features, write_artifact
+from modelfactory_artifacts.metadata import (
+    COMPLETE_MARKER,
+    METADATA_FILENAME,
+    MODEL_FILENAME,
+    untrusted_types,
+)
+from modelfactory_artifacts.read import ArtifactError, load_artifact
+from tests.serving.conftest import Artifact, numeric_data, numeric_features, write_artifact
 
 pytestmark = pytest.mark.unit
 
@@ -142,16 +146,102 @@ def test_not_a_skops_file(artifacts: dict[str, Artifact], tmp_path: Path) -> Non
     assert err.value.reason == "LoadFailed"
 
 
-@pytest.mark.parametrize(("name", "trusted"), [
-    ("sklearn.tree._tree.Tree", True),
-    ("numpy.dtype", True),
-    ("scipy.sparse._csr.csr_matrix", True),
-    ("numpy.load", False),
-    ("numpy.lib.npyio.NpzFile", False),
-    ("builtins.eval", False),
-    ("os.system", False),
-    ("sklearnx.Evil", False),
-    ("_operator.neg", False),
+@pytest.mark.parametrize("name", [
+    "numpy.load",
+    "numpy.lib.npyio.NpzFile",
+    "builtins.eval",
+    "os.system",
+    "sklearnx.Evil",
+    "_operator.neg",
+    "numpy.fromregex",
+    "scipy.io.loadmat",
 ])
-def test_trust_policy(name: str, trusted: bool) -> None:
-    assert is_trusted_type(name) is trusted
+def test_functions_and_foreign_types_are_not_on_the_allow_list(name: str) -> None:
+    assert untrusted_types([name, "sklearn.tree._tree.Tree", "numpy.ndarray"]) == [name]
+
+
+def rewrite_features(dest: Path, change: object) -> None:
+    meta = json.loads((dest / METADATA_FILENAME).read_text())
+    meta["features"] = change(meta["features"])  # type: ignore[operator]
+    (dest / METADATA_FILENAME).write_text(json.dumps(meta))
+
+
+def test_metadata_that_permutes_the_features_of_a_frame_model_is_refused(
+    artifacts: dict[str, Artifact], tmp_path: Path
+) -> None:
+    dest = copy(artifacts["mixed"], tmp_path)
+    rewrite_features(dest, lambda fs: [fs[1], fs[0], fs[2]])
+    with pytest.raises(ArtifactError) as err:
+        load_artifact(str(dest), artifacts["mixed"].digest)
+    assert err.value.reason == "FeatureMismatch"
+    assert "['age', 'income', 'city']" in err.value.message
+    assert "['income', 'age', 'city']" in err.value.message
+
+
+def test_metadata_that_renames_a_feature_is_refused(
+    artifacts: dict[str, Artifact], tmp_path: Path
+) -> None:
+    dest = copy(artifacts["mixed"], tmp_path)
+    rewrite_features(dest, lambda fs: [{**fs[0], "name": "salary"}, *fs[1:]])
+    with pytest.raises(ArtifactError) as err:
+        load_artifact(str(dest), artifacts["mixed"].digest)
+    assert err.value.reason == "FeatureMismatch"
+
+
+@pytest.mark.parametrize("change", [lambda fs: fs[:-1], lambda fs: [*fs, {**fs[0], "name": "x9"}]])
+def test_metadata_with_another_feature_count_is_refused(
+    artifacts: dict[str, Artifact], tmp_path: Path, change: object
+) -> None:
+    dest = copy(artifacts["lr"], tmp_path)
+    rewrite_features(dest, change)
+    with pytest.raises(ArtifactError) as err:
+        load_artifact(str(dest), artifacts["lr"].digest)
+    assert err.value.reason == "FeatureMismatch"
+    assert "fitted on 4 features" in err.value.message
+
+
+@pytest.mark.parametrize("uri", [
+    "{root}/../1",
+    "file://{root}/../../etc",
+    "{root}/%2e%2E/1",
+])
+def test_uri_with_dot_dot_segments_is_refused(artifacts: dict[str, Artifact], uri: str) -> None:
+    with pytest.raises(ArtifactError) as err:
+        load_artifact(uri.format(root=artifacts["lr"].uri), None)
+    assert err.value.reason == "InvalidUri"
+    assert "MF_MODEL_URI" in err.value.message and "'..'" in err.value.message
+
+
+class _RefusingFS:
+    """A file system whose every call is refused, the way s3fs raises a 403."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def isdir(self, path: str) -> bool:
+        raise self.exc
+
+    exists = cat_file = isdir
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (PermissionError("The request signature we calculated does not match"),
+         "StorageAccessDenied"),
+        (ConnectionError("connection refused"), "MissingArtifact"),
+    ],
+)
+def test_refused_credentials_are_not_a_missing_artifact(
+    monkeypatch: pytest.MonkeyPatch, exc: BaseException, reason: str
+) -> None:
+    import fsspec
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", lambda uri: (_RefusingFS(exc), "b/m/1"))
+    with pytest.raises(ArtifactError) as err:
+        load_artifact("s3://b/m/1", None)
+    assert err.value.reason == reason
+    if reason == "StorageAccessDenied":
+        assert err.value.message.startswith(
+            "cannot read s3://b/m/1: the storage refused the credentials (PermissionError)"
+        )

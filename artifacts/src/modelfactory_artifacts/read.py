@@ -2,7 +2,8 @@
 
 `load_artifact` is the one way to turn a URI into a model: it insists on the `_COMPLETE` marker,
 validates metadata.json, checks the model file's sha256 against the expected digest and the
-metadata, and loads it through skops with an explicit list of trusted types (never pickle).
+metadata, loads it through skops trusting only the allow-list of what the trainer produces (never
+pickle), and checks that the metadata's features are the ones the model was fitted on.
 """
 
 from __future__ import annotations
@@ -16,46 +17,30 @@ import fsspec
 import skops.io as sio
 from pydantic import ValidationError
 
-from modelfactory_api.artifact import (
+from modelfactory_api.storage_errors import access_denied_message, classify
+from modelfactory_api.uris import check_uri
+from modelfactory_artifacts.metadata import (
     COMPLETE_MARKER,
     METADATA_FILENAME,
     ArtifactMetadata,
     parse_digest,
     sha256_hex,
+    types_in,
+    untrusted_types,
 )
 
 ArtifactErrorReason = Literal[
+    "InvalidUri",
     "MissingArtifact",
+    "StorageAccessDenied",
     "IncompleteArtifact",
     "InvalidMetadata",
     "InvalidDigest",
     "DigestMismatch",
     "UntrustedType",
+    "FeatureMismatch",
     "LoadFailed",
 ]
-
-# Type names skops may construct: only these libraries' own types and functions...
-TRUSTED_MODULE_ROOTS = ("sklearn", "numpy", "scipy")
-# ...minus the parts of them that read or write files, compile code, or exist for tests.
-DENIED_PREFIXES = (
-    "numpy.load",
-    "numpy.save",
-    "numpy.fromfile",
-    "numpy.memmap",
-    "numpy.genfromtxt",
-    "numpy.loadtxt",
-    "numpy.lib.npyio",
-    "numpy.lib.format",
-    "numpy.ctypeslib",
-    "numpy.f2py",
-    "numpy.distutils",
-    "numpy.testing",
-    "scipy.io",
-    "scipy.weave",
-    "sklearn.datasets",
-    "sklearn.externals",
-    "sklearn.utils._testing",
-)
 
 
 class ArtifactError(Exception):
@@ -77,41 +62,73 @@ class LoadedModel:
     load_seconds: float = 0.0
 
 
-def is_trusted_type(name: str) -> bool:
-    root = name.split(".", 1)[0]
-    if root not in TRUSTED_MODULE_ROOTS:
-        return False
-    return not name.startswith(DENIED_PREFIXES)
-
-
 def trusted_types_for(data: bytes) -> list[str]:
-    """The allow-list for this file: every type skops would not trust by default, if it is ours
-    to trust; raises ArtifactError(UntrustedType) naming the first type that is not."""
+    """The types this file holds, if every one is on the allow-list of what the trainer
+    produces; raises ArtifactError(UntrustedType) naming those that are not."""
     try:
-        untrusted = sio.get_untrusted_types(data=data)
+        needed = types_in(data)
     except Exception as e:
         raise ArtifactError("LoadFailed", f"model file is not a readable skops file: {e}") from e
-    refused = [name for name in untrusted if not is_trusted_type(name)]
+    refused = untrusted_types(needed)
     if refused:
         raise ArtifactError(
             "UntrustedType",
-            f"model file contains type(s) outside the trusted set ({', '.join(refused)}); "
-            f"only {', '.join(TRUSTED_MODULE_ROOTS)} types are loaded",
+            f"model file holds type(s) outside the allow-list of what the trainer produces: "
+            f"{', '.join(refused)}",
         )
-    return list(untrusted)
+    return sorted(needed)
+
+
+def _names(names: list[str], shown: int = 20) -> str:
+    if len(names) <= shown:
+        return repr(names)
+    return f"{repr(names[:shown])[:-1]}, ... ({len(names) - shown} more)]"
+
+
+def check_features(estimator: Any, metadata: ArtifactMetadata) -> None:
+    """metadata.json is not covered by the digest: its feature list must be the one the model
+    was fitted on (names and order when the model records them, the count always)."""
+    listed = [f.name for f in metadata.features]
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is not None:
+        names = [str(n) for n in fitted]
+        if names != listed:
+            pairs = enumerate(zip(names, listed, strict=False))
+            at = next((i for i, (a, b) in pairs if a != b), None)
+            where = f" (first difference at position {at})" if at is not None else ""
+            raise ArtifactError(
+                "FeatureMismatch",
+                f"the model was fitted on features {_names(names)} but {METADATA_FILENAME} "
+                f"lists {_names(listed)}{where}",
+            )
+    n_in = getattr(estimator, "n_features_in_", None)
+    if n_in is not None and int(n_in) != len(listed):
+        raise ArtifactError(
+            "FeatureMismatch",
+            f"the model was fitted on {int(n_in)} features but {METADATA_FILENAME} lists "
+            f"{len(listed)}",
+        )
 
 
 def _join(uri: str, name: str) -> str:
     return f"{uri.rstrip('/')}/{name}"
 
 
-def _read(fs: Any, path: str, what: str) -> bytes:
+def storage_error(uri: str, e: Exception, fallback: str) -> ArtifactError:
+    """StorageAccessDenied when the store refused the credentials (or found none), else
+    MissingArtifact with `fallback`: a wrong Secret must not read as a missing model."""
+    if classify(e) == "AccessDenied":
+        return ArtifactError("StorageAccessDenied", access_denied_message(uri, e))
+    return ArtifactError("MissingArtifact", fallback)
+
+
+def _read(fs: Any, path: str, what: str, uri: str) -> bytes:
     try:
         data: bytes = fs.cat_file(path)
     except FileNotFoundError as e:
         raise ArtifactError("MissingArtifact", f"{what} not found at {path}") from e
     except Exception as e:
-        raise ArtifactError("MissingArtifact", f"cannot read {what} at {path}: {e}") from e
+        raise storage_error(_join(uri, what), e, f"cannot read {what} at {path}: {e}") from e
     return data
 
 
@@ -119,10 +136,15 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
     """Load and verify the model version directory at `uri` (any fsspec URL or a local path).
 
     `expected_digest` is "sha256:<hex>" or None (then only the metadata's digest is checked).
-    Raises ArtifactError with reason MissingArtifact, IncompleteArtifact, InvalidMetadata,
-    InvalidDigest, DigestMismatch, UntrustedType or LoadFailed.
+    Raises ArtifactError with reason InvalidUri, MissingArtifact, StorageAccessDenied,
+    IncompleteArtifact, InvalidMetadata, InvalidDigest, DigestMismatch, UntrustedType,
+    FeatureMismatch or LoadFailed.
     """
     started = time.perf_counter()
+    try:
+        check_uri(uri, "model_uri (MF_MODEL_URI)")
+    except ValueError as e:
+        raise ArtifactError("InvalidUri", str(e)) from e
     expected_hex: str | None = None
     if expected_digest:
         try:
@@ -133,7 +155,7 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
     try:
         fs, root = fsspec.core.url_to_fs(uri)
     except Exception as e:
-        raise ArtifactError("MissingArtifact", f"cannot open {uri}: {e}") from e
+        raise storage_error(uri, e, f"cannot open {uri}: {e}") from e
     root = root.rstrip("/")
     try:
         if not fs.isdir(root):
@@ -142,13 +164,13 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
     except ArtifactError:
         raise
     except Exception as e:
-        raise ArtifactError("MissingArtifact", f"cannot list {uri}: {e}") from e
+        raise storage_error(uri, e, f"cannot list {uri}: {e}") from e
     if not complete:
         raise ArtifactError(
             "IncompleteArtifact", f"{uri} has no {COMPLETE_MARKER} marker (still being written?)"
         )
 
-    raw_meta = _read(fs, _join(root, METADATA_FILENAME), METADATA_FILENAME)
+    raw_meta = _read(fs, _join(root, METADATA_FILENAME), METADATA_FILENAME, uri)
     try:
         metadata = ArtifactMetadata.model_validate(json.loads(raw_meta))
     except (ValueError, ValidationError) as e:
@@ -160,7 +182,7 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
             "InvalidMetadata", f"modelFile {metadata.modelFile!r} must be a plain file name"
         )
 
-    data = _read(fs, _join(root, metadata.modelFile), metadata.modelFile)
+    data = _read(fs, _join(root, metadata.modelFile), metadata.modelFile, uri)
     actual = sha256_hex(data)
     if expected_hex is not None and actual != expected_hex:
         raise ArtifactError(
@@ -183,6 +205,7 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
         raise ArtifactError(
             "LoadFailed", f"{type(estimator).__name__} loaded from {uri} has no predict()"
         )
+    check_features(estimator, metadata)
     return LoadedModel(
         estimator=estimator,
         metadata=metadata,

@@ -1,0 +1,244 @@
+"""Drift of live data from a reference profile, computed with numpy and scipy per batch.
+
+Counting is cheap and happens on every batch: each feature's values fall into the profile's bins
+(one `searchsorted` per numeric column, one index lookup per categorical one), and the counts
+add up in a sliding window. Scoring happens now and then, on the window's counts:
+
+- numeric features: population stability index (PSI) over the bins plus a "missing" bin;
+- categorical features: Jensen-Shannon distance over the categories, "other" and "missing";
+- where a reference sample exists, a two-sample Kolmogorov-Smirnov test on a reservoir of live
+  values (numeric features);
+- the dataset is drifted when the share of drifted features reaches a threshold.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import ks_2samp
+
+from modelfactory_artifacts.profile import (
+    CategoricalProfile,
+    NumericProfile,
+    ReferenceProfile,
+    category_labels,
+    numeric_values,
+)
+
+# Proportions are floored at this before logarithms: an empty bin on either side must not make
+# PSI infinite.
+EPSILON = 1e-4
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    psi: float = 0.2  # the usual "significant shift" reading of PSI
+    jensen_shannon: float = 0.1
+    ks_pvalue: float = 0.01
+    drift_share: float = 0.5  # share of drifted features that makes the dataset drifted
+    min_samples: int = 500
+
+
+def reference_distribution(profile: NumericProfile | CategoricalProfile) -> np.ndarray:
+    """Expected shares of each bin (categories, "other") and, last, of missing values."""
+    present = np.asarray(profile.proportions, dtype="float64") * (1 - profile.missingRate)
+    return np.append(present, profile.missingRate)
+
+
+def bin_count(profile: NumericProfile | CategoricalProfile) -> int:
+    return len(reference_distribution(profile))
+
+
+def count_numeric(profile: NumericProfile, values: Any) -> np.ndarray:
+    data = numeric_values(values)
+    missing = np.isnan(data)
+    index = np.searchsorted(np.asarray(profile.edges, dtype="float64"), data, side="left")
+    index[missing] = bin_count(profile) - 1
+    return np.bincount(index, minlength=bin_count(profile))
+
+
+def count_categorical(profile: CategoricalProfile, values: Any) -> np.ndarray:
+    labels = category_labels(values)
+    missing = labels.isna().to_numpy()
+    index = pd.Index(profile.categories).get_indexer(labels.fillna(""))
+    index[index < 0] = len(profile.categories)  # other
+    index[missing] = bin_count(profile) - 1
+    return np.bincount(index, minlength=bin_count(profile))
+
+
+def count(profile: NumericProfile | CategoricalProfile, values: Any) -> np.ndarray:
+    if isinstance(profile, NumericProfile):
+        return count_numeric(profile, values)
+    return count_categorical(profile, values)
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total else np.zeros(len(counts))
+
+
+def psi(expected: np.ndarray, observed_counts: np.ndarray) -> float:
+    e = np.maximum(expected, EPSILON)
+    a = np.maximum(_shares(observed_counts), EPSILON)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def js_distance(expected: np.ndarray, observed_counts: np.ndarray) -> float:
+    return float(jensenshannon(expected, _shares(observed_counts), base=2))
+
+
+class SlidingCounts:
+    """Bin counts over roughly the last `window` samples, kept as `segments` partial counts: the
+    oldest segment goes when a new one starts, so memory is fixed whatever the traffic."""
+
+    def __init__(self, bins: int, window: int, segments: int = 10) -> None:
+        self.segment_size = max(1, window // segments)
+        self.closed: deque[tuple[np.ndarray, int]] = deque(maxlen=segments - 1)
+        self.current = np.zeros(bins, dtype="int64")
+        self.current_samples = 0
+
+    def add(self, counts: np.ndarray, samples: int) -> None:
+        self.current += counts
+        self.current_samples += samples
+        if self.current_samples >= self.segment_size:
+            self.closed.append((self.current, self.current_samples))
+            self.current = np.zeros_like(self.current)
+            self.current_samples = 0
+
+    def total(self) -> tuple[np.ndarray, int]:
+        counts = self.current.copy()
+        samples = self.current_samples
+        for c, n in self.closed:
+            counts += c
+            samples += n
+        return counts, samples
+
+
+class Reservoir:
+    """A uniform sample of at most `size` of all values added (Vitter's algorithm R, a batch at
+    a time)."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size = size
+        self.values = np.empty(0, dtype="float64")
+        self.seen = 0
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, values: np.ndarray) -> None:
+        values = values[~np.isnan(values)]
+        room = self.size - len(self.values)
+        if room > 0:
+            self.values = np.concatenate([self.values, values[:room]])
+            self.seen += min(room, len(values))
+            values = values[room:]
+        if not len(values):
+            return
+        positions = self.seen + 1 + np.arange(len(values))
+        slots = (self.rng.random(len(values)) * positions).astype("int64")
+        keep = slots < self.size
+        # Later values win over earlier ones for the same slot, as when added one by one.
+        self.values[slots[keep]] = values[keep]
+        self.seen += len(values)
+
+
+@dataclass
+class FeatureDrift:
+    name: str
+    method: str
+    score: float
+    drifted: bool
+    pvalue: float | None = None
+
+
+@dataclass
+class DriftReport:
+    samples: int
+    features: list[FeatureDrift] = field(default_factory=list)
+    prediction: FeatureDrift | None = None
+    share: float = 0.0
+    drifted: bool = False
+    sufficient: bool = True
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.name for f in self.features if f.drifted]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "sufficient": self.sufficient,
+            "drifted": self.drifted,
+            "share": self.share,
+            "driftedFeatures": self.drifted_features,
+            "features": [vars(f) for f in self.features],
+            "prediction": None if self.prediction is None else vars(self.prediction),
+        }
+
+
+def score_column(
+    name: str,
+    profile: NumericProfile | CategoricalProfile,
+    counts: np.ndarray,
+    thresholds: Thresholds,
+    live_sample: np.ndarray | None = None,
+    reference_sample: np.ndarray | None = None,
+) -> FeatureDrift:
+    expected = reference_distribution(profile)
+    if isinstance(profile, CategoricalProfile):
+        score = js_distance(expected, counts)
+        return FeatureDrift(name, "jensen_shannon", score, score > thresholds.jensen_shannon)
+    score = psi(expected, counts)
+    drifted = score > thresholds.psi
+    pvalue = None
+    if (
+        live_sample is not None
+        and reference_sample is not None
+        and min(len(live_sample), len(reference_sample)) >= 2
+    ):
+        pvalue = float(ks_2samp(reference_sample, live_sample).pvalue)
+    return FeatureDrift(name, "psi", score, drifted, pvalue)
+
+
+def evaluate(
+    profile: ReferenceProfile,
+    counts: Mapping[str, np.ndarray],
+    samples: int,
+    thresholds: Thresholds | None = None,
+    prediction_counts: np.ndarray | None = None,
+    live_samples: Mapping[str, np.ndarray] | None = None,
+) -> DriftReport:
+    """The verdict on one window: `counts` per feature (from `count`), `samples` rows in it."""
+    thresholds = thresholds or Thresholds()
+    if samples < thresholds.min_samples:
+        return DriftReport(samples=samples, sufficient=False)
+    live_samples = live_samples or {}
+    features = []
+    for name, column in profile.features.items():
+        reference = profile.sample.get(name)
+        ref_values = (
+            np.asarray([np.nan if v is None else v for v in reference], dtype="float64")
+            if reference is not None and isinstance(column, NumericProfile)
+            else None
+        )
+        if ref_values is not None:
+            ref_values = ref_values[~np.isnan(ref_values)]
+        features.append(
+            score_column(name, column, counts[name], thresholds, live_samples.get(name), ref_values)
+        )
+    share = sum(f.drifted for f in features) / len(features) if features else 0.0
+    prediction = None
+    if profile.predictions is not None and prediction_counts is not None:
+        prediction = score_column("prediction", profile.predictions, prediction_counts, thresholds)
+    return DriftReport(
+        samples=samples,
+        features=features,
+        prediction=prediction,
+        share=share,
+        drifted=bool(features) and share >= thresholds.drift_share,
+    )
