@@ -52,16 +52,6 @@ def test_categories_drift_by_jensen_shannon() -> None:
     assert moved[len(p.categories)] > 0  # the unseen "z" counts as other
 
 
-def test_sliding_counts_forget_old_segments() -> None:
-    window = drift.SlidingCounts(bins=2, window=100, segments=10)
-    for _ in range(50):
-        window.add(np.array([10, 0]), 10)
-    for _ in range(10):
-        window.add(np.array([0, 10]), 10)
-    counts, samples = window.total()
-    assert samples <= 100 and counts[0] == 0 and counts[1] == samples
-
-
 def test_the_reservoir_is_bounded_and_uniform() -> None:
     reservoir = drift.Reservoir(size=1_000, seed=0)
     for start in range(0, 100_000, 500):

@@ -36,6 +36,7 @@ from modelfactory_artifacts.metadata import (
     ArtifactMetadata,
     sha256_hex,
 )
+from modelfactory_artifacts.profile import build_profile
 
 SERVE = Path(sys.executable).parent / "modelfactory-serve"
 
@@ -85,6 +86,24 @@ def write_artifact(
     (directory / COMPLETE_MARKER).write_text("")
     return Artifact(str(directory), meta.digest, [f["name"] for f in features], classes,
                     estimator, X)
+
+
+def add_profile(artifact: Artifact, y: Any, kinds: dict[str, str] | None = None) -> Artifact:
+    """Give a written artifact the reference profile of its training data (as the trainer
+    does), with a new digest."""
+    path = Path(artifact.uri) / METADATA_FILENAME
+    meta = ArtifactMetadata.model_validate_json(path.read_text())
+    frame = artifact.X if isinstance(artifact.X, pd.DataFrame) else pd.DataFrame(
+        artifact.X, columns=artifact.features)
+    kinds = kinds or {f: "numeric" for f in artifact.features}
+    predictions = artifact.estimator.predict(frame if isinstance(artifact.X, pd.DataFrame)
+                                             else artifact.X)
+    target_kind = "numeric" if meta.task == "regression" else "categorical"
+    meta.profile = build_profile(frame, kinds, target=pd.Series(y), target_kind=target_kind,
+                                 predictions=predictions)
+    path.write_text(meta.model_dump_json(indent=2))
+    artifact.digest = meta.digest
+    return artifact
 
 
 def numeric_data(n: int = 300, n_features: int = 4, classes: int = 2,

@@ -18,14 +18,18 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from modelfactory_artifacts.metadata import METADATA_FILENAME, ArtifactMetadata
-from modelfactory_artifacts.profile import build_profile
-
-from .conftest import Artifact, Server, free_port, numeric_data, numeric_features, write_artifact
+from .conftest import (
+    Artifact,
+    Server,
+    add_profile,
+    free_port,
+    numeric_data,
+    numeric_features,
+    write_artifact,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -135,13 +139,7 @@ def profiled(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     X, y = numeric_data(n=600, n_features=FEATURES)
     artifact = write_artifact(tmp_path_factory.mktemp("profiled") / "1", LogisticRegression(),
                               X, y, numeric_features(FEATURES), "binary")
-    path = Path(artifact.uri) / METADATA_FILENAME
-    meta = ArtifactMetadata.model_validate_json(path.read_text())
-    frame = pd.DataFrame(X, columns=artifact.features)
-    meta.profile = build_profile(frame, {f: "numeric" for f in artifact.features},
-                                 target=pd.Series(y), target_kind="categorical")
-    path.write_text(meta.model_dump_json(indent=2))
-    return artifact
+    return add_profile(artifact, y)
 
 
 def infer_body(rows: np.ndarray) -> bytes:

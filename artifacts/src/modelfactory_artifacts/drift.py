@@ -6,14 +6,14 @@ add up in a sliding window. Scoring happens now and then, on the window's counts
 
 - numeric features: population stability index (PSI) over the bins plus a "missing" bin;
 - categorical features: Jensen-Shannon distance over the categories, "other" and "missing";
-- where a reference sample exists, a two-sample Kolmogorov-Smirnov test on a reservoir of live
-  values (numeric features);
+- where a reference sample exists, a two-sample Kolmogorov-Smirnov test of a sample of the
+  window's live values against it (numeric features), its p-value Bonferroni-corrected over the
+  features tested so that more features do not mean more false alarms;
 - the dataset is drifted when the share of drifted features reaches a threshold.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,33 +93,6 @@ def js_distance(expected: np.ndarray, observed_counts: np.ndarray) -> float:
     return float(jensenshannon(expected, _shares(observed_counts), base=2))
 
 
-class SlidingCounts:
-    """Bin counts over roughly the last `window` samples, kept as `segments` partial counts: the
-    oldest segment goes when a new one starts, so memory is fixed whatever the traffic."""
-
-    def __init__(self, bins: int, window: int, segments: int = 10) -> None:
-        self.segment_size = max(1, window // segments)
-        self.closed: deque[tuple[np.ndarray, int]] = deque(maxlen=segments - 1)
-        self.current = np.zeros(bins, dtype="int64")
-        self.current_samples = 0
-
-    def add(self, counts: np.ndarray, samples: int) -> None:
-        self.current += counts
-        self.current_samples += samples
-        if self.current_samples >= self.segment_size:
-            self.closed.append((self.current, self.current_samples))
-            self.current = np.zeros_like(self.current)
-            self.current_samples = 0
-
-    def total(self) -> tuple[np.ndarray, int]:
-        counts = self.current.copy()
-        samples = self.current_samples
-        for c, n in self.closed:
-            counts += c
-            samples += n
-        return counts, samples
-
-
 class Reservoir:
     """A uniform sample of at most `size` of all values added (Vitter's algorithm R, a batch at
     a time)."""
@@ -131,7 +104,7 @@ class Reservoir:
         self.rng = np.random.default_rng(seed)
 
     def add(self, values: np.ndarray) -> None:
-        values = values[~np.isnan(values)]
+        values = values[np.isfinite(values)]  # kept for JSON and the KS test: finite only
         room = self.size - len(self.values)
         if room > 0:
             self.values = np.concatenate([self.values, values[:room]])
@@ -181,6 +154,10 @@ class DriftReport:
         }
 
 
+# Fewer values than this on either side: no two-sample test (its p-value says little).
+KS_MIN_VALUES = 20
+
+
 def score_column(
     name: str,
     profile: NumericProfile | CategoricalProfile,
@@ -188,7 +165,9 @@ def score_column(
     thresholds: Thresholds,
     live_sample: np.ndarray | None = None,
     reference_sample: np.ndarray | None = None,
+    tests: int = 1,
 ) -> FeatureDrift:
+    """One feature's drift; `tests` is how many features get a KS test (Bonferroni)."""
     expected = reference_distribution(profile)
     if isinstance(profile, CategoricalProfile):
         score = js_distance(expected, counts)
@@ -196,13 +175,23 @@ def score_column(
     score = psi(expected, counts)
     drifted = score > thresholds.psi
     pvalue = None
-    if (
-        live_sample is not None
-        and reference_sample is not None
-        and min(len(live_sample), len(reference_sample)) >= 2
-    ):
+    if _testable(live_sample) and _testable(reference_sample):
         pvalue = float(ks_2samp(reference_sample, live_sample).pvalue)
+        drifted = drifted or pvalue < thresholds.ks_pvalue / max(tests, 1)
     return FeatureDrift(name, "psi", score, drifted, pvalue)
+
+
+def _testable(values: np.ndarray | None) -> bool:
+    return values is not None and len(values) >= KS_MIN_VALUES
+
+
+def reference_sample(profile: ReferenceProfile, name: str) -> np.ndarray | None:
+    """The training sample of a numeric feature, without missing values."""
+    values = profile.sample.get(name)
+    if values is None or not isinstance(profile.features.get(name), NumericProfile):
+        return None
+    data = np.asarray([np.nan if v is None else v for v in values], dtype="float64")
+    return data[~np.isnan(data)]
 
 
 def evaluate(
@@ -218,19 +207,23 @@ def evaluate(
     if samples < thresholds.min_samples:
         return DriftReport(samples=samples, sufficient=False)
     live_samples = live_samples or {}
-    features = []
-    for name, column in profile.features.items():
-        reference = profile.sample.get(name)
-        ref_values = (
-            np.asarray([np.nan if v is None else v for v in reference], dtype="float64")
-            if reference is not None and isinstance(column, NumericProfile)
-            else None
+    references = {name: reference_sample(profile, name) for name in profile.features}
+    tests = sum(
+        _testable(references[name]) and _testable(live_samples.get(name))
+        for name in profile.features
+    )
+    features = [
+        score_column(
+            name,
+            column,
+            counts[name],
+            thresholds,
+            live_samples.get(name),
+            references[name],
+            tests,
         )
-        if ref_values is not None:
-            ref_values = ref_values[~np.isnan(ref_values)]
-        features.append(
-            score_column(name, column, counts[name], thresholds, live_samples.get(name), ref_values)
-        )
+        for name, column in profile.features.items()
+    ]
     share = sum(f.drifted for f in features) / len(features) if features else 0.0
     prediction = None
     if profile.predictions is not None and prediction_counts is not None:

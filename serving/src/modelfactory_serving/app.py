@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -36,6 +37,8 @@ log = logging.getLogger("modelfactory_serving.http")
 access_log = logging.getLogger("modelfactory_serving.access")
 
 JSON = "application/json"
+# A drift window summed over replicas: bin counts and at most 10,000 values per feature.
+DRIFT_BODY_BYTES = 16 * 2**20
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -424,6 +427,18 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
     async def model_version_ready(name: str, version: str) -> Response:
         ok, body = dataplane.model_ready(name, version)
         return json_response(body, 200 if ok else 503)
+
+    # ---------------- drift
+    @app.get("/v2/models/{name}/drift", tags=["drift"],
+             responses={200: {"model": dict[str, Any]}, **_ERRORS})
+    async def drift(name: str) -> Response:
+        return json_response(dataplane.drift_state(name))
+
+    @app.post("/v2/models/{name}/drift/evaluate", tags=["drift"],
+              responses={200: {"model": dict[str, Any]}, **_ERRORS})
+    async def drift_evaluate(name: str, request: Request) -> Response:
+        body = await body_reader(request.headers, request.receive, DRIFT_BODY_BYTES)()
+        return json_response(await asyncio.to_thread(dataplane.evaluate_drift, name, body))
 
     # ---------------- inference
     infer_doc: dict[str, Any] = {

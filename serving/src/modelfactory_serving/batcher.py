@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from modelfactory_serving.errors import (
     ClientGone,
     DeadlineExceeded,
@@ -87,6 +89,7 @@ class Batcher:
         inline_predict_ms: float = 1.0,
         max_queue_rows: int | None = None,
         on_drop: Callable[[str], None] | None = None,
+        on_predicted: Callable[[Batch, np.ndarray, int], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.max_rows = max_batch_size
@@ -100,6 +103,7 @@ class Batcher:
         self._on_batch = on_batch
         self._on_queue = on_queue
         self._on_drop = on_drop
+        self._on_predicted = on_predicted
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
         self._arriving = 0  # requests admitted but not yet submitted (reading/decoding)
@@ -281,6 +285,8 @@ class Batcher:
             else:
                 await self._one_by_one(loop, items)
             return
+        if self._on_predicted is not None:
+            self._on_predicted(merged, result.labels, rows)
         start = 0
         for it in items:
             end = start + it.rows
@@ -299,6 +305,8 @@ class Batcher:
             except Exception as e:
                 _fail(it, e)
             else:
+                if self._on_predicted is not None:
+                    self._on_predicted(it.batch, result.labels, it.rows)
                 if not it.future.done():
                     it.future.set_result(result)
 

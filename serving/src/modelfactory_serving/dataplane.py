@@ -17,6 +17,7 @@ from importlib import metadata as pkg_metadata
 from typing import Any, Literal
 
 from modelfactory_artifacts.read import ArtifactError, load_artifact
+from modelfactory_artifacts.window import WindowError
 from modelfactory_serving.batcher import Batcher, PredictCost
 from modelfactory_serving.codec import (
     Decoded,
@@ -27,6 +28,7 @@ from modelfactory_serving.codec import (
     encode_v2,
     parse_json,
 )
+from modelfactory_serving.drift_monitor import DriftConfig, DriftMonitor
 from modelfactory_serving.errors import (
     BadRequest,
     DeadlineExceeded,
@@ -120,6 +122,7 @@ class DataPlane:
         self.state = ModelState("Loading", "Loading", "the model is being loaded")
         self.runtime: ModelRuntime | None = None
         self.batcher: Batcher | None = None
+        self.drift: DriftMonitor | None = None
         self.draining = False
         self._load_task: asyncio.Task[None] | None = None
         self.limits = Limits(max_string_chars=settings.max_string_chars)
@@ -151,6 +154,8 @@ class DataPlane:
             self._load_task.cancel()
         if self.batcher is not None:
             await self.batcher.stop()
+        if self.drift is not None:
+            self.drift.stop()
         self.deadlines.stop()
         self._decode_pool.shutdown(wait=False)
 
@@ -173,6 +178,7 @@ class DataPlane:
             pool.shutdown(wait=False)
         runtime, cost = loaded
         m = self.metrics
+        self.drift = self._drift_monitor(runtime)
         self.batcher = Batcher(
             runtime,
             max_batch_size=s.max_batch_size,
@@ -184,6 +190,7 @@ class DataPlane:
             inline_predict_ms=s.inline_predict_ms,
             max_queue_rows=s.max_queue_rows,
             on_drop=self._dropped,
+            on_predicted=self.drift.offer if self.drift is not None else None,
         )
         self.batcher.start()
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
@@ -231,6 +238,18 @@ class DataPlane:
             min(timings), runtime.batch_predict_seconds or 0.0, s.max_batch_size
         )
         return runtime, cost
+
+    def _drift_monitor(self, runtime: ModelRuntime) -> DriftMonitor | None:
+        config = DriftConfig.from_settings(self.settings)
+        profile = runtime.metadata.profile
+        if not config.enabled or profile is None:
+            return None
+        monitor = DriftMonitor(
+            profile, runtime.features, config, self.settings.model_name, runtime.version,
+            self.metrics,
+        )
+        monitor.start()
+        return monitor
 
     def _dropped(self, reason: str) -> None:
         if self.metrics is not None:
@@ -303,6 +322,30 @@ class DataPlane:
 
     def models(self) -> list[str]:
         return [self.settings.model_name]
+
+    # ------------------------------------------------------------------ drift
+    def drift_state(self, name: str) -> dict[str, Any]:
+        """This replica's drift report and window (the operator sums the replicas')."""
+        rt = self.model(name)
+        head = {"model_name": rt.name, "model_version": rt.version}
+        if self.drift is not None:
+            return {**head, **self.drift.state()}
+        reason = (
+            "drift monitoring is off (MF_DRIFT_ENABLED=false)"
+            if not self.settings.drift_enabled
+            else f"version {rt.version} has no reference profile to compare live data with"
+        )
+        return {**head, "enabled": False, "reason": reason, "report": None, "window": None}
+
+    def evaluate_drift(self, name: str, body: bytes) -> dict[str, Any]:
+        """Score a window handed in (the sum over replicas) against this version's profile."""
+        self.model(name)
+        if self.drift is None:
+            raise NotFound(self.drift_state(name)["reason"])
+        try:
+            return self.drift.evaluate_given(parse_json(body))
+        except WindowError as e:
+            raise BadRequest(f"invalid drift window: {e}") from None
 
     # ------------------------------------------------------------------ inference
     async def _infer(

@@ -73,6 +73,39 @@ class Metrics:
             "modelfactory_model_info", "The served model version (value is always 1).",
             ["model", "version", "digest", "estimator"], registry=reg, multiprocess_mode="max",
         )
+        # Drift (see drift_monitor): counters sum over replicas; gauges carry the version, so
+        # replicas of one version agree and a roll shows both.
+        self.drift_samples = Counter(
+            "modelfactory_drift_samples_total", "Rows binned by the drift monitor.",
+            ["model", "version"], registry=reg,
+        )
+        self.drift_dropped = Counter(
+            "modelfactory_drift_dropped_total",
+            "Rows the drift monitor did not check (its queue was full).",
+            ["model"], registry=reg,
+        ).labels(model_name)
+        self.drift_evaluations = Counter(
+            "modelfactory_drift_evaluations_total", "Drift evaluations of the sliding window.",
+            ["model", "version"], registry=reg,
+        )
+        self.drift_score = Gauge(
+            "modelfactory_drift_score",
+            "Drift of a feature (or of the predictions) by method: psi, jensen_shannon, "
+            "ks_pvalue.",
+            ["model", "version", "feature", "method"], registry=reg, multiprocess_mode="max",
+        )
+        self.drift_feature_drifted = Gauge(
+            "modelfactory_drift_feature_drifted", "1 when the feature drifted.",
+            ["model", "version", "feature"], registry=reg, multiprocess_mode="max",
+        )
+        self.drift_share = Gauge(
+            "modelfactory_drift_share", "Share of the features that drifted.",
+            ["model", "version"], registry=reg, multiprocess_mode="max",
+        )
+        self.drift_detected = Gauge(
+            "modelfactory_drift_detected", "1 when the dataset drifted.",
+            ["model", "version"], registry=reg, multiprocess_mode="max",
+        )
         self._children: dict[tuple[str, str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
 

@@ -48,6 +48,18 @@ class Settings(BaseSettings):
         "answer; past it the answer is 504.",
     )
     workers: int = Field(_RUNTIME_DEFAULTS.workers, ge=1)
+    drift_enabled: bool = Field(
+        _RUNTIME_DEFAULTS.drift_enabled,
+        description="Compare live traffic with the artifact's reference profile.",
+    )
+    drift_window: int = Field(_RUNTIME_DEFAULTS.drift_window, ge=10)
+    drift_evaluate_every: int = Field(_RUNTIME_DEFAULTS.drift_evaluate_every, ge=1)
+    drift_evaluate_seconds: float = Field(_RUNTIME_DEFAULTS.drift_evaluate_seconds, gt=0)
+    drift_min_samples: int = Field(_RUNTIME_DEFAULTS.drift_min_samples, ge=1)
+    drift_psi: float = Field(_RUNTIME_DEFAULTS.drift_psi, ge=0)
+    drift_jensen_shannon: float = Field(_RUNTIME_DEFAULTS.drift_jensen_shannon, ge=0, le=1)
+    drift_ks_pvalue: float = Field(_RUNTIME_DEFAULTS.drift_ks_pvalue, ge=0, le=1)
+    drift_share: float = Field(_RUNTIME_DEFAULTS.drift_share, ge=0, le=1)
     host: str = _RUNTIME_DEFAULTS.host
     port: int = Field(_RUNTIME_DEFAULTS.port, ge=0, le=65535)
     listen_fd: int | None = Field(
