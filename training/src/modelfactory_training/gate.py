@@ -62,7 +62,8 @@ def compatibility_problem(
     """Why the baseline cannot be scored on these held-out rows, or None."""
     if (baseline_task == "regression") != (task == "regression"):
         return f"TaskMismatch: it is a {baseline_task} model and the new data is a {task} task"
-    missing = [f for f in baseline_features if f not in set(columns)]
+    present = set(columns)
+    missing = [f for f in baseline_features if f not in present]
     if missing:
         return (
             f"FeatureMismatch: it was trained on feature(s) the new held-out data lacks: "
