@@ -459,3 +459,90 @@ def test_scores_equal_cross_val_score_on_the_same_split(
             cv=3,
         )
         assert trial.score == pytest.approx(expected.mean(), abs=1e-12)
+
+
+def test_a_run_records_trigger_data_digest_and_the_gate_scores(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    result_of: Callable[[Path], dict[str, Any]],
+    verified_loader: Callable[[Path], Any],
+) -> None:
+    import hashlib
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import get_scorer
+
+    from modelfactory_api.runtime import JobIdentity
+    from modelfactory_artifacts.metadata import FeatureInfo
+    from modelfactory_training.artifact import build_metadata, serialize
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    frame["y"] = (frame["a"] - frame["b"] > 0).astype(int)
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    # The promoted version 1: a weaker model of the same features, written as the trainer does.
+    store = tmp_path / "store"
+    weak = LogisticRegression().fit(frame[["a"]].assign(b=0.0), frame["y"])
+    weak_bytes, _ = serialize(weak)
+    weak_meta = build_metadata(
+        version=1,
+        model_bytes=weak_bytes,
+        task="binary",
+        features=[FeatureInfo(name=n, dtype="float64", kind="numeric") for n in ("a", "b")],
+        target="y",
+        classes=[0, 1],
+        estimator="sklearn.linear_model.LogisticRegression",
+        metric="accuracy",
+        metrics={},
+        best_params={},
+        trials=[],
+        profile=None,
+        job=JobIdentity(),
+        run_id="run-0",
+    )
+    ModelStore.open(f"file://{store}").write(1, weak_bytes, weak_meta)
+    config = write_config(
+        store,
+        dataset={"uri": f"file://{csv}", "target": "y"},
+        tuning={"searchSpace": {"C": {"values": [1.0]}}},
+    )
+    body = json.loads(config.read_text())
+    body.update(
+        trigger="drift",
+        gateMetric="f1_macro",
+        baseline={"version": 1, "uri": f"file://{store}/1", "digest": weak_meta.digest},
+    )
+    config.write_text(json.dumps(body))
+    report = tmp_path / "result.json"
+
+    assert run(config, report) == 0
+
+    result = result_of(report)
+    digest = f"sha256:{hashlib.sha256(csv.read_bytes()).hexdigest()}"
+    assert result["model"]["version"] == 2
+    assert (result["trigger"], result["dataDigest"]) == ("drift", digest)
+    model, metadata = verified_loader(store / "2")
+    assert (metadata.trigger, metadata.dataDigest) == ("drift", digest)
+    gate = metadata.gate
+    assert gate is not None and gate.metric == "f1_macro"
+    assert result["score"] == gate.score and gate.score is not None
+    assert result["baseline"] == {"version": 1, "score": gate.baselineScore, "message": None}
+    assert gate.baselineScore is not None and gate.score > gate.baselineScore
+    # The same held-out rows for both: the split of the run, rebuilt from its seed.
+    from modelfactory_api.trainingjob import DatasetSpec
+    from modelfactory_training.data import load_frame
+    from modelfactory_training.prepare import prepare
+
+    dataset = DatasetSpec(uri=str(csv), target="y")
+    held = prepare(load_frame(dataset), dataset, is_classifier=True, preprocessing=True, cv_folds=5)
+    scorer = get_scorer("f1_macro")
+    assert gate.score == pytest.approx(scorer(model, held.X_test, held.y_test))
+    assert gate.baselineScore == pytest.approx(scorer(weak, held.X_test, held.y_test))
+
+    # A retried run finds its version and reports the same scores without training again.
+    again = tmp_path / "again.json"
+    assert run(config, again) == 0
+    assert {k: result_of(again)[k] for k in ("trigger", "dataDigest", "score", "baseline")} == {
+        k: result[k] for k in ("trigger", "dataDigest", "score", "baseline")
+    }

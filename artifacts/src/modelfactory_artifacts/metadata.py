@@ -17,6 +17,7 @@ from zipfile import ZipFile
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelfactory_api.trainingjob import Trigger
 from modelfactory_artifacts.profile import ReferenceProfile
 
 ARTIFACT_SCHEMA_VERSION = 1
@@ -70,6 +71,19 @@ class SourceInfo(BaseModel):
     runId: str | None = None
 
 
+class GateScores(BaseModel):
+    """The promotion gate's scores, taken by the run that wrote the version: the version and
+    the promoted one (the baseline) on the same held-out rows, by the same scorer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(description="scikit-learn scorer name; greater is better.")
+    score: float | None = Field(None, description="This version's score; none if it failed.")
+    baselineVersion: int | None = Field(None, description="The promoted version, if any.", ge=1)
+    baselineScore: float | None = Field(None, description="Its score; none if it failed.")
+    baselineMessage: str | None = Field(None, description="Why the baseline was not scored.")
+
+
 class ArtifactMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -106,6 +120,15 @@ class ArtifactMetadata(BaseModel):
         "predictions, a bounded sample): what live data is compared with.",
     )
     source: SourceInfo = Field(default_factory=SourceInfo)
+    # Absent from versions written before the closed loop: they still validate.
+    trigger: Trigger | None = Field(None, description="Why the run was started.")
+    dataDigest: str | None = Field(
+        None,
+        description="sha256:<hex> of the training data: its bytes, or for a prefix its object "
+        "listing (path and ETag, generation or size and mtime).",
+        pattern=r"^sha256:[a-f0-9]{64}$",
+    )
+    gate: GateScores | None = Field(None, description="Scores for the promotion gate.")
 
     @property
     def digest(self) -> str:

@@ -10,10 +10,12 @@ from typing import Any
 import skops.io as sio
 
 from modelfactory_api.runtime import JobIdentity
+from modelfactory_api.trainingjob import Trigger
 from modelfactory_artifacts.metadata import (
     TRUSTED_TYPES_FILE,
     ArtifactMetadata,
     FeatureInfo,
+    GateScores,
     SourceInfo,
     TargetInfo,
     TaskType,
@@ -91,6 +93,9 @@ def build_metadata(
     profile: ReferenceProfile | None,
     job: JobIdentity,
     run_id: str,
+    trigger: Trigger | None = None,
+    data_digest: str | None = None,
+    gate: GateScores | None = None,
     now: datetime | None = None,
 ) -> ArtifactMetadata:
     created = (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -116,4 +121,7 @@ def build_metadata(
             generation=job.generation,
             runId=run_id,
         ),
+        trigger=trigger,
+        dataDigest=data_digest,
+        gate=gate,
     )

@@ -1,24 +1,33 @@
 """Reading the training data: bundled scikit-learn datasets or CSV/Parquet through fsspec.
 
 Files are parsed by pyarrow and only the columns training uses (the features and the target,
-when the spec names the features) are read.
+when the spec names the features) are read. The data's digest (modelfactory_training.digest) is
+taken on the way: a CSV is hashed while it is parsed.
 """
 
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from fsspec.compression import compr
 from fsspec.core import url_to_fs
+from fsspec.utils import infer_compression
 
 from modelfactory_api.storage_errors import access_denied_message, classify
 from modelfactory_api.trainingjob import TOY_DATASETS, DatasetSpec
+from modelfactory_training.digest import (
+    HashingReader,
+    file_digest,
+    frame_digest,
+    prefix_digest,
+)
 from modelfactory_training.errors import SpecError, StorageAccessError, TransientError
 
 SKLEARN_SCHEME = "sklearn://"
@@ -94,8 +103,9 @@ def _text_columns(table: pa.Table) -> pa.Table:
     return table
 
 
-def read_csv(uri: str, sep: str, wanted: list[str] | None) -> pd.DataFrame:
-    """A CSV read by pyarrow (multithreaded, compact strings), only the wanted columns parsed.
+def read_csv(fs: Any, path: str, sep: str, wanted: list[str] | None) -> tuple[pd.DataFrame, str]:
+    """A CSV read by pyarrow (multithreaded, compact strings), only the wanted columns parsed,
+    and the digest of the file's bytes, hashed as the parser reads them.
 
     The Arrow table is released column by column while it becomes the frame, so the peak is
     about one copy of the data, not two.
@@ -103,13 +113,19 @@ def read_csv(uri: str, sep: str, wanted: list[str] | None) -> pd.DataFrame:
     parse = pacsv.ParseOptions(delimiter=sep)
     # Empty strings are missing values, as in pandas; dates stay text.
     convert = pacsv.ConvertOptions(strings_can_be_null=True)
+    codec = infer_compression(path)
     if wanted is not None:
-        with fsspec.open(uri, "rb", compression="infer") as fh:
+        with fs.open(path, "rb", compression=codec) as fh:
             header = pacsv.open_csv(fh, parse_options=parse).schema.names
         convert.include_columns = prune(header, wanted) or []
-    with fsspec.open(uri, "rb", compression="infer") as fh:
-        table = pacsv.read_csv(fh, parse_options=parse, convert_options=convert)
-    return arrow_to_frame(_text_columns(table))
+    with fs.open(path, "rb") as raw:
+        hashing = HashingReader(raw)
+        # The stored bytes are hashed, so decompression sits on top of the hashing reader.
+        stream = compr[codec](hashing, mode="rb") if codec else hashing
+        table = pacsv.read_csv(stream, parse_options=parse, convert_options=convert)
+        digest = hashing.finish()
+    # A reader that skipped bytes (a zip archive's directory at its end) gets a second pass.
+    return arrow_to_frame(_text_columns(table)), digest or file_digest(fs, path)
 
 
 def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
@@ -117,21 +133,37 @@ def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
-def read_parquet(fs: Any, path: str, wanted: list[str] | None) -> pd.DataFrame:
+def read_parquet(fs: Any, path: str, wanted: list[str] | None) -> tuple[pd.DataFrame, str]:
+    """A Parquet file or partitioned directory, and its digest: a directory's from its object
+    listing, a file's from a second streamed pass (the reader seeks: it cannot hash as it reads).
+    """
     if fs.isdir(path):
         dataset = pads.dataset(path, filesystem=fs, format="parquet")
         columns = prune(dataset.schema.names, wanted)
-        return arrow_to_frame(dataset.to_table(columns=columns))
+        return arrow_to_frame(dataset.to_table(columns=columns)), prefix_digest(fs, path)
     with fs.open(path, "rb") as fh:
         parquet = pq.ParquetFile(fh)
         columns = prune(parquet.schema_arrow.names, wanted)
-        return arrow_to_frame(parquet.read(columns=columns))
+        frame = arrow_to_frame(parquet.read(columns=columns))
+    return frame, file_digest(fs, path)
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    frame: pd.DataFrame
+    digest: str  # sha256:<hex>; see modelfactory_training.digest for what it covers
 
 
 def load_frame(spec: DatasetSpec) -> pd.DataFrame:
-    """Read the dataset the spec names; errors say what is wrong with the input."""
+    return load_data(spec).frame
+
+
+def load_data(spec: DatasetSpec) -> LoadedData:
+    """Read the dataset the spec names, with its digest; errors say what is wrong with the
+    input."""
     if spec.uri.startswith(SKLEARN_SCHEME):
-        return load_toy(spec.uri[len(SKLEARN_SCHEME) :])
+        frame = load_toy(spec.uri[len(SKLEARN_SCHEME) :])
+        return LoadedData(frame, frame_digest(frame))
     fmt = detect_format(spec.uri, spec.format)
     try:
         fs, path = url_to_fs(spec.uri)
@@ -142,9 +174,9 @@ def load_frame(spec: DatasetSpec) -> pd.DataFrame:
         if not fs.exists(path):
             raise SpecError("DataNotFound", f"dataset: {spec.uri} does not exist")
         if fmt == "parquet":
-            return read_parquet(fs, path, wanted)
+            return LoadedData(*read_parquet(fs, path, wanted))
         sep = "\t" if ".tsv" in path.lower() else ","
-        return read_csv(spec.uri, sep, wanted)
+        return LoadedData(*read_csv(fs, path, sep, wanted))
     except SpecError:
         raise
     except pd.errors.EmptyDataError as exc:

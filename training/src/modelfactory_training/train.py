@@ -21,13 +21,14 @@ from modelfactory_artifacts.metadata import ArtifactMetadata, TrialRecord
 from modelfactory_artifacts.profile import ReferenceProfile, build_profile
 from modelfactory_training.artifact import build_metadata, serialize
 from modelfactory_training.cluster import ClusterInfo, ray_session
-from modelfactory_training.data import load_frame
+from modelfactory_training.data import load_data
 from modelfactory_training.errors import SpecError, TrainingError, TransientError
 from modelfactory_training.estimator import (
     resolve_estimator,
     supports_n_jobs,
     validate_model_params,
 )
+from modelfactory_training.gate import gate_metric, gate_scores, result_baseline
 from modelfactory_training.metrics import held_out_metrics, resolve_metric
 from modelfactory_training.pipeline import (
     MAX_CATEGORIES,
@@ -63,6 +64,10 @@ def result_from_metadata(run_id: str, metadata: ArtifactMetadata, uri: str) -> T
         metric=metadata.metric,
         metrics=metadata.metrics,
         bestParams=metadata.bestParams,
+        trigger=metadata.trigger,
+        dataDigest=metadata.dataDigest,
+        score=metadata.gate.score if metadata.gate else None,
+        baseline=result_baseline(metadata.gate),
         progress=TrainingProgress(
             trialsTotal=max(metadata.trialsPlanned or 0, ran),
             trialsCompleted=ran - failed,
@@ -141,6 +146,13 @@ class CheckedSpec:
     metric: str
     plan: SearchPlan
     owns_n_jobs: bool
+    gate_metric: str  # the search metric unless the promotion gate names its own
+
+
+def check_config(config: TrainingRuntimeConfig) -> CheckedSpec:
+    """check_spec, plus the promotion gate's scorer."""
+    checked = check_spec(config.spec)
+    return replace(checked, gate_metric=gate_metric(config.gateMetric, checked.metric))
 
 
 def check_spec(spec: TrainingSpec) -> CheckedSpec:
@@ -155,7 +167,7 @@ def check_spec(spec: TrainingSpec) -> CheckedSpec:
         and "n_jobs" not in spec.model.params
         and "n_jobs" not in spec.tuning.searchSpace
     )
-    return CheckedSpec(estimator_cls, classifier, metric, plan, owns_n_jobs)
+    return CheckedSpec(estimator_cls, classifier, metric, plan, owns_n_jobs, metric)
 
 
 def share_training_split(prepared: Prepared) -> tuple[Prepared, Any]:
@@ -275,10 +287,20 @@ def write_version(
     outcome: SearchOutcome,
     best: TrialRecord,
     model: Any,
+    data_digest: str | None = None,
 ) -> ArtifactMetadata:
     metrics = {"cv_mean": float(best.score or 0.0), "cv_std": float(best.scoreStd or 0.0)}
     metrics.update(
         held_out_metrics(model, prepared.X_test, prepared.y_test, prepared.task, checked.metric)
+    )
+    # Before the version exists: the gate's comparison is part of what the run records.
+    gate = gate_scores(
+        model,
+        prepared.X_test,
+        prepared.y_test,
+        task=prepared.task,
+        metric=checked.gate_metric,
+        baseline=config.baseline,
     )
     model_bytes, _ = serialize(model)
     classes = getattr(model, "classes_", None) if prepared.task != "regression" else None
@@ -300,6 +322,9 @@ def write_version(
             profile=reference_profile(prepared, model, spec_seed=config.spec.dataset.seed),
             job=config.job,
             run_id=config.runId,
+            trigger=config.trigger,
+            data_digest=data_digest,
+            gate=gate,
         )
         store.write(version, model_bytes, metadata)
     except Exception as exc:
@@ -326,14 +351,18 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
         log.info("run already wrote a version", extra={"version": existing.version})
         return result_from_metadata(config.runId, existing, store.version_uri(existing.version))
 
-    checked = check_spec(spec)
+    checked = check_config(config)
+    loaded = load_data(spec.dataset)
+    data_digest = loaded.digest
     prepared = prepare(
-        load_frame(spec.dataset),
+        loaded.frame,
         spec.dataset,
         is_classifier=checked.classifier,
         preprocessing=spec.model.preprocessing,
         cv_folds=spec.tuning.cvFolds,
     )
+    # The split holds its own rows: the whole frame need not live through the search.
+    del loaded
     log.info(
         "data ready",
         extra={
@@ -342,13 +371,16 @@ def train(config: TrainingRuntimeConfig, reporter: Reporter) -> TrainingResult:
             "features": len(prepared.features),
             "task": prepared.task,
             "trials": checked.plan.total_trials,
+            "data_digest": data_digest,
         },
     )
     with ray_session(config.ray) as cluster:
         prepared, data = share_training_split(prepared)
         outcome, best, model = search_and_refit(spec, checked, prepared, data, reporter, cluster)
         # Inside the session: the training split is a view of Ray's object store.
-        metadata = write_version(config, store, checked, prepared, outcome, best, model)
+        metadata = write_version(
+            config, store, checked, prepared, outcome, best, model, data_digest
+        )
         del prepared, data
     uri = store.version_uri(metadata.version)
     log.info(
