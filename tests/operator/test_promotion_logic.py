@@ -30,16 +30,16 @@ def result(score: float, baseline: float | None = None, version: int = 2,
 
 def test_the_gate_promotes_better_and_rejects_worse() -> None:
     gate = PromotionSpec(minImprovement=0.01)
-    assert promotion.judge(result(0.95, 0.90), gate, "maximize")[0] == "Promoted"
-    phase, message = promotion.judge(result(0.905, 0.90), gate, "maximize")
+    assert promotion.judge(result(0.95, 0.90), gate)[0] == "Promoted"
+    phase, message = promotion.judge(result(0.905, 0.90), gate)
     assert phase == "Rejected" and "0.905" in message and "0.9 " in message
-    assert promotion.judge(result(0.90, None), gate, "maximize")[0] == "Promoted"  # first
-    assert promotion.judge(result(0.9, 0.9), PromotionSpec(), "maximize")[0] == "Promoted"
-    unscorable = promotion.judge(result(0.9, None, message="columns differ"), gate, "maximize")
+    assert promotion.judge(result(0.90, None), gate)[0] == "Promoted"  # first
+    assert promotion.judge(result(0.9, 0.9), PromotionSpec())[0] == "Promoted"
+    unscorable = promotion.judge(result(0.9, None, message="columns differ"), gate)
     assert unscorable[0] == "Rejected" and "columns differ" in unscorable[1]
-    # A search that minimizes reads its metric the other way round.
-    assert promotion.judge(result(0.2, 0.3), PromotionSpec(), "minimize")[0] == "Promoted"
-    assert promotion.judge(result(0.95, 0.9), PromotionSpec(auto=False), "maximize")[0] == (
+    # Scores are scorers' values (losses negated): higher is better whatever the metric.
+    assert promotion.judge(result(-0.3, -0.2), PromotionSpec())[0] == "Rejected"
+    assert promotion.judge(result(0.95, 0.9), PromotionSpec(auto=False))[0] == (
         "Candidate")
 
 

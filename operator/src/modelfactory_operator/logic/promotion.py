@@ -17,7 +17,7 @@ BY_GATE = "gate"
 BY_ANNOTATION = f"annotation {PROMOTE_ANNOTATION}"
 
 
-def judge(result: TrainingResult, spec: PromotionSpec, direction: str) -> tuple[str, str]:
+def judge(result: TrainingResult, spec: PromotionSpec) -> tuple[str, str]:
     """(phase, message) for a new version: Promoted, Rejected or Candidate."""
     metric = spec.metric or result.metric or "score"
     baseline = result.baseline
@@ -31,9 +31,8 @@ def judge(result: TrainingResult, spec: PromotionSpec, direction: str) -> tuple[
             "Rejected",
             f"version {baseline.version} (promoted) could not be scored on the new data: {why}",
         )
-    # Scorers are "higher is better"; a search that minimizes its metric reads it the other way.
-    sign = -1.0 if direction == "minimize" and spec.metric is None else 1.0
-    gain = sign * (result.score - baseline.score)
+    # Scores are sklearn scorers' values: higher is better (losses come negated).
+    gain = result.score - baseline.score
     scores = (
         f"{metric} {result.score:.6g} against {baseline.score:.6g} of version "
         f"{baseline.version} on the same held-out data"

@@ -230,7 +230,7 @@ def record_version(
     new["latestVersion"] = model["version"]
     if known is not None and known.get("phase"):
         return []  # decided on an earlier pass
-    phase, message = promotion.judge(result, plan.promotion, plan.runtime.spec.tuning.direction)
+    phase, message = promotion.judge(result, plan.promotion)
     baseline = result.baseline
     entry = ModelVersion(
         **model,
