@@ -6,6 +6,11 @@
 Reads <work>/models/{rf,lr}.joblib (written by the harness's train_models.py, trusted: we made
 them on this machine) and writes <work>/modelfactory/{rf,lr}/1/ with model.skops, metadata.json
 and _COMPLETE, exactly as the training runtime would. Prints the digests.
+
+metadata.json carries the reference profile of the harness's training data (regenerated:
+train_models.py uses make_classification(20000, 20, random_state=0); checked against
+<work>/rows.json), with the model's predictions on those rows (the harness keeps no held-out
+split), so the server measures drift unless MF_DRIFT_ENABLED=false. --no-profile leaves it out.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import joblib
 import numpy as np
 import sklearn
 import skops
+import pandas as pd
 import skops.io as sio
+from sklearn.datasets import make_classification
 
 from modelfactory_artifacts.metadata import (
     COMPLETE_MARKER,
@@ -29,9 +36,34 @@ from modelfactory_artifacts.metadata import (
     ArtifactMetadata,
     sha256_hex,
 )
+from modelfactory_artifacts.profile import ReferenceProfile, build_profile
 
 
-def convert(src: pathlib.Path, dest: pathlib.Path) -> str:
+def training_data(work: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+    """The harness's training set, regenerated; its first rows are the request rows."""
+    X, y = make_classification(n_samples=20000, n_features=20, random_state=0)
+    rows = work / "rows.json"
+    if rows.exists():
+        sent = np.asarray(json.loads(rows.read_text()))
+        if not np.allclose(sent, X[: len(sent)], atol=1e-5):
+            raise SystemExit(f"{rows} is not from make_classification(20000, 20, random_state=0)")
+    return X, y
+
+
+def profile_of(model: object, X: np.ndarray, y: np.ndarray) -> ReferenceProfile:
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    return build_profile(
+        frame,
+        {name: "numeric" for name in frame.columns},
+        target=pd.Series(y),
+        target_kind="categorical",
+        predictions=model.predict(X),  # type: ignore[attr-defined]
+    )
+
+
+def convert(
+    src: pathlib.Path, dest: pathlib.Path, data_xy: tuple[np.ndarray, np.ndarray] | None
+) -> str:
     model = joblib.load(src)
     n_features = int(model.n_features_in_)
     dest.mkdir(parents=True, exist_ok=True)
@@ -58,6 +90,7 @@ def convert(src: pathlib.Path, dest: pathlib.Path) -> str:
         metrics={},
         bestParams={},
         trials=[],
+        profile=None if data_xy is None else profile_of(model, *data_xy),
     )
     (dest / METADATA_FILENAME).write_text(meta.model_dump_json(indent=2))
     (dest / COMPLETE_MARKER).write_text("")
@@ -68,12 +101,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/tmp/bench-work")
     ap.add_argument("--models", default="rf,lr")
+    ap.add_argument("--no-profile", action="store_true", help="no reference profile: no drift")
     args = ap.parse_args()
     work = pathlib.Path(args.work)
+    data_xy = None if args.no_profile else training_data(work)
     out = {}
     for name in args.models.split(","):
         dest = work / "modelfactory" / name / "1"
-        out[name] = {"uri": str(dest), "digest": convert(work / "models" / f"{name}.joblib", dest)}
+        out[name] = {"uri": str(dest), "digest": convert(work / "models" / f"{name}.joblib", dest, data_xy)}
     print(json.dumps(out, indent=2))
 
 
