@@ -51,10 +51,13 @@ def report_after(server: Server, samples: int) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def test_live_drift_is_reported_and_a_summed_window_evaluated(
-        start_server: Callable[..., Server], profiled: Artifact) -> None:
-    server = start_server("m", profiled.uri, profiled.digest, drift_window=1_000,
-                          drift_share=0.25, **FAST)
+@pytest.fixture(scope="module")
+def server(module_server: Callable[..., Server], profiled: Artifact) -> Server:
+    return module_server("m", profiled.uri, profiled.digest, drift_window=1_000,
+                         drift_share=0.25, **FAST)
+
+
+def test_live_drift_is_reported_and_a_summed_window_evaluated(server: Server) -> None:
     send(server, 5, shift=0.0, seed=1)
     calm = report_after(server, 500)
     assert calm["enabled"] and calm["model_version"] == "1"
@@ -87,17 +90,12 @@ def test_live_drift_is_reported_and_a_summed_window_evaluated(
     (b'{"samples": 5, "counts": {"x0": [1, 2]}}', "no counts for feature"),
     (b"not json", ""),
 ])
-def test_a_window_that_does_not_fit_is_a_400(
-        start_server: Callable[..., Server], profiled: Artifact, body: bytes,
-        problem: str) -> None:
-    server = start_server("m", profiled.uri, profiled.digest)
+def test_a_window_that_does_not_fit_is_a_400(server: Server, body: bytes, problem: str) -> None:
     r = httpx.post(f"{server.url}/v2/models/m/drift/evaluate", content=body)
     assert r.status_code == 400 and problem in r.json()["error"], r.text
 
 
-def test_too_large_a_window_is_a_413(start_server: Callable[..., Server],
-                                     profiled: Artifact) -> None:
-    server = start_server("m", profiled.uri, profiled.digest)
+def test_too_large_a_window_is_a_413(server: Server) -> None:
     r = httpx.post(f"{server.url}/v2/models/m/drift/evaluate", content=b"[" + b"1," * 9_000_000
                    + b"1]")
     assert r.status_code == 413, r.text
