@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import time
 from dataclasses import dataclass
 
@@ -50,13 +49,18 @@ EVALUATE_EVERY = 1_000  # DriftConfig.evaluate_every
 NUMERIC = [f"x{i}" for i in range(8)]
 CATEGORIES = {
     "c0": (list("abcde"), [0.4, 0.25, 0.15, 0.12, 0.08]),
-    "c1": ([f"k{i}" for i in range(12)], list(np.array([1 / (i + 1) for i in range(12)]) / sum(1 / (i + 1) for i in range(12)))),
+    "c1": (
+        [f"k{i}" for i in range(12)],
+        list(np.array([1 / (i + 1) for i in range(12)]) / sum(1 / (i + 1) for i in range(12))),
+    ),
 }
 FEATURES = [*NUMERIC, *CATEGORIES]
 CAP = 40_000  # shifted rows after which a run counts as "not detected"
 
 
-def draw(rng: np.random.Generator, n: int, shift: dict[str, float] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def draw(
+    rng: np.random.Generator, n: int, shift: dict[str, float] | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """n rows (columns by name) and the predictions of the fixed rule."""
     x = rng.standard_normal((n, len(NUMERIC)))
     columns: dict[str, np.ndarray] = {name: x[:, i] for i, name in enumerate(NUMERIC)}
@@ -75,8 +79,9 @@ def reference(seed: int = 12345) -> ReferenceProfile:
     target = np.where(flip, 1 - predictions, predictions)
     frame = pd.DataFrame(columns)
     kinds = {n: "numeric" for n in NUMERIC} | {n: "categorical" for n in CATEGORIES}
-    return build_profile(frame, kinds, target=pd.Series(target), target_kind="categorical",
-                         predictions=predictions)
+    return build_profile(
+        frame, kinds, target=pd.Series(target), target_kind="categorical", predictions=predictions
+    )
 
 
 class Stream:
@@ -116,8 +121,9 @@ class Delays:
     dataset: float = float("inf")  # dataset verdict
 
 
-def run_shift(stream: Stream, rng: np.random.Generator, shifted: list[str], by: float,
-              need_dataset: bool) -> Delays:
+def run_shift(
+    stream: Stream, rng: np.random.Generator, shifted: list[str], by: float, need_dataset: bool
+) -> Delays:
     d = Delays()
     rows = 0
     shift = {name: by for name in shifted}
@@ -159,7 +165,9 @@ def fmt_rows(values: list[float]) -> str:
 def detection(profile: ReferenceProfile, seeds: int) -> list[str]:
     scenarios = [("one", ["x0"]), ("half", NUMERIC[:5])]
     shifts = [0.5, 1.0]
-    found: dict[tuple[str, float], list[Delays]] = {(s, b): [] for s, _ in scenarios for b in shifts}
+    found: dict[tuple[str, float], list[Delays]] = {
+        (s, b): [] for s, _ in scenarios for b in shifts
+    }
     for seed in range(seeds):
         rng = np.random.default_rng(1000 + seed)
         base = Stream(profile, Thresholds())
@@ -178,14 +186,19 @@ def detection(profile: ReferenceProfile, seeds: int) -> list[str]:
         "| shift | features shifted | x0 flagged | all shifted features flagged | dataset drifted (drift_share 0.5) |",
         "|---|---|---:|---:|---:|",
     ]
-    for name, shifted in scenarios:
+    for name, _shifted in scenarios:
         for by in shifts:
             ds = found[(name, by)]
-            dataset = ("never: 1 of 10 features = share 0.1" if name == "one"
-                       else fmt_rows([d.dataset for d in ds]))
+            dataset = (
+                "never: 1 of 10 features = share 0.1"
+                if name == "one"
+                else fmt_rows([d.dataset for d in ds])
+            )
             label = "x0 only (1 of 10)" if name == "one" else "x0-x4 (5 of 10)"
-            lines.append(f"| +{by} sd | {label} | {fmt_rows([d.first for d in ds])} | "
-                         f"{fmt_rows([d.all_shifted for d in ds])} | {dataset} |")
+            lines.append(
+                f"| +{by} sd | {label} | {fmt_rows([d.first for d in ds])} | "
+                f"{fmt_rows([d.all_shifted for d in ds])} | {dataset} |"
+            )
     return lines
 
 
@@ -249,9 +262,13 @@ def cost(timing: Stream, quick: bool) -> list[str]:
     x = rng.standard_normal((20_000, 20))
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(20)])
     predictions = (x[:, 0] > 0).astype("int64")
-    profile = build_profile(frame, {c: "numeric" for c in frame.columns},
-                            target=pd.Series(predictions), target_kind="categorical",
-                            predictions=predictions)
+    profile = build_profile(
+        frame,
+        {c: "numeric" for c in frame.columns},
+        target=pd.Series(predictions),
+        target_kind="categorical",
+        predictions=predictions,
+    )
     window = LiveWindow(profile)
     names = list(enumerate(frame.columns))
     for rows in (1, 8, 32, 64):
@@ -263,8 +280,10 @@ def cost(timing: Stream, quick: bool) -> list[str]:
             t0 = time.perf_counter()
             window.add(columns, preds, rows)
             times.append(time.perf_counter() - t0)
-        lines.append(f"| LiveWindow.add, {rows}-row batch, 20 numeric features + predictions (bench artifact shape) | "
-                     f"{us(times, 0.5):,.0f} µs ({us(times, 0.5) / rows:.1f} µs/row) | {us(times, 0.9):,.0f} µs |")
+        lines.append(
+            f"| LiveWindow.add, {rows}-row batch, 20 numeric features + predictions (bench artifact shape) | "
+            f"{us(times, 0.5):,.0f} µs ({us(times, 0.5) / rows:.1f} µs/row) | {us(times, 0.9):,.0f} µs |"
+        )
     return lines
 
 
@@ -284,9 +303,12 @@ def main() -> None:
     fa, timing = false_alarms(profile, args.streams, args.rows)
     out += ["", *fa, "", *cost(timing, args.quick)]
     end_load = os.getloadavg()
-    out += ["", f"Wall time {time.time() - started:.0f} s; load average at start "
-                f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end "
-                f"{end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f} ({os.cpu_count()} CPUs)."]
+    out += [
+        "",
+        f"Wall time {time.time() - started:.0f} s; load average at start "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end "
+        f"{end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f} ({os.cpu_count()} CPUs).",
+    ]
     print("\n".join(out))
 
 

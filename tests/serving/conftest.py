@@ -82,7 +82,7 @@ def write_artifact(
         bestParams={},
         trials=[],
     )
-    (directory / METADATA_FILENAME).write_text(meta.model_dump_json(indent=2))
+    (directory / METADATA_FILENAME).write_bytes(meta.to_json())
     (directory / COMPLETE_MARKER).write_text("")
     return Artifact(str(directory), meta.digest, [f["name"] for f in features], classes,
                     estimator, X)
@@ -101,7 +101,7 @@ def add_profile(artifact: Artifact, y: Any, kinds: dict[str, str] | None = None)
     target_kind = "numeric" if meta.task == "regression" else "categorical"
     meta.profile = build_profile(frame, kinds, target=pd.Series(y), target_kind=target_kind,
                                  predictions=predictions)
-    path.write_text(meta.model_dump_json(indent=2))
+    path.write_bytes(meta.to_json())
     artifact.digest = meta.digest
     return artifact
 

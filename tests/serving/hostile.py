@@ -108,7 +108,7 @@ def write_hostile(directory: Path, label: str) -> tuple[Artifact, str]:
         bestParams={},
         trials=[],
     )
-    (directory / METADATA_FILENAME).write_text(meta.model_dump_json(indent=2))
+    (directory / METADATA_FILENAME).write_bytes(meta.to_json())
     (directory / COMPLETE_MARKER).write_text("")
     art = Artifact(str(directory), meta.digest, [f["name"] for f in features], [0, 1], model,
                    None)

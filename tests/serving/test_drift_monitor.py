@@ -58,6 +58,18 @@ def test_frame_batches_are_read_by_position() -> None:
     assert m.evaluate().drifted_features == ["x1"]
 
 
+def test_queued_batches_are_binned_together_as_one() -> None:
+    a, b = rows(3), rows(2)
+    merged, predictions, n = drift_monitor.merge([(a, np.array([0, 1, 0]), 3),
+                                                  (b, np.array([1, 1]), 2)])
+    assert isinstance(merged, np.ndarray) and (merged == np.vstack([a, b])).all()
+    assert predictions.tolist() == [0, 1, 0, 1, 1] and n == 5
+    cols, _, n = drift_monitor.merge([([a[:, 0], a[:, 1]], np.zeros(3), 3),
+                                      ([b[:, 0], b[:, 1]], np.zeros(2), 2)])
+    assert [c.tolist() for c in cols] == [np.r_[a[:, 0], b[:, 0]].tolist(),
+                                          np.r_[a[:, 1], b[:, 1]].tolist()] and n == 5
+
+
 def test_the_queue_is_bounded_in_rows_and_drops_are_counted(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(drift_monitor, "MAX_PENDING_ROWS", 1_000)
     m, metrics = monitor()  # not started: nothing drains the queue

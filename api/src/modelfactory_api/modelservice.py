@@ -60,7 +60,8 @@ class ModelSource(ApiModel):
     )
     digest: str | None = Field(
         None,
-        description="sha256:<hex> of the model file; required with uri.",
+        description="sha256:<hex> of the version's metadata.json (which records the model "
+        "file's sha256); required with uri.",
         pattern=r"^sha256:[a-f0-9]{64}$",
     )
 

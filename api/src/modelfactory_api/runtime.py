@@ -96,7 +96,11 @@ class ServingRuntimeConfig(BaseModel):
 
     model_name: str = Field(description="Name the model is served under.")
     model_uri: str = Field(description="URI of the model version directory.")
-    model_digest: str | None = Field(None, description="Expected sha256:<hex> of the model file.")
+    model_digest: str | None = Field(
+        None,
+        description="Expected sha256:<hex> of the version's metadata.json (which records the "
+        "model file's sha256).",
+    )
     model_version: str | None = Field(None, description="Version label reported by the server.")
     max_batch_size: int = 32
     max_latency_ms: float = 2.0

@@ -450,7 +450,10 @@ class ModelRef(ApiModel):
 
     version: int = Field(description="Model version, increasing per TrainingJob.", ge=1)
     uri: str = Field(description="URI of the version's directory.")
-    digest: str = Field(description="sha256:<hex> of the model file.")
+    digest: str = Field(
+        description="sha256:<hex> of the version's metadata.json (which records the model "
+        "file's sha256)."
+    )
 
 
 class ModelVersion(ModelRef):

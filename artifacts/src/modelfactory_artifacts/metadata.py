@@ -1,7 +1,8 @@
 """The model artifact: layout of a version directory and the schema of its metadata.json.
 
 Written by the training runtime, read and verified (modelfactory_artifacts.read) by the serving
-runtime.
+runtime. A version's digest is the sha256 of its metadata.json, which records the model file's
+sha256: one digest covers the model, its features, its reference profile and its lineage.
 """
 
 from __future__ import annotations
@@ -130,13 +131,24 @@ class ArtifactMetadata(BaseModel):
     )
     gate: GateScores | None = Field(None, description="Scores for the promotion gate.")
 
+    def to_json(self) -> bytes:
+        """The bytes written as metadata.json; the version's digest is their sha256."""
+        return self.model_dump_json(indent=2).encode()
+
     @property
     def digest(self) -> str:
-        return f"sha256:{self.modelSha256}"
+        """The version's digest: it covers this metadata (profile included) and, through
+        modelSha256, the model file."""
+        return metadata_digest(self.to_json())
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def metadata_digest(raw: bytes) -> str:
+    """A version's digest from the bytes of its metadata.json."""
+    return f"sha256:{sha256_hex(raw)}"
 
 
 def parse_digest(digest: str) -> str:

@@ -87,6 +87,8 @@ def _finite_stats(present: np.ndarray) -> dict[str, float | None]:
 
 def numeric_values(values: pd.Series | np.ndarray) -> np.ndarray:
     """float64, with anything that is not a number as NaN (infinities stay infinities)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        return values.astype("float64", copy=False)  # already numbers: no pandas round trip
     return np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype="float64")
 
 

@@ -1,9 +1,10 @@
 """Reading and verifying a model version directory written by the training runtime.
 
 `load_artifact` is the one way to turn a URI into a model: it insists on the `_COMPLETE` marker,
-validates metadata.json, checks the model file's sha256 against the expected digest and the
-metadata, loads it through skops trusting only the allow-list of what the trainer produces (never
-pickle), and checks that the metadata's features are the ones the model was fitted on.
+checks metadata.json's bytes against the expected digest, validates them, checks the model file
+against the sha256 they record, loads it through skops trusting only the allow-list of what the
+trainer produces (never pickle), and checks that the metadata's features are the ones the model
+was fitted on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from modelfactory_artifacts.metadata import (
     COMPLETE_MARKER,
     METADATA_FILENAME,
     ArtifactMetadata,
+    metadata_digest,
     parse_digest,
     sha256_hex,
     types_in,
@@ -86,8 +88,8 @@ def _names(names: list[str], shown: int = 20) -> str:
 
 
 def check_features(estimator: Any, metadata: ArtifactMetadata) -> None:
-    """metadata.json is not covered by the digest: its feature list must be the one the model
-    was fitted on (names and order when the model records them, the count always)."""
+    """The metadata's feature list must be the one the model was fitted on (a writer's mistake
+    the digest cannot see) (names and order when the model records them, the count always)."""
     listed = [f.name for f in metadata.features]
     fitted = getattr(estimator, "feature_names_in_", None)
     if fitted is not None:
@@ -135,7 +137,8 @@ def _read(fs: Any, path: str, what: str, uri: str) -> bytes:
 def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
     """Load and verify the model version directory at `uri` (any fsspec URL or a local path).
 
-    `expected_digest` is "sha256:<hex>" or None (then only the metadata's digest is checked).
+    `expected_digest` is "sha256:<hex>" of metadata.json, or None (then only the model file is
+    checked against the sha256 the metadata records).
     Raises ArtifactError with reason InvalidUri, MissingArtifact, StorageAccessDenied,
     IncompleteArtifact, InvalidMetadata, InvalidDigest, DigestMismatch, UntrustedType,
     FeatureMismatch or LoadFailed.
@@ -171,6 +174,11 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
         )
 
     raw_meta = _read(fs, _join(root, METADATA_FILENAME), METADATA_FILENAME, uri)
+    digest = metadata_digest(raw_meta)
+    if expected_hex is not None and digest != f"sha256:{expected_hex}":
+        raise ArtifactError(
+            "DigestMismatch", f"{METADATA_FILENAME} has {digest}, expected {expected_digest}"
+        )
     try:
         metadata = ArtifactMetadata.model_validate(json.loads(raw_meta))
     except (ValueError, ValidationError) as e:
@@ -184,11 +192,6 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
 
     data = _read(fs, _join(root, metadata.modelFile), metadata.modelFile, uri)
     actual = sha256_hex(data)
-    if expected_hex is not None and actual != expected_hex:
-        raise ArtifactError(
-            "DigestMismatch",
-            f"{metadata.modelFile} has sha256:{actual}, expected {expected_digest}",
-        )
     if actual != metadata.modelSha256:
         raise ArtifactError(
             "DigestMismatch",
@@ -210,7 +213,7 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
         estimator=estimator,
         metadata=metadata,
         uri=uri,
-        digest=f"sha256:{actual}",
+        digest=digest,
         trusted_types=tuple(trusted),
         load_seconds=time.perf_counter() - started,
     )

@@ -23,9 +23,9 @@ import platform
 
 import joblib
 import numpy as np
+import pandas as pd
 import sklearn
 import skops
-import pandas as pd
 import skops.io as sio
 from sklearn.datasets import make_classification
 
@@ -92,7 +92,7 @@ def convert(
         trials=[],
         profile=None if data_xy is None else profile_of(model, *data_xy),
     )
-    (dest / METADATA_FILENAME).write_text(meta.model_dump_json(indent=2))
+    (dest / METADATA_FILENAME).write_bytes(meta.to_json())
     (dest / COMPLETE_MARKER).write_text("")
     return meta.digest
 
@@ -108,7 +108,10 @@ def main() -> None:
     out = {}
     for name in args.models.split(","):
         dest = work / "modelfactory" / name / "1"
-        out[name] = {"uri": str(dest), "digest": convert(work / "models" / f"{name}.joblib", dest, data_xy)}
+        out[name] = {
+            "uri": str(dest),
+            "digest": convert(work / "models" / f"{name}.joblib", dest, data_xy),
+        }
     print(json.dumps(out, indent=2))
 
 

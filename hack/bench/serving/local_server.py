@@ -60,7 +60,7 @@ def write_artifact(dest: Path, estimator: Any, X: Any, y: Any,
         bestParams={},
         trials=[],
     )
-    (dest / METADATA_FILENAME).write_text(meta.model_dump_json(indent=2))
+    (dest / METADATA_FILENAME).write_bytes(meta.to_json())
     (dest / COMPLETE_MARKER).write_text("")
     return str(dest), meta.digest
 

@@ -187,7 +187,7 @@ class ModelStore:
         self.fs.pipe_file(self._path(version, MODEL_FILENAME), model)
         self.fs.pipe_file(
             self._path(version, METADATA_FILENAME),
-            metadata.model_dump_json(indent=2).encode(),
+            metadata.to_json(),
         )
         self.mark_complete(version, metadata)
 
