@@ -40,6 +40,16 @@ def test_the_window_forgets_old_rows_and_samples_only_the_window() -> None:
     assert predictions is not None and predictions.sum() == rows
 
 
+def test_a_large_batch_is_split_at_segment_ends_so_the_window_keeps_its_size() -> None:
+    window = LiveWindow(reference(), size=1_000, segments=10)
+    window.add(batch(2_550, shift=-50.0), np.array(["no"] * 2_550), 2_550)
+    window.add(batch(950, shift=+50.0), np.array(["yes"] * 950), 950)
+    rows, counts, predictions, _ = window.totals()
+    # Ten full segments of 100 and an empty current one: 950 new rows and 50 old.
+    assert rows == 1_000 and counts["a"][-2] == 950 and counts["a"][0] == 50
+    assert predictions is not None and sorted(predictions.tolist()) == [0, 0, 50, 950]
+
+
 def test_a_snapshot_evaluates_to_the_same_verdict_and_refuses_nothing() -> None:
     window = LiveWindow(reference(), size=5_000)
     for _ in range(20):

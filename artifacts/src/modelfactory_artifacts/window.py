@@ -27,7 +27,12 @@ from modelfactory_artifacts.drift import (
     count,
     evaluate,
 )
-from modelfactory_artifacts.profile import SAMPLE_ROWS, NumericProfile, ReferenceProfile
+from modelfactory_artifacts.profile import (
+    SAMPLE_ROWS,
+    NumericProfile,
+    ReferenceProfile,
+    numeric_values,
+)
 
 # Values per feature a window handed in for evaluation may carry (the sum of the replicas'
 # samples, thinned by the operator to this).
@@ -83,13 +88,32 @@ class LiveWindow:
 
     def add(self, columns: Mapping[str, Any], predictions: Any, rows: int) -> None:
         """One batch: `columns` maps each profiled feature to its values (anything numpy or
-        pandas takes), `predictions` the model's outputs for the same rows (or None)."""
+        pandas takes), `predictions` the model's outputs for the same rows (or None). A batch
+        larger than the room left in the current segment is split at the segment's end, so the
+        window keeps to its size."""
+        start = 0
+        while True:
+            take = min(rows - start, self.segment_rows - self._current.rows)
+            if start == 0 and take == rows:
+                self._add(columns, predictions, rows)
+                return
+            part = slice(start, start + take)
+            self._add(
+                {n: np.asarray(v)[part] for n, v in columns.items()},
+                None if predictions is None else np.asarray(predictions)[part],
+                take,
+            )
+            start += take
+            if start >= rows:
+                return
+
+    def _add(self, columns: Mapping[str, Any], predictions: Any, rows: int) -> None:
         segment = self._current
         for name, profile in self.profile.features.items():
             values = columns[name]
             segment.counts[name] += count(profile, values)
             if name in segment.reservoirs:
-                segment.reservoirs[name].add(np.asarray(values, dtype="float64"))
+                segment.reservoirs[name].add(numeric_values(values))
         if (
             segment.predictions is not None
             and self.profile.predictions is not None
