@@ -28,10 +28,14 @@ FEATURES = ["x0", "x1", "x2", "x3"]
 
 
 def dataset(rows: int, shift: float, seed: int) -> pd.DataFrame:
-    """x0 and x2 move by `shift` standard deviations; the label flips where x0 > 2, a region
-    the unshifted data hardly covers, so a model of the old data is wrong on the new."""
+    """x0 and x2 move by `shift` standard deviations; the label flips where x0 > 2. Unshifted
+    data never reaches x0 > 1.5, so a model of it cannot know the flip and is wrong on most of
+    the shifted data, where a model of the new data is right."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, 4))
+    x = rng.normal(size=(3 * rows, 4))
+    if shift == 0:
+        x = x[x[:, 0] <= 1.5]
+    x = x[:rows]
     x[:, 0] += shift
     x[:, 2] += shift
     frame = pd.DataFrame(x, columns=FEATURES)
@@ -141,9 +145,15 @@ def test_drift_retrains_promotes_the_better_version_and_rejects_a_worse_one(loop
         assert {"x0", "x2"} <= set(drift["driftedFeatures"]), drift
         assert "x1" not in drift["driftedFeatures"] and drift["drifted"] is True
 
-        def promoted_v2() -> dict[str, Any] | None:
+        def promoted_v2() -> dict[str, Any]:
             status = loop.status("tj", "shifty")
-            return status if status.get("promotedVersion") == 2 else None
+            seen = {k: status.get(k) for k in ("phase", "latestVersion", "promotedVersion",
+                                               "history", "conditions")}
+            if any(h.get("version") == 2 and h.get("phase") == "Rejected"
+                   for h in status.get("history") or []):
+                raise RuntimeError(f"version 2 was rejected: {seen}")  # no use waiting
+            assert status.get("promotedVersion") == 2, seen
+            return status
 
         tj = eventually(promoted_v2, timeout=300, what="version 2 trained on drift, promoted")
         v2 = tj["history"][-1]
