@@ -17,7 +17,8 @@ from .conftest import Artifact, Server, add_profile, numeric_data, numeric_featu
 
 pytestmark = pytest.mark.e2e
 FEATURES = 4
-FAST = {"drift_evaluate_every": 200, "drift_evaluate_seconds": 1, "drift_min_samples": 200}
+FAST = {"drift_evaluate_every": 200, "drift_evaluate_seconds": 1, "drift_min_samples": 200,
+        "drift_max_rows_per_second": 100_000}
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,18 @@ def test_queued_batches_are_binned_together_as_one() -> None:
                                           np.r_[a[:, 1], b[:, 1]].tolist()] and n == 5
 
 
+def test_above_the_rate_cap_a_uniform_sample_is_binned() -> None:
+    m, _ = monitor(max_rows_per_second=400)  # 100 rows per drain
+    data = np.column_stack([np.arange(1_000.0)] * 3)
+    thinned, predictions, n = m.thin(data, np.arange(1_000), 1_000)
+    assert n == 100 and isinstance(thinned, np.ndarray) and thinned.shape == (100, 3)
+    assert (thinned[:, 0] == predictions).all() and len(set(predictions)) == 100
+    assert 300 < predictions.mean() < 700 and m.skipped == 900  # spread over the whole batch
+    cols, _, n = m.thin([data[:, 0], data[:, 1]], np.arange(1_000), 1_000)
+    assert n == 100 and (cols[0] == cols[1]).all()
+    assert m.thin(data[:50], np.arange(50), 50)[2] == 50
+
+
 def test_the_queue_is_bounded_in_rows_and_drops_are_counted(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(drift_monitor, "MAX_PENDING_ROWS", 1_000)
     m, metrics = monitor()  # not started: nothing drains the queue

@@ -207,7 +207,10 @@ class DriftSpec(ApiModel):
         le=10_000_000,
     )
     evaluateEverySamples: int = Field(
-        1_000, description="Evaluate after this many new rows...", ge=1, le=10_000_000
+        1_000,
+        description="Evaluate after this many new rows (at most once a second)...",
+        ge=1,
+        le=10_000_000,
     )
     evaluateSeconds: int = Field(
         30, description="...or at the latest after this many seconds.", ge=1, le=86_400
@@ -216,6 +219,14 @@ class DriftSpec(ApiModel):
         500,
         description="Fewer rows than this in the window give no verdict (InsufficientSamples).",
         ge=10,
+        le=10_000_000,
+    )
+    maxRowsPerSecond: int = Field(
+        4_000,
+        description="Rows per second and replica measured at most; above it a uniform sample "
+        "of the traffic is, so drift costs the same at any load (the window then spans less "
+        "time, not fewer rows).",
+        ge=1,
         le=10_000_000,
     )
     thresholds: DriftThresholds = Field(

@@ -119,6 +119,11 @@ class ServingRuntimeConfig(BaseModel):
     drift_evaluate_every: int = Field(1_000, description="Evaluate after this many new rows...")
     drift_evaluate_seconds: float = Field(30.0, description="...or after this long.")
     drift_min_samples: int = Field(500, description="Fewer rows in the window: no verdict.")
+    drift_max_rows_per_second: int = Field(
+        4_000,
+        description="Rows binned per second at most; above it a uniform sample of the traffic "
+        "is, so measuring drift costs the same at any load.",
+    )
     drift_psi: float = Field(0.2, description="PSI above which a numeric feature drifted.")
     drift_jensen_shannon: float = Field(
         0.1, description="Jensen-Shannon distance above which a categorical feature drifted."

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from modelfactory_artifacts.drift import (
+    Binner,
     DriftReport,
     Reservoir,
     Thresholds,
     bin_count,
-    count,
     evaluate,
 )
 from modelfactory_artifacts.profile import (
@@ -60,11 +60,15 @@ class LiveWindow:
     seed: int = 0
     _closed: deque[_Segment] = field(init=False)
     _current: _Segment = field(init=False)
-    _opened: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.segment_rows = max(1, self.size // self.segments)
         self._closed = deque(maxlen=self.segments)
+        self._rng = np.random.default_rng(self.seed)  # one for every reservoir: cheaper
+        self._binners = {n: Binner(p) for n, p in self.profile.features.items()}
+        self._predictions = (
+            None if self.profile.predictions is None else Binner(self.profile.predictions)
+        )
         self._current = self._segment()
 
     @property
@@ -72,7 +76,6 @@ class LiveWindow:
         return [n for n, p in self.profile.features.items() if isinstance(p, NumericProfile)]
 
     def _segment(self) -> _Segment:
-        self._opened += 1
         per_segment = max(1, self.sample_rows // self.segments)
         return _Segment(
             counts={n: np.zeros(bin_count(p), "int64") for n, p in self.profile.features.items()},
@@ -81,9 +84,7 @@ class LiveWindow:
                 if self.profile.predictions is None
                 else np.zeros(bin_count(self.profile.predictions), "int64")
             ),
-            reservoirs={
-                n: Reservoir(per_segment, seed=self.seed + self._opened) for n in self.numeric
-            },
+            reservoirs={n: Reservoir(per_segment, rng=self._rng) for n in self.numeric},
         )
 
     def add(self, columns: Mapping[str, Any], predictions: Any, rows: int) -> None:
@@ -109,17 +110,13 @@ class LiveWindow:
 
     def _add(self, columns: Mapping[str, Any], predictions: Any, rows: int) -> None:
         segment = self._current
-        for name, profile in self.profile.features.items():
+        for name, binner in self._binners.items():
             values = columns[name]
-            segment.counts[name] += count(profile, values)
+            segment.counts[name] += binner(values)
             if name in segment.reservoirs:
                 segment.reservoirs[name].add(numeric_values(values))
-        if (
-            segment.predictions is not None
-            and self.profile.predictions is not None
-            and (predictions is not None)
-        ):
-            segment.predictions += count(self.profile.predictions, predictions)
+        if segment.predictions is not None and self._predictions and predictions is not None:
+            segment.predictions += self._predictions(predictions)
         segment.rows += rows
         if segment.rows >= self.segment_rows:
             self._closed.append(segment)

@@ -2,10 +2,12 @@
 
 The batcher offers every predicted batch (its columns and predictions) to `DriftMonitor.offer`,
 which only appends it to a queue bounded in rows: when the queue is full the rows are counted as
-dropped, never waited for. A thread of its own bins the batches into a sliding window against the
-artifact's reference profile (numpy, one call per feature and batch) and scores the window every
-`evaluate_every` new rows or `evaluate_seconds`. The maths and the window's JSON form live in
-modelfactory_artifacts (drift, window); this module is the plumbing.
+dropped, never waited for. A thread of its own wakes every DRAIN_SECONDS, bins what has queued up
+into a sliding window against the artifact's reference profile (numpy, one call per feature for
+all of it; above `max_rows_per_second`, a uniform sample of it) and scores the window every
+`evaluate_every` new rows or `evaluate_seconds`, at most once a second and within 1 % of a core.
+The maths and the window's JSON form live in modelfactory_artifacts (drift, window); this module
+is the plumbing.
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ log = logging.getLogger("modelfactory_serving.drift")
 # Rows waiting to be binned: beyond this, batches are dropped (and counted), so a burst the
 # thread cannot keep up with costs neither memory nor latency.
 MAX_PENDING_ROWS = 50_000
-# The thread bins what has queued up at most this often: one numpy call per feature for many
-# batches, instead of one per batch, keeps its share of the interpreter small under load.
+# The thread wakes this often and bins what has queued up: one numpy call per feature for many
+# batches, instead of one per batch, and no wake-up per batch (each would take the GIL from the
+# event loop), keep its share of the interpreter small under load.
 DRAIN_SECONDS = 0.25
+# Evaluations (a KS test per numeric feature) come at most once a second, and take at most this
+# share of the thread's time whatever the traffic: after one that took 30 ms, the next waits 3 s.
+MIN_EVALUATION_SECONDS = 1.0
+MAX_EVALUATION_SHARE = 0.01
 PREDICTION = "(prediction)"
 
 
@@ -45,6 +52,7 @@ class DriftConfig:
     window: int = 10_000
     evaluate_every: int = 1_000
     evaluate_seconds: float = 30.0
+    max_rows_per_second: int = 4_000
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
@@ -54,6 +62,7 @@ class DriftConfig:
             window=s.drift_window,
             evaluate_every=s.drift_evaluate_every,
             evaluate_seconds=s.drift_evaluate_seconds,
+            max_rows_per_second=s.drift_max_rows_per_second,
             thresholds=Thresholds(
                 psi=s.drift_psi,
                 jensen_shannon=s.drift_jensen_shannon,
@@ -104,20 +113,23 @@ class DriftMonitor:
         self.report: DriftReport | None = None
         self.evaluated_at: str | None = None
         self.dropped = 0
+        self.skipped = 0  # rows left out of the window by the rate cap
+        self._rng = np.random.default_rng()
         self._pending: deque[tuple[Batch, np.ndarray, int]] = deque()
         self._pending_rows = 0
-        self._wake = threading.Condition()
+        self._queue_lock = threading.Lock()
+        self._stop = threading.Event()
         self._lock = threading.Lock()  # the window and the report
         self._new_rows = 0
         self._last_evaluation = clock()
-        self._stopping = False
+        self._evaluation_seconds = 0.0
         self._thread: threading.Thread | None = None
         self._samples = metrics.drift_samples.labels(model, version) if metrics else None
 
     # ------------------------------------------------------------------ the batcher's side
     def offer(self, batch: Batch, predictions: np.ndarray, rows: int) -> None:
         """Hand over a predicted batch; never blocks on the binning."""
-        with self._wake:
+        with self._queue_lock:
             if self._pending_rows + rows > MAX_PENDING_ROWS:
                 self.dropped += rows
                 if self.metrics is not None:
@@ -125,7 +137,6 @@ class DriftMonitor:
                 return
             self._pending.append((batch, predictions, rows))
             self._pending_rows += rows
-            self._wake.notify()
 
     # ------------------------------------------------------------------ the thread
     def start(self) -> None:
@@ -133,31 +144,35 @@ class DriftMonitor:
         self._thread.start()
 
     def stop(self) -> None:
-        with self._wake:
-            self._stopping = True
-            self._wake.notify()
+        self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while True:
-            with self._wake:
-                if not self._pending and not self._stopping:
-                    self._wake.wait(timeout=self.config.evaluate_seconds)
-                if self._stopping:
-                    return
+        while not self._stop.wait(DRAIN_SECONDS):
+            with self._queue_lock:
                 taken = list(self._pending)
                 self._pending.clear()
                 self._pending_rows = 0
             try:
                 if taken:
-                    self.add(*merge(taken))
+                    self.add(*self.thin(*merge(taken)))
                 self.maybe_evaluate()
             except Exception:  # a bad batch must not end drift monitoring
                 log.exception("drift monitoring failed on a batch")
-            with self._wake:
-                if not self._stopping:
-                    self._wake.wait_for(lambda: self._stopping, timeout=DRAIN_SECONDS)
+
+    def thin(
+        self, batch: Batch, predictions: np.ndarray, rows: int
+    ) -> tuple[Batch, np.ndarray, int]:
+        """At most max_rows_per_second x DRAIN_SECONDS rows, a uniform sample of those given:
+        the proportions in the window stay those of the traffic, the cost stays fixed."""
+        cap = max(1, int(self.config.max_rows_per_second * DRAIN_SECONDS))
+        if rows <= cap:
+            return batch, predictions, rows
+        keep = np.sort(self._rng.choice(rows, cap, replace=False))
+        self.skipped += rows - cap
+        thinned = batch[keep] if isinstance(batch, np.ndarray) else [c[keep] for c in batch]
+        return thinned, np.asarray(predictions)[keep], cap
 
     def add(self, batch: Batch, predictions: np.ndarray, rows: int) -> None:
         if isinstance(batch, np.ndarray):
@@ -171,15 +186,19 @@ class DriftMonitor:
             self._samples.inc(rows)
 
     def maybe_evaluate(self) -> None:
+        since = self.clock() - self._last_evaluation
         due = self._new_rows >= self.config.evaluate_every or (
-            self._new_rows and self.clock() - self._last_evaluation >= self.config.evaluate_seconds
+            self._new_rows and since >= self.config.evaluate_seconds
         )
-        if due:
+        pause = max(MIN_EVALUATION_SECONDS, self._evaluation_seconds / MAX_EVALUATION_SHARE)
+        if due and since >= pause:
             self.evaluate()
 
     def evaluate(self) -> DriftReport:
         with self._lock:
+            started = time.perf_counter()
             report = self.window.evaluate(self.config.thresholds)
+            self._evaluation_seconds = time.perf_counter() - started
             self.report, self.evaluated_at = report, utc_now()
             self._new_rows = 0
             self._last_evaluation = self.clock()
@@ -217,6 +236,7 @@ class DriftMonitor:
             "report": report,
             "evaluated_at": evaluated_at,
             "dropped": self.dropped,
+            "skipped": self.skipped,
             "window": window,
         }
 

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     drift_evaluate_every: int = Field(_RUNTIME_DEFAULTS.drift_evaluate_every, ge=1)
     drift_evaluate_seconds: float = Field(_RUNTIME_DEFAULTS.drift_evaluate_seconds, gt=0)
     drift_min_samples: int = Field(_RUNTIME_DEFAULTS.drift_min_samples, ge=1)
+    drift_max_rows_per_second: int = Field(_RUNTIME_DEFAULTS.drift_max_rows_per_second, ge=1)
     drift_psi: float = Field(_RUNTIME_DEFAULTS.drift_psi, ge=0)
     drift_jensen_shannon: float = Field(_RUNTIME_DEFAULTS.drift_jensen_shannon, ge=0, le=1)
     drift_ks_pvalue: float = Field(_RUNTIME_DEFAULTS.drift_ks_pvalue, ge=0, le=1)

@@ -153,6 +153,7 @@ def drift_settings(spec: ModelServiceSpec) -> dict[str, Any]:
         "drift_evaluate_every": d.evaluateEverySamples,
         "drift_evaluate_seconds": float(d.evaluateSeconds),
         "drift_min_samples": d.minSamples,
+        "drift_max_rows_per_second": d.maxRowsPerSecond,
         "drift_psi": d.thresholds.psi,
         "drift_jensen_shannon": d.thresholds.jensenShannon,
         "drift_ks_pvalue": d.thresholds.ksPValue,
