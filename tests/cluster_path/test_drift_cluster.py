@@ -41,9 +41,13 @@ def send(url: str, rows: list[dict[str, float]], batch: int = 20) -> None:
         assert res.status_code == 200, res.text
 
 
-def drift_condition(rc: RealCluster) -> dict[str, Any]:
-    return next((c for c in rc.status("msvc", "iris-loop").get("conditions") or []
-                 if c["type"] == "DataDrift"), {})
+def drift_reason(rc: RealCluster, reason: str) -> dict[str, Any]:
+    """The DataDrift condition once its reason is `reason`; until then an AssertionError with
+    the status, which is what a timeout shows."""
+    status = rc.status("msvc", "iris-loop")
+    condition = next((c for c in status.get("conditions") or [] if c["type"] == "DataDrift"), {})
+    assert condition.get("reason") == reason, {"drift": status.get("drift"), "condition": condition}
+    return condition
 
 
 def test_drift_over_two_pods_retrains_and_the_gate_decides(real_cluster: RealCluster) -> None:
@@ -66,15 +70,14 @@ def test_drift_over_two_pods_retrains_and_the_gate_decides(real_cluster: RealClu
         url = rc.cluster_ip("iris-loop")
 
         send(url, iris_rows(600, 0.0, seed=1))
-        calm = eventually(lambda: (c := drift_condition(rc)).get("reason") == "NoDrift" and c,
-                          timeout=90, interval=2, what="NoDrift")
+        calm = eventually(lambda: drift_reason(rc, "NoDrift"), timeout=90, interval=2,
+                          what="NoDrift")
         drift = rc.status("msvc", "iris-loop")["drift"]
         assert drift["replicas"] == 2 and drift["samples"] >= 300, (drift, calm)
 
         send(url, iris_rows(1500, 4.0, seed=2))
-        detected = eventually(
-            lambda: (c := drift_condition(rc)).get("reason") == "DriftDetected" and c,
-            timeout=120, interval=2, what="DriftDetected")
+        detected = eventually(lambda: drift_reason(rc, "DriftDetected"), timeout=120,
+                              interval=2, what="DriftDetected")
         drift = rc.status("msvc", "iris-loop")["drift"]
         assert drift["replicas"] == 2, drift
         assert {"petal length (cm)", "petal width (cm)"} <= set(drift["driftedFeatures"]), drift

@@ -15,7 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelfactory_artifacts.metadata import COMPLETE_MARKER, MODEL_FILENAME
+from modelfactory_artifacts.metadata import (
+    COMPLETE_MARKER,
+    METADATA_FILENAME,
+    MODEL_FILENAME,
+    metadata_digest,
+)
 from modelfactory_training import train as train_module
 from modelfactory_training.main import main
 from modelfactory_training.store import ModelStore
@@ -106,7 +111,8 @@ def test_task_trains_and_loads_back_safely(
     assert result["model"]["version"] == 1
     assert result["model"]["uri"] == f"file://{store}/1"
     loaded, metadata = verified_loader(store / "1")
-    assert result["model"]["digest"] == f"sha256:{metadata.modelSha256}"
+    raw = (store / "1" / METADATA_FILENAME).read_bytes()
+    assert result["model"]["digest"] == metadata_digest(raw) == metadata.digest
     assert metadata.task == task
     assert metadata.source.runId == "run-1"
     assert metadata.source.namespace == "ml" and metadata.source.generation == 3
