@@ -78,11 +78,9 @@ class LiveWindow:
     def _segment(self) -> _Segment:
         per_segment = max(1, self.sample_rows // self.segments)
         return _Segment(
-            counts={n: np.zeros(bin_count(p), "int64") for n, p in self.profile.features.items()},
+            counts={n: np.zeros(b.bins, "int64") for n, b in self._binners.items()},
             predictions=(
-                None
-                if self.profile.predictions is None
-                else np.zeros(bin_count(self.profile.predictions), "int64")
+                None if self._predictions is None else np.zeros(self._predictions.bins, "int64")
             ),
             reservoirs={n: Reservoir(per_segment, rng=self._rng) for n in self.numeric},
         )

@@ -246,7 +246,7 @@ class DataPlane:
             return None
         monitor = DriftMonitor(
             profile, runtime.features, config, self.settings.model_name, runtime.version,
-            self.metrics,
+            self.metrics, concat=runtime.concat,
         )
         monitor.start()
         return monitor

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,19 +73,6 @@ class DriftConfig:
         )
 
 
-def merge(taken: list[tuple[Batch, np.ndarray, int]]) -> tuple[Batch, np.ndarray, int]:
-    """Queued batches as one: rows stacked, column by column for list batches."""
-    if len(taken) == 1:
-        return taken[0]
-    batches = [b for b, _, _ in taken]
-    predictions = np.concatenate([p for _, p, _ in taken])
-    rows = sum(r for _, _, r in taken)
-    if all(isinstance(b, np.ndarray) for b in batches):
-        return np.concatenate(batches), predictions, rows  # type: ignore[arg-type]
-    columns = [np.concatenate(parts) for parts in zip(*batches, strict=True)]
-    return columns, predictions, rows
-
-
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -100,6 +87,8 @@ class DriftMonitor:
         version: str,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        concat: Callable[[Sequence[Batch]], Batch],
     ) -> None:
         self.profile = profile
         self.config = config
@@ -107,6 +96,7 @@ class DriftMonitor:
         self.version = version
         self.metrics = metrics
         self.clock = clock
+        self.concat = concat  # the runtime's: stacks batches of its own layout
         # Profiled features and where each is in a batch (matrix column or list position).
         self.columns = [(f.name, f.index) for f in features if f.name in profile.features]
         self.window = LiveWindow(profile, size=config.window)
@@ -156,10 +146,17 @@ class DriftMonitor:
                 self._pending_rows = 0
             try:
                 if taken:
-                    self.add(*self.thin(*merge(taken)))
+                    self.add(*self.thin(*self.merge(taken)))
                 self.maybe_evaluate()
             except Exception:  # a bad batch must not end drift monitoring
                 log.exception("drift monitoring failed on a batch")
+
+    def merge(self, taken: list[tuple[Batch, np.ndarray, int]]) -> tuple[Batch, np.ndarray, int]:
+        """Queued batches as one."""
+        if len(taken) == 1:
+            return taken[0]
+        batch = self.concat([b for b, _, _ in taken])
+        return batch, np.concatenate([p for _, p, _ in taken]), sum(r for _, _, r in taken)
 
     def thin(
         self, batch: Batch, predictions: np.ndarray, rows: int
