@@ -283,6 +283,14 @@ class ModelServiceSpec(ApiModel):
         None, description="Serving image; the operator's default when unset.", max_length=512
     )
     workers: int = Field(1, description="Server worker processes per replica.", ge=1, le=64)
+    runtime: Literal["auto", "onnx", "sklearn"] = Field(
+        "auto",
+        description="What runs the model: auto serves the version's compiled ONNX model when "
+        "the trainer verified one (model.onnx, checked against model.skops on the held-out "
+        "split) and scikit-learn otherwise; onnx insists on ONNX Runtime (a version without a "
+        "verified ONNX model fails to load, with the reason); sklearn always uses "
+        "scikit-learn.",
+    )
     timeoutSeconds: int = Field(
         30,
         description="Longest an inference request may take in the server, from its first byte "

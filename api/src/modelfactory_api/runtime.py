@@ -111,6 +111,11 @@ class ServingRuntimeConfig(BaseModel):
         30.0, description="Longest a request may take; past it the answer is 504."
     )
     workers: int = 1
+    runtime: Literal["auto", "onnx", "sklearn"] = Field(
+        "auto",
+        description="What runs the model: auto (the version's verified ONNX model if it has "
+        "one, else scikit-learn), onnx (ONNX Runtime or fail) or sklearn.",
+    )
     host: str = "0.0.0.0"
     port: int = 8080
     # Drift of live traffic from the artifact's reference profile (spec.monitoring.drift).

@@ -1,8 +1,9 @@
 """The model artifact: layout of a version directory and the schema of its metadata.json.
 
 Written by the training runtime, read and verified (modelfactory_artifacts.read) by the serving
-runtime. A version's digest is the sha256 of its metadata.json, which records the model file's
-sha256: one digest covers the model, its features, its reference profile and its lineage.
+runtime. A version's digest is the sha256 of its metadata.json, which records the sha256 of the
+model file and of its compiled form: one digest covers both models, their features, the
+reference profile and the lineage.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from zipfile import ZipFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelfactory_api.trainingjob import Trigger
+from modelfactory_artifacts.onnx_model import OnnxInfo
 from modelfactory_artifacts.profile import ReferenceProfile
 
 ARTIFACT_SCHEMA_VERSION = 1
@@ -130,6 +132,11 @@ class ArtifactMetadata(BaseModel):
         pattern=r"^sha256:[a-f0-9]{64}$",
     )
     gate: GateScores | None = Field(None, description="Scores for the promotion gate.")
+    onnx: OnnxInfo | None = Field(
+        None,
+        description="The compiled model (model.onnx) and its check against the skops model; "
+        "absent from versions written before compilation.",
+    )
 
     def to_json(self) -> bytes:
         """The bytes written as metadata.json; the version's digest is their sha256."""

@@ -42,6 +42,7 @@ ArtifactErrorReason = Literal[
     "UntrustedType",
     "FeatureMismatch",
     "LoadFailed",
+    "OnnxUnavailable",
 ]
 
 
@@ -62,6 +63,7 @@ class LoadedModel:
     digest: str
     trusted_types: tuple[str, ...] = field(default=())
     load_seconds: float = 0.0
+    onnx: bytes | None = None  # the verified compiled model, when asked for and present
 
 
 def trusted_types_for(data: bytes) -> list[str]:
@@ -134,11 +136,29 @@ def _read(fs: Any, path: str, what: str, uri: str) -> bytes:
     return data
 
 
-def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
+def _read_onnx(fs: Any, root: str, metadata: ArtifactMetadata, uri: str) -> bytes | None:
+    """model.onnx's bytes if the metadata records a verified one, checked against its sha256."""
+    info = metadata.onnx
+    if info is None or not info.verified or info.file is None:
+        return None
+    if "/" in info.file or info.file.startswith("."):
+        raise ArtifactError("InvalidMetadata", f"onnx.file {info.file!r} must be a plain file name")
+    data = _read(fs, _join(root, info.file), info.file, uri)
+    actual = sha256_hex(data)
+    if actual != info.sha256:
+        raise ArtifactError(
+            "DigestMismatch",
+            f"{info.file} has sha256:{actual}, {METADATA_FILENAME} says sha256:{info.sha256}",
+        )
+    return data
+
+
+def load_artifact(uri: str, expected_digest: str | None, *, with_onnx: bool = False) -> LoadedModel:
     """Load and verify the model version directory at `uri` (any fsspec URL or a local path).
 
-    `expected_digest` is "sha256:<hex>" of metadata.json, or None (then only the model file is
-    checked against the sha256 the metadata records).
+    `expected_digest` is "sha256:<hex>" of metadata.json, or None (then only the model files
+    are checked against the sha256 the metadata records). `with_onnx` also reads the verified
+    compiled model, if the version has one.
     Raises ArtifactError with reason InvalidUri, MissingArtifact, StorageAccessDenied,
     IncompleteArtifact, InvalidMetadata, InvalidDigest, DigestMismatch, UntrustedType,
     FeatureMismatch or LoadFailed.
@@ -209,6 +229,7 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
             "LoadFailed", f"{type(estimator).__name__} loaded from {uri} has no predict()"
         )
     check_features(estimator, metadata)
+    onnx = _read_onnx(fs, root, metadata, uri) if with_onnx else None
     return LoadedModel(
         estimator=estimator,
         metadata=metadata,
@@ -216,4 +237,5 @@ def load_artifact(uri: str, expected_digest: str | None) -> LoadedModel:
         digest=digest,
         trusted_types=tuple(trusted),
         load_seconds=time.perf_counter() - started,
+        onnx=onnx,
     )

@@ -28,6 +28,7 @@ from modelfactory_serving.codec import (
     encode_v2,
     parse_json,
 )
+from modelfactory_serving.cpus import cpu_budget
 from modelfactory_serving.drift_monitor import DriftConfig, DriftMonitor
 from modelfactory_serving.errors import (
     BadRequest,
@@ -213,6 +214,7 @@ class DataPlane:
                 "version": runtime.version,
                 "digest": runtime.loaded.digest,
                 "load_seconds": round(seconds, 3),
+                "runtime": runtime.runtime_name,
                 "frame_mode": runtime.frame_mode,
                 "accepts_nan": runtime.allow_nan,
                 "batch_predict_ms": round((runtime.batch_predict_seconds or 0) * 1000, 3),
@@ -223,8 +225,18 @@ class DataPlane:
 
     def _load_sync(self) -> tuple[ModelRuntime, PredictCost]:
         s = self.settings
-        loaded = load_artifact(s.model_uri, s.model_digest)
-        runtime = ModelRuntime(loaded, s.model_name, s.model_version)
+        loaded = load_artifact(s.model_uri, s.model_digest, with_onnx=s.runtime != "sklearn")
+        if s.runtime == "onnx" and loaded.onnx is None:
+            onnx = loaded.metadata.onnx
+            why = onnx.reason if onnx is not None else "it was written without one"
+            raise ArtifactError(
+                "OnnxUnavailable",
+                f"runtime onnx asked for, but version {loaded.metadata.version} has no verified "
+                f"ONNX model: {why}",
+            )
+        runtime = ModelRuntime(
+            loaded, s.model_name, s.model_version, onnx_threads=s.onnx_threads or cpu_budget()
+        )
         runtime.warm_up(s.max_batch_size)
         # The cost of one row beside the warm-up's full batch: where each batch is predicted
         # (inline or on the thread) follows from its rows.

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from modelfactory_artifacts.metadata import ArtifactMetadata, FeatureInfo
+from modelfactory_artifacts.onnx_model import feeds, open_session, read_outputs
 from modelfactory_artifacts.profile import CategoricalProfile, NumericProfile
 from modelfactory_artifacts.read import LoadedModel
 
@@ -159,7 +160,14 @@ def _typical_category(column: Any, value_kind: str) -> Any | None:
 class ModelRuntime:
     """A loaded, verified model and the facts the data plane needs, all computed at load."""
 
-    def __init__(self, loaded: LoadedModel, name: str, version: str | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        name: str,
+        version: str | None = None,
+        *,
+        onnx_threads: int = 1,
+    ) -> None:
         self.loaded = loaded
         self.estimator = loaded.estimator
         self.metadata: ArtifactMetadata = loaded.metadata
@@ -212,6 +220,13 @@ class ModelRuntime:
         self.batch_predict_seconds: float | None = None
         self._warm_row: list[Any] = []
         self._frame_columns: list[str] = list(self.feature_names)
+        # The compiled model runs every prediction when the artifact loader handed one over;
+        # what the model accepts is still decided by scikit-learn (see _accepts).
+        self.onnx = loaded.metadata.onnx if loaded.onnx is not None else None
+        self._session = (
+            open_session(loaded.onnx, onnx_threads) if loaded.onnx is not None else None
+        )
+        self.runtime_name = "onnx" if self._session is not None else "sklearn"
 
     # ------------------------------------------------------------------ building inputs
     def empty_column(self, feature: Feature, values: Sequence[Any]) -> np.ndarray:
@@ -247,6 +262,14 @@ class ModelRuntime:
 
     # ------------------------------------------------------------------ predicting
     def predict(self, batch: Batch, want_proba: bool) -> Prediction:
+        if self._session is None or self.onnx is None:
+            return self.predict_sklearn(batch, want_proba)
+        rows = batch.shape[0] if isinstance(batch, np.ndarray) else len(batch[0])
+        outputs = self._session.run(None, feeds(self.onnx, batch, rows))
+        labels, proba = read_outputs(outputs, self.classes if self.is_classifier else None)
+        return Prediction(labels, proba if want_proba and self.has_proba else None)
+
+    def predict_sklearn(self, batch: Batch, want_proba: bool) -> Prediction:
         X = self._model_input(batch)
         est = self.estimator
         if want_proba and self.has_proba:
@@ -296,10 +319,12 @@ class ModelRuntime:
         return [v.item() if isinstance(v, np.generic) else v for v in self._warm_row]
 
     def _accepts(self, row: list[Any]) -> bool:
+        """Whether scikit-learn predicts on this row: the compiled model answers whatever it is
+        given (NaN into a linear model is NaN out), so the estimator decides what is valid."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.predict(self.rows_to_batch([row]), want_proba=False)
+                self.predict_sklearn(self.rows_to_batch([row]), want_proba=False)
         except Exception:
             return False
         return True
@@ -338,7 +363,7 @@ class ModelRuntime:
         return {
             "name": self.name,
             "versions": [self.version],
-            "platform": "sklearn",
+            "platform": "onnx" if self.runtime_name == "onnx" else "sklearn",
             "inputs": [
                 {"name": f.name, "datatype": f.v2_datatype, "shape": [-1]} for f in self.features
             ],
@@ -351,5 +376,7 @@ class ModelRuntime:
                 "artifact_version": self.metadata.version,
                 "feature_count": self.n_features,
                 "accepts_nan": self.allow_nan,
+                "runtime": self.runtime_name,
+                "onnx": None if self.metadata.onnx is None else self.metadata.onnx.status,
             },
         }

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         "answer; past it the answer is 504.",
     )
     workers: int = Field(_RUNTIME_DEFAULTS.workers, ge=1)
+    runtime: Literal["auto", "onnx", "sklearn"] = Field(
+        _RUNTIME_DEFAULTS.runtime,
+        description="auto: ONNX Runtime when the version has a verified ONNX model, else "
+        "scikit-learn; onnx: ONNX Runtime or the model fails to load; sklearn.",
+    )
+    onnx_threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime threads per run (default: the CPUs this process "
+        "may use: its cgroup's CPU limit, else its CPU affinity)."
+    )
     drift_enabled: bool = Field(
         _RUNTIME_DEFAULTS.drift_enabled,
         description="Compare live traffic with the artifact's reference profile.",

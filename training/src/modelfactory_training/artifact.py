@@ -24,6 +24,7 @@ from modelfactory_artifacts.metadata import (
     types_in,
     untrusted_types,
 )
+from modelfactory_artifacts.onnx_model import OnnxInfo
 from modelfactory_artifacts.profile import ReferenceProfile
 from modelfactory_training.errors import SpecError
 
@@ -96,6 +97,7 @@ def build_metadata(
     trigger: Trigger | None = None,
     data_digest: str | None = None,
     gate: GateScores | None = None,
+    onnx: OnnxInfo | None = None,
     now: datetime | None = None,
 ) -> ArtifactMetadata:
     created = (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -124,4 +126,5 @@ def build_metadata(
         trigger=trigger,
         dataDigest=data_digest,
         gate=gate,
+        onnx=onnx,
     )

@@ -181,10 +181,14 @@ class ModelStore:
         run_id = raw.get("runId") if isinstance(raw, dict) else None
         return run_id if isinstance(run_id, str) else None
 
-    def write(self, version: int, model: bytes, metadata: ArtifactMetadata) -> None:
-        """Model, then metadata, then the marker: readers see all of it or none of it."""
+    def write(
+        self, version: int, model: bytes, metadata: ArtifactMetadata, onnx: bytes | None = None
+    ) -> None:
+        """Models, then metadata, then the marker: readers see all of it or none of it."""
         self.fs.makedirs(self._path(version), exist_ok=True)
         self.fs.pipe_file(self._path(version, MODEL_FILENAME), model)
+        if onnx is not None and metadata.onnx is not None and metadata.onnx.file:
+            self.fs.pipe_file(self._path(version, metadata.onnx.file), onnx)
         self.fs.pipe_file(
             self._path(version, METADATA_FILENAME),
             metadata.to_json(),

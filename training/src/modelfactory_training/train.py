@@ -30,6 +30,7 @@ from modelfactory_training.estimator import (
 )
 from modelfactory_training.gate import gate_metric, gate_scores, result_baseline
 from modelfactory_training.metrics import held_out_metrics, resolve_metric
+from modelfactory_training.onnx_export import compile_model
 from modelfactory_training.pipeline import (
     MAX_CATEGORIES,
     MODEL_STEP,
@@ -303,6 +304,8 @@ def write_version(
         baseline=config.baseline,
     )
     model_bytes, _ = serialize(model)
+    compiled = compile_model(model, prepared.X_test, prepared.features, checked.classifier)
+    log.info("onnx", extra={"status": compiled.info.status, "reason": compiled.info.reason})
     classes = getattr(model, "classes_", None) if prepared.task != "regression" else None
     try:
         version = store.reserve(config.runId)
@@ -325,8 +328,9 @@ def write_version(
             trigger=config.trigger,
             data_digest=data_digest,
             gate=gate,
+            onnx=compiled.info,
         )
-        store.write(version, model_bytes, metadata)
+        store.write(version, model_bytes, metadata, compiled.data)
     except Exception as exc:
         failure = storage_failure(store.uri, exc, "write", "output")
         if failure is None:

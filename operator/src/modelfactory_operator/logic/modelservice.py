@@ -98,6 +98,7 @@ def render(
         max_queue_rows=spec.batching.maxQueueRows,
         timeout_seconds=spec.timeoutSeconds,
         workers=spec.workers,
+        runtime=spec.runtime,
         host="0.0.0.0",
         port=SERVING_PORT,
         **drift_settings(spec),
