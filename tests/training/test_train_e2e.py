@@ -20,7 +20,9 @@ from modelfactory_artifacts.metadata import (
     METADATA_FILENAME,
     MODEL_FILENAME,
     metadata_digest,
+    sha256_hex,
 )
+from modelfactory_artifacts.onnx_model import ONNX_FILENAME, feeds, open_session, read_outputs
 from modelfactory_training import train as train_module
 from modelfactory_training.main import main
 from modelfactory_training.store import ModelStore
@@ -145,6 +147,21 @@ def test_task_trains_and_loads_back_safely(
     np.testing.assert_array_equal(loaded.predict(frame), before.predict(frame))
     if task != "regression":
         np.testing.assert_allclose(loaded.predict_proba(frame), before.predict_proba(frame))
+    # The compiled model sits beside the skops one, checked on the held-out split.
+    onnx = metadata.onnx
+    assert onnx is not None and onnx.status == "verified", onnx
+    assert onnx.rowsChecked and onnx.maxDifference is not None and onnx.maxDifference <= 1e-4
+    graph = (store / "1" / ONNX_FILENAME).read_bytes()
+    assert sha256_hex(graph) == onnx.sha256
+    classes = None if task == "regression" else np.asarray(metadata.target.classes)
+    got, _ = read_outputs(
+        open_session(graph, 1).run(None, feeds(onnx, [frame[c].to_numpy() for c in frame], 25)),
+        classes,
+    )
+    if task == "regression":
+        np.testing.assert_allclose(got, before.predict(frame), rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(got, before.predict(frame))
 
 
 def test_mixed_csv_with_categoricals_and_missing_values(
@@ -189,6 +206,9 @@ def test_mixed_csv_with_categoricals_and_missing_values(
     assert metadata.target.classes == ["no", "yes"]
     unseen = pd.DataFrame({"size": [0.1], "colour": ["purple"], "flag": [True]})
     assert loaded.predict(unseen)[0] in {"yes", "no"}
+    # Missing values, booleans and categories compile too.
+    assert metadata.onnx is not None and metadata.onnx.status == "verified", metadata.onnx
+    assert [i.kind for i in metadata.onnx.inputs] == ["float", "string", "string"]
 
 
 FAILURES = [

@@ -226,6 +226,12 @@ def convert(pipeline: Pipeline, features: list[FeatureInfo]) -> tuple[bytes, Onn
         raise
     except Exception as e:  # skl2onnx raises many kinds for what it does not support
         raise NotConvertible(f"{type(e).__name__}: {_first_line(e)}") from e
+    # The converter makes names ONNX-safe ("mean radius" -> "mean_radius"): feed by its names,
+    # in feature order.
+    names = [i.name for i in onx.graph.input]
+    if len(names) != len(inputs):
+        raise NotConvertible(f"the graph has {len(names)} inputs for {len(inputs)} given")
+    inputs = [i.model_copy(update={"name": n}) for i, n in zip(inputs, names, strict=True)]
     data = onx.SerializeToString()
     info = OnnxInfo(
         status="verified",
