@@ -4,8 +4,9 @@
     .venv/bin/python hack/bench/serving/convert_models.py --work /tmp/bench-work
 
 Reads <work>/models/{rf,lr}.joblib (written by the harness's train_models.py, trusted: we made
-them on this machine) and writes <work>/modelfactory/{rf,lr}/1/ with model.skops, metadata.json
-and _COMPLETE, exactly as the training runtime would. Prints the digests.
+them on this machine) and writes <work>/modelfactory/{rf,lr}/1/ with model.skops, model.onnx
+(compiled and checked by the trainer's own code, on the last 2,000 training rows),
+metadata.json and _COMPLETE, exactly as the training runtime would. Prints the digests.
 
 metadata.json carries the reference profile of the harness's training data (regenerated:
 train_models.py uses make_classification(20000, 20, random_state=0); checked against
@@ -34,9 +35,11 @@ from modelfactory_artifacts.metadata import (
     METADATA_FILENAME,
     MODEL_FILENAME,
     ArtifactMetadata,
+    FeatureInfo,
     sha256_hex,
 )
 from modelfactory_artifacts.profile import ReferenceProfile, build_profile
+from modelfactory_training.onnx_export import compile_model
 
 
 def training_data(work: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
@@ -62,13 +65,25 @@ def profile_of(model: object, X: np.ndarray, y: np.ndarray) -> ReferenceProfile:
 
 
 def convert(
-    src: pathlib.Path, dest: pathlib.Path, data_xy: tuple[np.ndarray, np.ndarray] | None
+    src: pathlib.Path,
+    dest: pathlib.Path,
+    data_xy: tuple[np.ndarray, np.ndarray] | None,
+    X_check: np.ndarray,
 ) -> str:
     model = joblib.load(src)
     n_features = int(model.n_features_in_)
     dest.mkdir(parents=True, exist_ok=True)
     data = sio.dumps(model)
     (dest / MODEL_FILENAME).write_bytes(data)
+    features = [
+        FeatureInfo(name=f"f{i}", dtype="float64", kind="numeric") for i in range(n_features)
+    ]
+    # The trainer's compiler and check: model.onnx beside model.skops, served by default.
+    compiled = compile_model(
+        model, pd.DataFrame(X_check, columns=[f.name for f in features]), features, True
+    )
+    if compiled.data is not None and compiled.info.file:
+        (dest / compiled.info.file).write_bytes(compiled.data)
     classes = np.asarray(model.classes_).tolist()
     meta = ArtifactMetadata(
         version=1,
@@ -81,9 +96,7 @@ def convert(
             "numpy": np.__version__,
             "skops": skops.__version__,
         },
-        features=[
-            {"name": f"f{i}", "dtype": "float64", "kind": "numeric"} for i in range(n_features)
-        ],
+        features=features,
         target={"name": "y", "classes": classes},
         estimator=type(model).__name__,
         metric="accuracy",
@@ -91,6 +104,7 @@ def convert(
         bestParams={},
         trials=[],
         profile=None if data_xy is None else profile_of(model, *data_xy),
+        onnx=compiled.info,
     )
     (dest / METADATA_FILENAME).write_bytes(meta.to_json())
     (dest / COMPLETE_MARKER).write_text("")
@@ -104,13 +118,14 @@ def main() -> None:
     ap.add_argument("--no-profile", action="store_true", help="no reference profile: no drift")
     args = ap.parse_args()
     work = pathlib.Path(args.work)
-    data_xy = None if args.no_profile else training_data(work)
+    X, y = training_data(work)
+    data_xy = None if args.no_profile else (X, y)
     out = {}
     for name in args.models.split(","):
         dest = work / "modelfactory" / name / "1"
         out[name] = {
             "uri": str(dest),
-            "digest": convert(work / "models" / f"{name}.joblib", dest, data_xy),
+            "digest": convert(work / "models" / f"{name}.joblib", dest, data_xy, X[-2000:]),
         }
     print(json.dumps(out, indent=2))
 

@@ -20,8 +20,8 @@ OUT="$ROOT/hack/bench/serving/results"
 mkdir -p "$WORK"
 TARGETS="$WORK/targets.modelfactory.json"
 sed "s|{root}|$ROOT|g" "$ROOT/hack/bench/serving/targets.modelfactory.json" > "$TARGETS"
-RF_TARGETS=${RF_TARGETS:-kserve-quiet,mlserver-batch,baseline-raw-v2,mf-rf,mf-rf-w2}
-LR_TARGETS=${LR_TARGETS:-kserve-quiet,mlserver-pw0,baseline-raw-v2,mf-lr,mf-lr-w2}
+RF_TARGETS=${RF_TARGETS:-kserve-quiet,mlserver-batch,baseline-raw-v2,mf-rf,mf-rf-sklearn}
+LR_TARGETS=${LR_TARGETS:-kserve-quiet,mlserver-pw0,baseline-raw-v2,mf-lr,mf-lr-sklearn}
 mkdir -p "$OUT"
 
 "$ROOT/.venv/bin/python" "$ROOT/hack/bench/serving/convert_models.py" --work "$WORK"

@@ -33,7 +33,7 @@ from modelfactory_artifacts.onnx_model import (
     read_outputs,
     relative_difference,
 )
-from modelfactory_training.pipeline import MODEL_STEP, PREPROCESS_STEP
+from modelfactory_training.pipeline import PREPROCESS_STEP
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +174,10 @@ def _text_categories(step: Any) -> None:
         step.__class__ = _TextOneHot
 
 
-def convertible_copy(pipeline: Pipeline) -> Pipeline:
-    """A copy of the fitted pipeline in the form the converter takes; the original is kept."""
-    clone = copy.deepcopy(pipeline)
-    pre = clone.named_steps.get(PREPROCESS_STEP)
+def convertible_copy(model: Any) -> Any:
+    """A copy of the fitted model in the form the converter takes; the original is kept."""
+    clone = copy.deepcopy(model)
+    pre = clone.named_steps.get(PREPROCESS_STEP) if isinstance(clone, Pipeline) else None
     if isinstance(pre, ColumnTransformer):
         for name, transformer, _ in pre.transformers_:
             if name == "categorical":
@@ -185,9 +185,14 @@ def convertible_copy(pipeline: Pipeline) -> Pipeline:
     return clone
 
 
-def graph_inputs(pipeline: Pipeline, features: list[FeatureInfo]) -> tuple[str, list[OnnxInput]]:
+def final_estimator(model: Any) -> Any:
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
+
+
+def graph_inputs(model: Any, features: list[FeatureInfo]) -> tuple[str, list[OnnxInput]]:
     """One input per feature when a ColumnTransformer picks columns by name, else one matrix."""
-    if isinstance(pipeline.named_steps.get(PREPROCESS_STEP), ColumnTransformer):
+    steps = model.named_steps if isinstance(model, Pipeline) else {}
+    if isinstance(steps.get(PREPROCESS_STEP), ColumnTransformer):
         return "columns", [
             OnnxInput(name=f.name, kind="float" if f.kind == "numeric" else "string")
             for f in features
@@ -197,8 +202,9 @@ def graph_inputs(pipeline: Pipeline, features: list[FeatureInfo]) -> tuple[str, 
     return "matrix", [OnnxInput(name=MATRIX_INPUT, kind="float")]
 
 
-def convert(pipeline: Pipeline, features: list[FeatureInfo]) -> tuple[bytes, OnnxInfo]:
-    """The pipeline as ONNX bytes and what a runtime needs to feed it; raises NotConvertible."""
+def convert(pipeline: Any, features: list[FeatureInfo]) -> tuple[bytes, OnnxInfo]:
+    """The fitted pipeline (or bare estimator) as ONNX bytes and what a runtime needs to feed
+    it; raises NotConvertible."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
@@ -212,7 +218,7 @@ def convert(pipeline: Pipeline, features: list[FeatureInfo]) -> tuple[bytes, Onn
             for i in inputs
         ]
     clone = convertible_copy(pipeline)
-    model = clone.named_steps[MODEL_STEP]
+    model = final_estimator(clone)
     # Probabilities as one [rows, classes] tensor, not a list of dicts.
     options = {id(model): {"zipmap": False}} if is_classifier(model) else None
     try:
@@ -268,7 +274,7 @@ def frame_columns(X: pd.DataFrame, features: list[FeatureInfo]) -> list[np.ndarr
 def verify(
     data: bytes,
     info: OnnxInfo,
-    pipeline: Pipeline,
+    pipeline: Any,
     X: pd.DataFrame,
     features: list[FeatureInfo],
     classifier: bool,
@@ -281,19 +287,21 @@ def verify(
     classes = getattr(pipeline, "classes_", None) if classifier else None
     labels, proba = read_outputs(outputs, None if classes is None else np.asarray(classes))
     rows = len(X)
+    # A model fitted on a plain array is checked on one.
+    X_in: Any = X if hasattr(pipeline, "feature_names_in_") else X.to_numpy()
     if classifier:
-        expected = np.asarray(pipeline.predict(X))
+        expected = np.asarray(pipeline.predict(X_in))
         differing = int((labels != expected).sum())
         diff = 0.0
         if proba is not None and hasattr(pipeline, "predict_proba"):
-            diff = relative_difference(proba, np.asarray(pipeline.predict_proba(X)))
+            diff = relative_difference(proba, np.asarray(pipeline.predict_proba(X_in)))
         checked = info.model_copy(
             update={"rowsChecked": rows, "labelsDiffering": differing, "maxDifference": diff}
         )
         if differing:
             return _unavailable(checked, f"labels differ on {differing} of {rows} held-out rows")
     else:
-        diff = relative_difference(labels, np.asarray(pipeline.predict(X), dtype=np.float64))
+        diff = relative_difference(labels, np.asarray(pipeline.predict(X_in), dtype=np.float64))
         checked = info.model_copy(update={"rowsChecked": rows, "maxDifference": diff})
     if not diff <= TOLERANCE:
         return _unavailable(
@@ -308,11 +316,11 @@ def _unavailable(info: OnnxInfo, reason: str) -> OnnxInfo:
 
 
 def compile_model(
-    pipeline: Pipeline,
+    pipeline: Any,
     X_check: pd.DataFrame,
     features: list[FeatureInfo],
     classifier: bool,
-    convert_fn: Callable[[Pipeline, list[FeatureInfo]], tuple[bytes, OnnxInfo]] = convert,
+    convert_fn: Callable[[Any, list[FeatureInfo]], tuple[bytes, OnnxInfo]] = convert,
 ) -> Compiled:
     """Convert and verify; never raises for a model that cannot be compiled."""
     try:
