@@ -128,7 +128,7 @@ def test_classifiers_compile_and_agree(estimator: Any, params: dict[str, Any]) -
     assert info.rowsChecked == len(HELD_OUT) and info.labelsDiffering == 0
     assert info.maxDifference is not None and info.maxDifference <= TOLERANCE
     assert [i.name for i in info.inputs] == list(TRAIN.columns)
-    assert [i.kind for i in info.inputs] == ["float", "float", "string", "string", "string"]
+    assert [i.kind for i in info.inputs] == ["double", "double", "string", "string", "string"]
     assert {"skl2onnx", "onnxruntime"} <= set(info.libraries)
     # The stored model is untouched by the conversion: it still takes NaN for a missing city.
     assert model.predict(HELD_OUT.assign(city=None)).shape == (len(HELD_OUT),)

@@ -208,7 +208,7 @@ def test_mixed_csv_with_categoricals_and_missing_values(
     assert loaded.predict(unseen)[0] in {"yes", "no"}
     # Missing values, booleans and categories compile too.
     assert metadata.onnx is not None and metadata.onnx.status == "verified", metadata.onnx
-    assert [i.kind for i in metadata.onnx.inputs] == ["float", "string", "string"]
+    assert [i.kind for i in metadata.onnx.inputs] == ["double", "string", "string"]
 
 
 FAILURES = [

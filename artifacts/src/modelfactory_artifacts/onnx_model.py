@@ -3,7 +3,8 @@
 Written by the trainer (modelfactory_training.onnx_export), read by every runtime that calls the
 model (server, batch). This module is the one home of what both sides must agree on: the graph's
 inputs (one per feature, or one matrix), how a batch of feature columns becomes those inputs
-(floats as float32, categories as text, a sentinel for missing ones), how the outputs read back,
+(numbers as float64 for the preprocessing, float32 for a bare model's matrix, categories as
+text, a sentinel for missing ones), how the outputs read back,
 and when two answers count as the same.
 
 An ONNX graph holds no code: a runtime that serves it needs neither skops' allow-list nor the
@@ -29,7 +30,7 @@ TOLERANCE = 1e-4
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 Layout = Literal["columns", "matrix"]
-InputKind = Literal["float", "string"]
+InputKind = Literal["double", "float", "string"]
 
 
 class OnnxInput(BaseModel):
@@ -118,10 +119,15 @@ def feeds(info: OnnxInfo, columns: Sequence[Any] | np.ndarray, rows: int) -> dic
         return {name: np.clip(matrix, -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)}
     if len(cols) != len(info.inputs):
         raise ValueError(f"the graph takes {len(info.inputs)} inputs, got {len(cols)} columns")
-    return {
-        spec.name: float_column(col) if spec.kind == "float" else category_text(col)
-        for spec, col in zip(info.inputs, cols, strict=True)
-    }
+    return {spec.name: _column(spec.kind, col) for spec, col in zip(info.inputs, cols, strict=True)}
+
+
+def _column(kind: InputKind, values: Any) -> np.ndarray:
+    if kind == "double":
+        return np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    if kind == "float":
+        return float_column(values)
+    return category_text(values)
 
 
 # ---------------------------------------------------------------------- outputs

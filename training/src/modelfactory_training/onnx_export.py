@@ -17,13 +17,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
 
 from modelfactory_artifacts.metadata import FeatureInfo, sha256_hex
 from modelfactory_artifacts.onnx_model import (
-    MISSING_CATEGORY,
     ONNX_FILENAME,
     TOLERANCE,
     OnnxInfo,
@@ -33,6 +30,8 @@ from modelfactory_artifacts.onnx_model import (
     read_outputs,
     relative_difference,
 )
+from modelfactory_training import onnx_preprocess
+from modelfactory_training.onnx_preprocess import NotConvertible
 from modelfactory_training.pipeline import PREPROCESS_STEP
 
 log = logging.getLogger(__name__)
@@ -44,101 +43,10 @@ MATRIX_INPUT = "X"
 MAX_CHECK_ROWS = 20_000
 
 
-class NotConvertible(Exception):
-    """The pipeline has no faithful ONNX form; the message says why."""
-
-
 @dataclass(frozen=True)
 class Compiled:
     info: OnnxInfo
     data: bytes | None  # model.onnx's bytes when info.status is verified
-
-
-class _TextOneHot(OneHotEncoder):
-    """A fitted OneHotEncoder whose categories are text, converted by _convert_text_one_hot:
-    skl2onnx's own converter neither sends unseen values to the infrequent column nor takes
-    non-text categories from a single input."""
-
-
-def _frequent(encoder: OneHotEncoder, index: int) -> tuple[list[str], bool]:
-    """The categories that get a column of their own, in output order, and whether the
-    feature has an infrequent column after them."""
-    cats = [str(c) for c in encoder.categories_[index]]
-    infrequent = getattr(encoder, "infrequent_categories_", None)
-    rare = infrequent[index] if infrequent is not None else None
-    if rare is None or len(rare) == 0:
-        return cats, False
-    rare_text = {str(c) for c in rare}
-    return [c for c in cats if c not in rare_text], True
-
-
-def _text_one_hot_shape(operator: Any) -> None:
-    from skl2onnx.common.data_types import FloatTensorType
-
-    encoder = operator.raw_operator
-    width = 0
-    for i in range(len(encoder.categories_)):
-        cats, has_rare = _frequent(encoder, i)
-        width += len(cats) + int(has_rare)
-    rows = operator.inputs[0].get_first_dimension()
-    operator.outputs[0].type = FloatTensorType([rows, width])
-
-
-def _convert_text_one_hot(scope: Any, operator: Any, container: Any) -> None:
-    from onnx import TensorProto
-
-    encoder = operator.raw_operator
-    source = operator.inputs[0].full_name
-    columns = operator.inputs[0].type.shape[1]
-    parts: list[str] = []
-    width = 0
-    constants: dict[str, str] = {}
-
-    def constant(name: str, kind: int, dims: list[int], value: list[Any]) -> str:
-        if name not in constants:
-            constants[name] = scope.get_unique_variable_name(name)
-            container.add_initializer(constants[name], kind, dims, value)
-        return constants[name]
-
-    for i in range(len(encoder.categories_)):
-        cats, has_rare = _frequent(encoder, i)
-        column = source
-        if columns != 1:
-            index = scope.get_unique_variable_name("column_index")
-            container.add_initializer(index, TensorProto.INT64, [1], [i])
-            column = scope.get_unique_variable_name("column")
-            container.add_node("Gather", [source, index], column, axis=1,
-                               name=scope.get_unique_operator_name("Gather"))
-        hot = scope.get_unique_variable_name("one_hot")  # [rows, 1, len(cats)]
-        container.add_node("OneHotEncoder", column, hot, op_domain="ai.onnx.ml",
-                           cats_strings=[c.encode() for c in cats], zeros=1,
-                           name=scope.get_unique_operator_name("OneHotEncoder"))
-        flat = scope.get_unique_variable_name("one_hot_flat")
-        shape = scope.get_unique_variable_name("shape")
-        container.add_initializer(shape, TensorProto.INT64, [2], [-1, len(cats)])
-        container.add_node("Reshape", [hot, shape], flat,
-                           name=scope.get_unique_operator_name("Reshape"))
-        parts.append(flat)
-        width += len(cats)
-        if has_rare:
-            # Any value without a column of its own (infrequent or never seen) is "infrequent".
-            total = scope.get_unique_variable_name("hot_sum")
-            last_axis = constant("last_axis", TensorProto.INT64, [1], [-1])
-            container.add_node("ReduceSum", [flat, last_axis], total, keepdims=1,
-                               name=scope.get_unique_operator_name("ReduceSum"))
-            rare = scope.get_unique_variable_name("infrequent")
-            one = constant("one", TensorProto.FLOAT, [], [1.0])
-            container.add_node("Sub", [one, total], rare,
-                               name=scope.get_unique_operator_name("Sub"))
-            parts.append(rare)
-            width += 1
-    output = operator.outputs[0].full_name
-    if len(parts) == 1:
-        container.add_node("Identity", parts[0], output,
-                           name=scope.get_unique_operator_name("Identity"))
-    else:
-        container.add_node("Concat", parts, output, axis=1,
-                           name=scope.get_unique_operator_name("Concat"))
 
 
 _registered = False
@@ -151,37 +59,20 @@ def _register() -> None:
     from skl2onnx import update_registered_converter
 
     update_registered_converter(
-        _TextOneHot, "ModelFactoryTextOneHot", _text_one_hot_shape, _convert_text_one_hot
+        onnx_preprocess.Preprocess, onnx_preprocess.ALIAS, onnx_preprocess.shape,
+        onnx_preprocess.convert, parser=onnx_preprocess.parse,
     )
     _registered = True
 
 
-def _text_categories(step: Any) -> None:
-    """In the copy to convert: categorical imputers and encoders work on text, missing values
-    arrive as MISSING_CATEGORY (see modelfactory_artifacts.onnx_model.category_text)."""
-    if isinstance(step, Pipeline):
-        for _, sub in step.steps:
-            _text_categories(sub)
-    elif isinstance(step, SimpleImputer):
-        if step.statistics_.dtype == object or step.statistics_.dtype.kind in "OUSb":
-            step.missing_values = MISSING_CATEGORY
-            step.statistics_ = np.array([str(v) for v in step.statistics_], dtype=object)
-    elif isinstance(step, OneHotEncoder):
-        if step.drop is not None:
-            raise NotConvertible("OneHotEncoder with drop set")
-        step.categories_ = [np.array([str(c) for c in cats], dtype=object)
-                            for cats in step.categories_]
-        step.__class__ = _TextOneHot
-
-
-def convertible_copy(model: Any) -> Any:
-    """A copy of the fitted model in the form the converter takes; the original is kept."""
+def convertible_copy(model: Any, features: list[FeatureInfo]) -> Any:
+    """A copy of the fitted model with its preprocessing as one block the converter takes
+    (see onnx_preprocess); the original is kept."""
     clone = copy.deepcopy(model)
-    pre = clone.named_steps.get(PREPROCESS_STEP) if isinstance(clone, Pipeline) else None
-    if isinstance(pre, ColumnTransformer):
-        for name, transformer, _ in pre.transformers_:
-            if name == "categorical":
-                _text_categories(transformer)
+    if isinstance(clone, Pipeline):
+        for i, (name, step) in enumerate(clone.steps):
+            if name == PREPROCESS_STEP and isinstance(step, ColumnTransformer):
+                clone.steps[i] = (name, onnx_preprocess.from_column_transformer(step, features))
     return clone
 
 
@@ -194,7 +85,7 @@ def graph_inputs(model: Any, features: list[FeatureInfo]) -> tuple[str, list[Onn
     steps = model.named_steps if isinstance(model, Pipeline) else {}
     if isinstance(steps.get(PREPROCESS_STEP), ColumnTransformer):
         return "columns", [
-            OnnxInput(name=f.name, kind="float" if f.kind == "numeric" else "string")
+            OnnxInput(name=f.name, kind="double" if f.kind == "numeric" else "string")
             for f in features
         ]
     if any(f.kind != "numeric" for f in features):
@@ -206,18 +97,16 @@ def convert(pipeline: Any, features: list[FeatureInfo]) -> tuple[bytes, OnnxInfo
     """The fitted pipeline (or bare estimator) as ONNX bytes and what a runtime needs to feed
     it; raises NotConvertible."""
     from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
     _register()
     layout, inputs = graph_inputs(pipeline, features)
     if layout == "matrix":
         initial = [(MATRIX_INPUT, FloatTensorType([None, len(features)]))]
     else:
-        initial = [
-            (i.name, (FloatTensorType if i.kind == "float" else StringTensorType)([None, 1]))
-            for i in inputs
-        ]
-    clone = convertible_copy(pipeline)
+        types = {"double": DoubleTensorType, "float": FloatTensorType, "string": StringTensorType}
+        initial = [(i.name, types[i.kind]([None, 1])) for i in inputs]
+    clone = convertible_copy(pipeline, features)
     model = final_estimator(clone)
     # Probabilities as one [rows, classes] tensor, not a list of dicts.
     options = {id(model): {"zipmap": False}} if is_classifier(model) else None
