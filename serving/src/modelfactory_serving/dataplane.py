@@ -235,7 +235,8 @@ class DataPlane:
                 f"ONNX model: {why}",
             )
         runtime = ModelRuntime(
-            loaded, s.model_name, s.model_version, onnx_threads=s.onnx_threads or cpu_budget()
+            loaded, s.model_name, s.model_version,
+            onnx_threads=min(s.onnx_threads, cpu_budget()),
         )
         runtime.warm_up(s.max_batch_size)
         # The cost of one row beside the warm-up's full batch: where each batch is predicted
