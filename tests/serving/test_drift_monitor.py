@@ -90,7 +90,7 @@ def test_the_queue_is_bounded_in_rows_and_drops_are_counted(monkeypatch) -> None
 
 
 def test_the_thread_evaluates_every_n_rows_and_after_t_seconds() -> None:
-    m, _ = monitor(evaluate_every=400, evaluate_seconds=0.5)
+    m, _ = monitor(evaluate_every=400, evaluate_seconds=0.5, max_rows_per_second=100_000)
     m.start()
     try:
         for _ in range(4):

@@ -125,7 +125,7 @@ class ServingRuntimeConfig(BaseModel):
     drift_evaluate_seconds: float = Field(30.0, description="...or after this long.")
     drift_min_samples: int = Field(500, description="Fewer rows in the window: no verdict.")
     drift_max_rows_per_second: int = Field(
-        4_000,
+        1_000,
         description="Rows binned per second at most; above it a uniform sample of the traffic "
         "is, so measuring drift costs the same at any load.",
     )
