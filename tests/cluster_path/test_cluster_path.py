@@ -126,6 +126,9 @@ def test_iris_example_trains_in_a_pod_and_serves_from_pods(real_cluster: RealClu
     assert first.status_code == 200 and first.json()["outputs"][0]["data"] == [0, 2, 1]
     v1 = httpx.post(f"{url}/v1/models/iris:predict", json={"instances": IRIS_ROWS}, timeout=10)
     assert v1.status_code == 200 and v1.json()["predictions"] == [0, 2, 1]
+    # The training pod compiled the model; the serving pods run it with ONNX Runtime.
+    meta = httpx.get(f"{url}/v2/models/iris", timeout=10).json()
+    assert meta["platform"] == "onnx" and meta["parameters"]["onnx"] == "verified", meta
 
     servers = pods(rc, "app.kubernetes.io/component=serving")
     assert servers

@@ -2,6 +2,7 @@
 evaluations every N rows or T seconds, metrics that carry the version."""
 
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ RNG = np.random.default_rng(3)
 FEATURES = tuple(Feature(f"x{i}", i, "numeric", "float64", "float", "FP64") for i in range(3))
 
 
-def monitor(**config: object) -> tuple[DriftMonitor, Metrics]:
+def monitor(clock: Any = time.monotonic, **config: object) -> tuple[DriftMonitor, Metrics]:
     train = pd.DataFrame(RNG.normal(size=(2_000, 3)), columns=[f.name for f in FEATURES])
     profile = build_profile(train, {f.name: "numeric" for f in FEATURES},
                             target=pd.Series(RNG.integers(0, 2, 2_000)), target_kind="categorical",
@@ -28,7 +29,7 @@ def monitor(**config: object) -> tuple[DriftMonitor, Metrics]:
     metrics = Metrics("m", 32, None)
     settings = {"evaluate_every": 500, "thresholds": Thresholds(min_samples=300), **config}
     return DriftMonitor(profile, FEATURES, DriftConfig(**settings), "m", "4", metrics,  # type: ignore[arg-type]
-                        concat=np.concatenate), metrics
+                        concat=np.concatenate, clock=clock), metrics
 
 
 def rows(n: int, shift: float = 0.0) -> np.ndarray:
@@ -68,15 +69,21 @@ def test_queued_batches_are_binned_together_as_one() -> None:
 
 
 def test_above_the_rate_cap_a_uniform_sample_is_binned() -> None:
-    m, _ = monitor(max_rows_per_second=400)  # 100 rows per drain
+    now = [0.0]
+    m, _ = monitor(max_rows_per_second=400, clock=lambda: now[0])
     data = np.column_stack([np.arange(1_000.0)] * 3)
+    # A burst after a quiet second: one second's worth is binned.
     thinned, predictions, n = m.thin(data, np.arange(1_000), 1_000)
-    assert n == 100 and isinstance(thinned, np.ndarray) and thinned.shape == (100, 3)
-    assert (thinned[:, 0] == predictions).all() and len(set(predictions)) == 100
-    assert 300 < predictions.mean() < 700 and m.skipped == 900  # spread over the whole batch
+    assert n == 400 and isinstance(thinned, np.ndarray) and thinned.shape == (400, 3)
+    assert (thinned[:, 0] == predictions).all() and len(set(predictions)) == 400
+    assert 400 < predictions.mean() < 600 and m.skipped == 600  # spread over the whole batch
+    assert m.thin(data, np.arange(1_000), 1_000)[2] == 0  # nothing left this instant
+    now[0] += 0.25  # one drain later: a quarter of the rate
     cols, _, n = m.thin([data[:, 0], data[:, 1]], np.arange(1_000), 1_000)
     assert n == 100 and (cols[0] == cols[1]).all()
+    now[0] += 10.0  # the budget never grows past one second's worth
     assert m.thin(data[:50], np.arange(50), 50)[2] == 50
+    assert m.thin(data, np.arange(1_000), 1_000)[2] == 350
 
 
 def test_the_queue_is_bounded_in_rows_and_drops_are_counted(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -112,6 +112,8 @@ class DriftMonitor:
         self._lock = threading.Lock()  # the window and the report
         self._new_rows = 0
         self._last_evaluation = clock()
+        self._budget = float(config.max_rows_per_second)  # rows that may be binned now
+        self._budget_at = clock()
         self._evaluation_seconds = 0.0
         self._thread: threading.Thread | None = None
         self._samples = metrics.drift_samples.labels(model, version) if metrics else None
@@ -146,7 +148,9 @@ class DriftMonitor:
                 self._pending_rows = 0
             try:
                 if taken:
-                    self.add(*self.thin(*self.merge(taken)))
+                    batch, predictions, rows = self.thin(*self.merge(taken))
+                    if rows:
+                        self.add(batch, predictions, rows)
                 self.maybe_evaluate()
             except Exception:  # a bad batch must not end drift monitoring
                 log.exception("drift monitoring failed on a batch")
@@ -161,13 +165,20 @@ class DriftMonitor:
     def thin(
         self, batch: Batch, predictions: np.ndarray, rows: int
     ) -> tuple[Batch, np.ndarray, int]:
-        """At most max_rows_per_second x DRAIN_SECONDS rows, a uniform sample of those given:
-        the proportions in the window stay those of the traffic, the cost stays fixed."""
-        cap = max(1, int(self.config.max_rows_per_second * DRAIN_SECONDS))
-        if rows <= cap:
+        """At most max_rows_per_second rows a second on average, in bursts of at most one
+        second's worth (a token bucket), as a uniform sample of those given: the proportions in
+        the window stay those of the traffic, the cost stays fixed. May keep no row."""
+        rate = float(self.config.max_rows_per_second)
+        now = self.clock()
+        self._budget = min(rate, self._budget + (now - self._budget_at) * rate)
+        self._budget_at = now
+        if rows <= self._budget:
+            self._budget -= rows
             return batch, predictions, rows
-        keep = np.sort(self._rng.choice(rows, cap, replace=False))
+        cap = int(self._budget)
+        self._budget -= cap
         self.skipped += rows - cap
+        keep = np.sort(self._rng.choice(rows, cap, replace=False))
         thinned = batch[keep] if isinstance(batch, np.ndarray) else [c[keep] for c in batch]
         return thinned, np.asarray(predictions)[keep], cap
 
