@@ -105,3 +105,10 @@ def test_unavailable_is_never_verified_and_metadata_round_trips() -> None:
     parsed = ArtifactMetadata.model_validate(meta)
     assert parsed.onnx == COLUMNS
     assert ArtifactMetadata.model_validate({**meta, "onnx": None}).onnx is None
+
+
+def test_one_long_category_does_not_widen_every_row() -> None:
+    values = np.array(["x" * 8_192] + ["a"] * 100_000, dtype=object)
+    text = category_text(values)
+    assert text.dtype == object and text[0, 0] == "x" * 8_192 and text[1, 0] == "a"
+    assert text.nbytes < 1_000_000  # object pointers, not 100,001 times 8,192 characters

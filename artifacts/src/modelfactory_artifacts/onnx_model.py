@@ -95,9 +95,14 @@ def category_text(values: Any) -> np.ndarray:
     """A categorical column as the graph's text: str() of each value, missing ones (None, NaN,
     pandas NA) as MISSING_CATEGORY. Shape [rows, 1], dtype object."""
     column = np.asarray(values, dtype=object).reshape(-1)
-    text = column.astype(str).astype(object)
+    # str() per object, never astype(str): that makes a fixed-width array as wide as the
+    # longest value times the rows, so one long string would cost memory for every row.
+    text = _as_text(column)
     text[pd.isna(column)] = MISSING_CATEGORY
     return text.reshape(-1, 1)
+
+
+_as_text = np.frompyfunc(str, 1, 1)
 
 
 def float_column(values: Any) -> np.ndarray:
