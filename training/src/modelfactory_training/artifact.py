@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
@@ -53,14 +54,19 @@ def serialize(model: Any) -> tuple[bytes, list[str]]:
     return data, types
 
 
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for key, dist in _LIBRARIES.items():
+def installed_versions(dists: Iterable[str]) -> dict[str, str]:
+    """The installed version of each distribution that is installed."""
+    versions = {}
+    for dist in dists:
         try:
-            versions[key] = importlib_metadata.version(dist)
+            versions[dist] = importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **installed_versions(_LIBRARIES)}
 
 
 def json_safe(value: Any) -> Any:

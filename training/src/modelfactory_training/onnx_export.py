@@ -10,7 +10,6 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ from modelfactory_artifacts.onnx_model import (
     relative_difference,
 )
 from modelfactory_training import onnx_preprocess
+from modelfactory_training.artifact import installed_versions
 from modelfactory_training.onnx_preprocess import NotConvertible
 from modelfactory_training.pipeline import PREPROCESS_STEP
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 OPSET = 18
 ML_OPSET = 3
 MATRIX_INPUT = "X"
+ONNX_LIBRARIES = ("skl2onnx", "onnx", "onnxruntime")
 # The check runs both runtimes on at most this many held-out rows.
 MAX_CHECK_ROWS = 20_000
 
@@ -136,7 +137,7 @@ def convert(pipeline: Any, features: list[FeatureInfo]) -> tuple[bytes, OnnxInfo
         inputs=inputs,
         outputs=[o.name for o in onx.graph.output],
         opset=OPSET,
-        libraries=_versions(),
+        libraries=installed_versions(ONNX_LIBRARIES),
     )
     return data, info
 
@@ -144,16 +145,6 @@ def convert(pipeline: Any, features: list[FeatureInfo]) -> tuple[bytes, OnnxInfo
 def _first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return (text[0] if text else repr(e))[:300]
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for dist in ("skl2onnx", "onnx", "onnxruntime"):
-        try:
-            found[dist] = importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def frame_columns(X: pd.DataFrame, features: list[FeatureInfo]) -> list[np.ndarray]:
@@ -216,7 +207,7 @@ def compile_model(
         data, info = convert_fn(pipeline, features)
     except NotConvertible as e:
         return Compiled(OnnxInfo(status="unavailable", reason=f"cannot convert: {e}",
-                                 libraries=_versions()), None)
+                                 libraries=installed_versions(ONNX_LIBRARIES)), None)
     try:
         checked = verify(data, info, pipeline, X_check.iloc[:MAX_CHECK_ROWS], features, classifier)
     except Exception as e:  # the runtime refusing the graph is the same verdict
