@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import itertools
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -242,6 +243,173 @@ class MonitoringSpec(ApiModel):
     )
 
 
+class CanaryAnalysis(ApiModel):
+    """How a canary is judged against the stable version, once per step interval, from the
+    servers' own per-version request counts and latency histograms."""
+
+    maxErrorRateIncrease: float = Field(
+        0.01,
+        description="The canary fails an interval when its share of failed requests (any "
+        "non-2xx answer) exceeds the stable version's by more than this (0..1).",
+        ge=0,
+        le=1,
+    )
+    latencyPercentile: int = Field(
+        95,
+        description="Latency percentile compared between the canary and the stable version.",
+        ge=50,
+        le=99,
+    )
+    maxLatencyRatio: float = Field(
+        1.5,
+        description="The canary fails an interval when its latency percentile exceeds this "
+        "many times the stable version's (plus latencySlackMs).",
+        ge=1,
+        le=100,
+    )
+    latencySlackMs: float = Field(
+        5.0,
+        description="Absolute slack added to the latency bound, so sub-millisecond noise never "
+        "fails a canary.",
+        ge=0,
+        le=60_000,
+    )
+    failureThreshold: int = Field(
+        2,
+        description="Failed intervals in a row after which the canary is rolled back.",
+        ge=1,
+        le=100,
+    )
+
+
+class ShadowSpec(ApiModel):
+    percent: int = Field(
+        100,
+        description="Share of live requests (percent) mirrored to the new version; its answers "
+        "are compared with the stable version's and never returned to clients.",
+        ge=1,
+        le=100,
+    )
+    minAgreement: float = Field(
+        0.95,
+        description="Classifiers: the least share of mirrored rows whose predicted label equals "
+        "the stable version's for promotion (0..1).",
+        ge=0,
+        le=1,
+    )
+    maxMeanAbsoluteError: float | None = Field(
+        None,
+        description="Regressors: the largest mean absolute difference between the two "
+        "versions' predictions for promotion; unbounded when unset.",
+        ge=0,
+    )
+    maxMirrorsInFlight: int = Field(
+        64,
+        description="Mirrored requests in flight per server process at most; beyond it a "
+        "request is not mirrored (the shadow never slows or grows the stable server).",
+        ge=1,
+        le=10_000,
+    )
+
+
+class ExperimentSpec(ApiModel):
+    model: ModelSource = Field(description="The version served as variant b.")
+    weight: int = Field(50, description="Percent of requests answered by variant b.", ge=0, le=100)
+
+
+class RolloutSpec(ApiModel):
+    """How a new model version replaces the served one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.strategy != 'Experiment' || has(self.experiment)",
+                "spec.rollout.experiment is required with strategy Experiment",
+            ),
+            ("!has(self.steps) || self.steps.isSorted()", "spec.rollout.steps must increase"),
+            (
+                "!has(self.steps) || size(self.steps) == 0 || "
+                "self.steps[size(self.steps) - 1] == 100",
+                "spec.rollout.steps must end at 100",
+            ),
+        )
+    )
+
+    strategy: Literal["Immediate", "Canary", "Shadow", "Experiment"] = Field(
+        "Immediate",
+        description="Immediate: a new version replaces the served one at once (a rolling "
+        "update). Canary: the new version takes the weights of steps in turn, judged by "
+        "analysis at every step, and is promoted or rolled back. Shadow: the new version gets "
+        "a mirror of live traffic and is promoted when it agrees with the stable version. "
+        "Experiment: a fixed split between spec.model (variant a) and experiment.model "
+        "(variant b) for as long as it stays.",
+    )
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=lambda: [10, 50, 100],
+        description="Canary: percent of requests sent to the new version at each step, "
+        "increasing, ending at 100.",
+        min_length=1,
+        max_length=20,
+    )
+    stepIntervalSeconds: int = Field(
+        60,
+        description="Canary and Shadow: length of a step (and of one analysis interval).",
+        ge=1,
+        le=86_400,
+    )
+    minRequests: int = Field(
+        100,
+        description="Requests the new version must have answered in an interval before it is "
+        "judged; an interval with fewer is extended.",
+        ge=1,
+        le=100_000_000,
+    )
+    autoPromote: bool = Field(
+        True,
+        description="Promote when every step passed; false: wait at the last step until "
+        "status.rollout is approved by setting spec.rollout.promote to the candidate version.",
+    )
+    promote: int | None = Field(
+        None,
+        description="With autoPromote false: the candidate version a person approved.",
+        ge=1,
+    )
+    stickyHeader: str = Field(
+        "x-model-variant",
+        description="Request header that pins a request to a track: stable or canary (a or b "
+        "in an Experiment).",
+        pattern=r"^[a-z0-9-]{1,64}$",
+    )
+    analysis: CanaryAnalysis = Field(
+        default_factory=CanaryAnalysis,  # type: ignore[arg-type]
+        description="When a canary step passes or fails.",
+    )
+    shadow: ShadowSpec = Field(
+        default_factory=ShadowSpec,  # type: ignore[arg-type]
+        description="Shadow strategy: what is mirrored and when the shadow passes.",
+    )
+    experiment: ExperimentSpec | None = Field(
+        None, description="Experiment strategy: variant b and its share."
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[int]) -> list[int]:
+        if any(not 1 <= w <= 100 for w in steps):
+            raise ValueError("each weight is a percent between 1 and 100")
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError("weights must increase")
+        if steps[-1] != 100:
+            raise ValueError("the last step must be 100")
+        return steps
+
+    @model_validator(mode="after")
+    def _experiment(self) -> RolloutSpec:
+        if self.strategy == "Experiment" and self.experiment is None:
+            raise ValueError("experiment is required with strategy Experiment")
+        return self
+
+
 class DriftStatus(ApiModel):
     modelVersion: int | None = Field(None, description="Model version the drift is measured for.")
     drifted: bool | None = Field(None, description="Whether the dataset has drifted.")
@@ -303,6 +471,11 @@ class ModelServiceSpec(ApiModel):
         default_factory=MonitoringSpec,  # type: ignore[arg-type]
         description="What the servers watch in live traffic.",
     )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec,  # type: ignore[arg-type]
+        description="How a new model version replaces the served one: at once, as a canary "
+        "with automatic analysis, behind a shadow, or side by side as an experiment.",
+    )
     pod: PodSettings = Field(
         default_factory=PodSettings,  # type: ignore[arg-type]
         description=(
@@ -310,6 +483,42 @@ class ModelServiceSpec(ApiModel):
             "environment."
         ),
     )
+
+
+class TrafficTarget(ApiModel):
+    version: int | None = Field(None, description="Model version.")
+    digest: str | None = Field(None, description="sha256 of the version's metadata.json.")
+    weight: int = Field(0, description="Percent of requests it answers.")
+    role: str = Field(description="stable, canary, shadow, a or b.")
+
+
+class RolloutStatus(ApiModel):
+    strategy: str | None = Field(None, description="Strategy of the rollout.")
+    phase: str | None = Field(
+        None,
+        description="Progressing, Paused (waiting for approval), Promoting, Promoted, "
+        "RolledBack or Experiment.",
+    )
+    stable: dict[str, Any] | None = Field(
+        None, description="The stable version: uri, digest, version."
+    )
+    candidate: dict[str, Any] | None = Field(
+        None, description="The new version under test: uri, digest, version."
+    )
+    step: int = Field(0, description="Index of the current canary step.")
+    weight: int = Field(0, description="Percent of requests the new version answers.")
+    stepStartedAt: str | None = Field(None, description="When the current interval began.")
+    failures: int = Field(0, description="Failed analysis intervals in a row.")
+    baseline: dict[str, Any] | None = Field(
+        None, description="Cumulative counts when the current interval began."
+    )
+    analysis: dict[str, Any] | None = Field(
+        None, description="The last interval's figures for each version, and the verdict."
+    )
+    rolledBack: dict[str, Any] | None = Field(
+        None, description="The last version rolled back (not tried again until it changes)."
+    )
+    message: str | None = Field(None, description="What the rollout is doing and why.")
 
 
 class ModelServiceStatus(ApiModel):
@@ -324,5 +533,9 @@ class ModelServiceStatus(ApiModel):
     drift: DriftStatus | None = Field(
         None, description="Drift of live traffic from the training data, over all replicas."
     )
+    traffic: list[TrafficTarget] = Field(
+        default_factory=list, description="Which versions answer requests, and how much."
+    )
+    rollout: RolloutStatus | None = Field(None, description="Progress of the rollout.")
     releaseRevision: int | None = Field(None, description="Helm release revision.")
     appliedHash: str | None = Field(None, description="Hash of the workload configuration applied.")

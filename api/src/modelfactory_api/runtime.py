@@ -118,6 +118,29 @@ class ServingRuntimeConfig(BaseModel):
     )
     host: str = "0.0.0.0"
     port: int = 8080
+    # Rollouts (spec.rollout): the stable version's servers split or mirror traffic to the
+    # other version's Service themselves, so a share is exact on any number of replicas and no
+    # mesh is needed.
+    route_track: Literal["stable", "candidate"] = Field(
+        "stable", description="Which track this server is: a metrics label the analysis reads."
+    )
+    route_mode: Literal["none", "split", "mirror"] = Field(
+        "none",
+        description="split: route_weight percent of requests are answered by route_peer; "
+        "mirror: route_weight percent are also sent to route_peer, whose answers are compared "
+        "and dropped.",
+    )
+    route_peer: str | None = Field(None, description="Base URL of the other version's Service.")
+    route_peer_version: str | None = Field(None, description="The other version's label.")
+    route_weight: int = Field(0, ge=0, le=100, description="Percent routed or mirrored.")
+    route_header: str = Field(
+        "x-model-variant", description="Header that pins a request to a track."
+    )
+    route_pin_local: str = Field("stable", description="Header value answered here.")
+    route_pin_peer: str = Field("canary", description="Header value answered by the peer.")
+    route_mirrors_in_flight: int = Field(
+        64, ge=1, description="Mirrored requests in flight at most; beyond it none is mirrored."
+    )
     # Drift of live traffic from the artifact's reference profile (spec.monitoring.drift).
     drift_enabled: bool = True
     drift_window: int = Field(10_000, description="Rows in the sliding window.")

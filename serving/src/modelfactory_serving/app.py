@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +32,7 @@ from modelfactory_serving.errors import (
 from modelfactory_serving.health import HealthServer, probe_answers
 from modelfactory_serving.logs import request_id_var
 from modelfactory_serving.metrics import Metrics, multiprocess_dir_from
+from modelfactory_serving.routing import Router, outcome
 from modelfactory_serving.settings import Settings
 
 log = logging.getLogger("modelfactory_serving.http")
@@ -90,8 +92,13 @@ class RequestContext:
     500 for anything that escaped the exception handlers."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, access: bool,
-                 dataplane: DataPlane | None = None, limit: int = 0) -> None:
+                 dataplane: DataPlane | None = None, limit: int = 0,
+                 router: Router | None = None, track: str = "stable") -> None:
         self.app = app
+        # During a rollout the stable version's server splits or mirrors traffic (routing.py).
+        self.router = router
+        self.track = track
+        self.version = dataplane.version_label if dataplane is not None else None
         self.metrics = metrics
         self.access = access
         # With a data plane, inference requests skip FastAPI's routing and dependency
@@ -132,6 +139,7 @@ class RequestContext:
             await send(message)
 
         route_label: str | None = None
+        answered_here = False
         try:
             direct = (match_inference(scope["method"], scope["path"])
                       if self.dataplane is not None else None)
@@ -152,9 +160,14 @@ class RequestContext:
                 headers = {k.decode("latin-1"): v.decode("latin-1")
                            for k, v in scope["headers"] if k in _INFER_HEADERS}
                 assert self.dataplane is not None
-                code, body, extra = await run_inference(
-                    self.dataplane, protocol, name, version, headers, receive, self.limit
-                )
+                if self.router is None:
+                    code, body, extra = await run_inference(
+                        self.dataplane, protocol, name, version, headers, receive, self.limit
+                    )
+                    answered_here = True
+                else:
+                    code, body, extra, answered_here = await self.route(
+                        scope, protocol, name, version, headers, receive)
                 await send_with_id({"type": "http.response.start", "status": code, "headers": [
                     *extra, (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
@@ -177,6 +190,9 @@ class RequestContext:
             method = scope["method"]
             self.metrics.observe_request(label, method if method in _METHODS else "other",
                                          status, seconds)
+            if answered_here and self.version is not None:
+                self.metrics.observe_inference(self.version(), self.track, outcome(status),
+                                               seconds)
             if self.access:
                 access_log.info(
                     "%s %s %d", scope["method"], scope["path"], status,
@@ -185,6 +201,67 @@ class RequestContext:
                            "client": (scope.get("client") or ("", 0))[0]},
                 )
             request_id_var.reset(token)
+
+
+    async def route(
+        self, scope: Scope, protocol: str, name: str, version: str | None,
+        headers: Mapping[str, str], receive: Receive,
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
+        """(status, body, headers, answered here) of a request during a rollout."""
+        router, dataplane = self.router, self.dataplane
+        assert router is not None and dataplane is not None
+        raw_headers = scope["headers"]
+        split = router.mode == "split"
+        if split and not router.to_peer(raw_headers):
+            code, body, extra = await run_inference(
+                dataplane, protocol, name, version, headers, receive, self.limit)
+            return code, body, extra, True
+        if not split and not router.mirror_now():
+            code, body, extra = await run_inference(
+                dataplane, protocol, name, version, headers, receive, self.limit)
+            return code, body, extra, True
+        try:
+            raw = await body_reader({**headers, "content-encoding": "identity"}, receive,
+                                    self.limit)()
+        except InferenceError as e:
+            code, body, extra = error_parts(e)
+            return code, body, extra, True
+        replay = _replay(raw)
+        path = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}"
+                                if scope.get("query_string") else "")
+        if split:
+            started = time.perf_counter()
+            try:
+                code, body, extra = await router.forward(path, raw_headers, raw)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+                # The other version is gone or not up (a rollback, a scale-down): answer here.
+                router.observe_routed("unreachable", 0.0)
+                router.peer_ready = False
+            except httpx.TimeoutException as e:
+                router.observe_routed("no_answer", time.perf_counter() - started)
+                err = InferenceError(f"the {router.pin_peer.decode()} version did not answer in "
+                                     f"time ({type(e).__name__})", status=504)
+                code, body, extra = error_parts(err)
+                return code, body, extra, False
+            except httpx.HTTPError:
+                # The connection broke (a server stopping or crashing): the canary is charged
+                # with it, and the request, idempotent, is answered here.
+                router.observe_routed("no_answer", time.perf_counter() - started)
+            else:
+                router.observe_routed(outcome(code), time.perf_counter() - started)
+                return code, body, extra, False
+        code, body, extra = await run_inference(
+            dataplane, protocol, name, version, headers, replay, self.limit)
+        if not split:
+            router.mirror(path, raw_headers, raw, code, body, dataplane.is_classifier)
+        return code, body, extra, True
+
+
+def _replay(body: bytes) -> Receive:
+    """A receive() that hands over a body already read, once."""
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+    return receive
 
 
 def _live(dataplane: DataPlane) -> tuple[int, dict[str, Any]]:
@@ -351,8 +428,12 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
             health.start()
         try:
             await dataplane.start(wait=settings.workers > 1)
+            if router is not None:
+                router.start()
             yield
         finally:
+            if router is not None:
+                await router.close()
             await dataplane.stop()
             if health is not None:
                 health.stop()
@@ -520,8 +601,12 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
+    router = (Router(settings, metrics)
+              if settings.route_mode != "none" and settings.route_peer else None)
+    app.state.router = router
     app.add_middleware(RequestContext, metrics=metrics, access=settings.access_log,
-                       dataplane=dataplane if settings.direct_inference else None, limit=limit)
+                       dataplane=dataplane if settings.direct_inference or router else None,
+                       limit=limit, router=router, track=settings.route_track)
     return app
 
 

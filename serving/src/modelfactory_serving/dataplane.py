@@ -135,6 +135,16 @@ class DataPlane:
         # work holds the GIL anyway, and this bounds the memory of decodes in progress).
         self._decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
 
+    def version_label(self) -> str:
+        """The served version's label (metrics of rollouts count answers by it)."""
+        if self.runtime is not None:
+            return self.runtime.version
+        return self.settings.model_version or "unknown"
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.runtime is not None and self.runtime.is_classifier
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self, wait: bool = False) -> None:
         """Begin loading. In the background by default: the server answers (not ready)

@@ -33,6 +33,7 @@ def _size_buckets(max_batch_size: int) -> tuple[float, ...]:
 class Metrics:
     def __init__(self, model_name: str, max_batch_size: int, multiprocess_dir: str | None) -> None:
         self.multiprocess_dir = multiprocess_dir
+        self.model_name = model_name
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.requests = Counter(
@@ -106,6 +107,53 @@ class Metrics:
             "modelfactory_drift_detected", "1 when the dataset drifted.",
             ["model", "version"], registry=reg, multiprocess_mode="max",
         )
+        # Rollouts: each version's own answers, by track (stable or candidate), which the
+        # operator's analysis compares; and what a stable server routed or mirrored.
+        self.inference = Counter(
+            "modelfactory_inference_requests_total",
+            "Inference requests answered by this server's model, by outcome (ok, client_error, "
+            "server_error).",
+            ["model", "version", "track", "outcome"], registry=reg,
+        )
+        self.inference_latency = Histogram(
+            "modelfactory_inference_duration_seconds",
+            "Latency of inference requests answered by this server's model.",
+            ["model", "version", "track"], buckets=LATENCY_BUCKETS, registry=reg,
+        )
+        self.routed = Counter(
+            "modelfactory_routed_requests_total",
+            "Inference requests sent to the other version's servers, by outcome (no_answer: "
+            "none came, the client got 502; unreachable: answered here instead).",
+            ["model", "version", "outcome"], registry=reg,
+        )
+        self.routed_latency = Histogram(
+            "modelfactory_routed_duration_seconds",
+            "Latency of inference requests answered by the other version's servers, as this "
+            "server's clients saw it.",
+            ["model", "version"], buckets=LATENCY_BUCKETS, registry=reg,
+        )
+        self.shadow_requests = Counter(
+            "modelfactory_shadow_requests_total",
+            "Requests mirrored to the shadow version, by the shadow's outcome.",
+            ["model", "version", "outcome"], registry=reg,
+        )
+        self.shadow_latency = Histogram(
+            "modelfactory_shadow_duration_seconds",
+            "Latency of the shadow version's answers to mirrored requests.",
+            ["model", "version"], buckets=LATENCY_BUCKETS, registry=reg,
+        )
+        self.shadow_rows = Counter(
+            "modelfactory_shadow_rows_total",
+            "Rows of mirrored requests compared with the stable answer (compared), and of them "
+            "those whose label agreed (agreeing; classifiers).",
+            ["model", "version", "result"], registry=reg,
+        )
+        self.shadow_abs_error = Counter(
+            "modelfactory_shadow_abs_error_total",
+            "Sum over compared rows of |shadow - stable| (regressors).",
+            ["model", "version"], registry=reg,
+        )
+        self._inference_children: dict[tuple[str, str, str], Any] = {}
         self._children: dict[tuple[str, str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
 
@@ -119,6 +167,15 @@ class Metrics:
         if lat is None:
             lat = self._latency_children[route] = self.latency.labels(route)
         lat.observe(seconds)
+
+    def observe_inference(self, version: str, track: str, outcome: str, seconds: float) -> None:
+        key = (version, track, outcome)
+        child = self._inference_children.get(key)
+        if child is None:
+            child = self._inference_children[key] = self.inference.labels(
+                self.model_name, version, track, outcome)
+        child.inc()
+        self.inference_latency.labels(self.model_name, version, track).observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess_dir:

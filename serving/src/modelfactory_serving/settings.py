@@ -53,6 +53,21 @@ class Settings(BaseSettings):
         description="auto: ONNX Runtime when the version has a verified ONNX model, else "
         "scikit-learn; onnx: ONNX Runtime or the model fails to load; sklearn.",
     )
+    route_track: Literal["stable", "candidate"] = Field(
+        _RUNTIME_DEFAULTS.route_track, description="Track label of this server's metrics."
+    )
+    route_mode: Literal["none", "split", "mirror"] = Field(
+        _RUNTIME_DEFAULTS.route_mode,
+        description="split: route_weight percent of inference requests are answered by "
+        "route_peer; mirror: that share is also sent to route_peer and the answers compared.",
+    )
+    route_peer: str | None = Field(None, description="Base URL of the other version's server.")
+    route_peer_version: str | None = Field(None, description="The other version's label.")
+    route_weight: int = Field(_RUNTIME_DEFAULTS.route_weight, ge=0, le=100)
+    route_header: str = Field(_RUNTIME_DEFAULTS.route_header, pattern=r"^[a-z0-9-]{1,64}$")
+    route_pin_local: str = Field(_RUNTIME_DEFAULTS.route_pin_local)
+    route_pin_peer: str = Field(_RUNTIME_DEFAULTS.route_pin_peer)
+    route_mirrors_in_flight: int = Field(_RUNTIME_DEFAULTS.route_mirrors_in_flight, ge=1)
     onnx_threads: int = Field(
         1,
         ge=1,

@@ -22,7 +22,15 @@ from modelfactory_operator.io.helm import HelmError
 from modelfactory_operator.io.launcher import Launcher
 from modelfactory_operator.logic import drift as driftlogic
 from modelfactory_operator.logic import modelservice as mslogic
-from modelfactory_operator.logic import promotion, release, resync, retrain, storage, validate
+from modelfactory_operator.logic import (
+    promotion,
+    release,
+    resync,
+    retrain,
+    rollout,
+    storage,
+    validate,
+)
 from modelfactory_operator.logic import trainingjob as tjlogic
 from modelfactory_operator.logic.plans import Decision, RunObservation, ServiceObservation
 from modelfactory_operator.settings import OperatorSettings
@@ -43,13 +51,26 @@ def now() -> str:
 
 
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch turning `old` into `new` at the top level of status."""
+    """A JSON merge patch turning `old` into `new` (kopf's own keys left alone)."""
+    return merge_patch(
+        {k: v for k, v in old.items() if k not in FOREIGN_STATUS_KEYS},
+        {k: v for k, v in new.items() if k not in FOREIGN_STATUS_KEYS},
+    )
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386: objects are merged key by key, so a key gone from a nested object must be
+    sent as null (status.rollout drops its candidate when a rollout ends)."""
     patch: dict[str, Any] = {}
     for key, value in new.items():
-        if key not in FOREIGN_STATUS_KEYS and old.get(key) != value:
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            if sub := merge_patch(before, value):
+                patch[key] = sub
+        elif (key in old and before != value) or (key not in old and value is not None):
             patch[key] = value
     for key in old:
-        if key not in new and key not in FOREIGN_STATUS_KEYS:
+        if key not in new:
             patch[key] = None
     return patch
 
@@ -233,18 +254,15 @@ class Reconciler:
                         kube.get_trainingjob, namespace, spec.model.trainingJob
                     )
                 resolved = mslogic.resolve_model(spec, trainingjob)
-                if isinstance(resolved, mslogic.ResolvedModel):
-                    plan = dataclasses.replace(
-                        mslogic.render(
-                            body, spec, resolved, self.settings.serving_image, self.mount_root
-                        ),
-                        chart_digest=self.launcher.chart_digest("model-service"),
-                    )
             observation = (
                 await self.launcher.observe_service(namespace, name)
                 if spec_error is None
                 else ServiceObservation(exists=False)
             )
+            step = None
+            if spec_error is None and isinstance(resolved, mslogic.ResolvedModel):
+                step = await self.rollout_step(body, spec, resolved, trainingjob, observation)
+                plan = self.serving_plan(body, spec, resolved, step.traffic)
             drift_seen = None
             if spec_error is None:
                 drift_seen = await self.observe_drift(namespace, name, spec, observation)
@@ -258,6 +276,7 @@ class Reconciler:
                 now(),
                 drift_seen,
                 spec.monitoring.drift.minSamples if spec_error is None else 0,
+                step,
             )
             launcher = self.launcher
 
@@ -268,6 +287,64 @@ class Reconciler:
             await self.act(MODELSERVICE_PLURAL, body, decision, apply, plan.hash if plan else "")
         if driftlogic.changed(status, decision.status):
             await self.drift_followers(namespace, name)
+
+    def serving_plan(
+        self, body: dict[str, Any], spec: Any, model: Any, traffic: rollout.Traffic
+    ) -> Any:
+        return dataclasses.replace(
+            mslogic.render(
+                body, spec, model, self.settings.serving_image, self.mount_root, traffic
+            ),
+            chart_digest=self.launcher.chart_digest("model-service"),
+        )
+
+    async def rollout_step(
+        self,
+        body: dict[str, Any],
+        spec: Any,
+        resolved: mslogic.ResolvedModel,
+        trainingjob: dict[str, Any] | None,
+        observation: ServiceObservation,
+    ) -> rollout.Step:
+        """One look at the rollout: whether the current state's release is in effect, the
+        stable servers' figures when an interval may be due, and the next state."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        key = (MODELSERVICE_PLURAL, namespace, name)
+        status = body.get("status") or {}
+        experiment = None
+        exp = spec.rollout.experiment
+        if spec.rollout.strategy == "Experiment" and exp is not None:
+            tj = trainingjob
+            if exp.model.trainingJob and exp.model.trainingJob != spec.model.trainingJob:
+                tj = await asyncio.to_thread(kube.get_trainingjob, namespace, exp.model.trainingJob)
+            b = mslogic.resolve_source(exp.model, tj)
+            experiment = mslogic.as_ref(b) if isinstance(b, mslogic.ResolvedModel) else None
+        previous = status.get("rollout")
+        in_effect = False
+        snapshot = None
+        if previous and previous.get("stable"):
+            current = self.serving_plan(
+                body, spec, resolved, rollout.traffic_of(spec.rollout, previous)
+            )
+            in_effect = status.get("appliedHash") == current.hash and observation.rolled_out
+            if in_effect and previous.get("phase") in rollout.ACTIVE and previous.get("candidate"):
+                try:
+                    snapshot = await self.launcher.traffic_snapshot(namespace, name)
+                except APPLY_ERRORS as exc:
+                    log.info("rollout figures of %s/%s not read: %s", namespace, name, exc)
+        step = rollout.advance(
+            spec.rollout,
+            previous,
+            mslogic.as_ref(resolved),
+            experiment,
+            snapshot,
+            in_effect,
+            dt.datetime.now(dt.UTC),
+        )
+        if step.recheck is not None:
+            self.recheck(key, step.recheck)
+        return step
 
     async def observe_drift(
         self, namespace: str, name: str, spec: Any, observation: ServiceObservation
@@ -372,8 +449,10 @@ class Reconciler:
     def schedule(
         self, timers: dict[Key, asyncio.TimerHandle], key: Key, delay: float, replace: bool
     ) -> None:
+        loop = asyncio.get_running_loop()
         if key in timers:
-            if not replace:
+            # Without replace, the earlier of the two looks is kept.
+            if not replace and timers[key].when() <= loop.time() + delay:
                 return
             timers.pop(key).cancel()
 
@@ -383,7 +462,7 @@ class Reconciler:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-        timers[key] = asyncio.get_running_loop().call_later(max(delay, 0.0), fire)
+        timers[key] = loop.call_later(max(delay, 0.0), fire)
 
     async def reconcile(self, key: Key, coalesce: bool = False) -> None:
         plural, namespace, name = key

@@ -13,7 +13,9 @@ from modelfactory_api.trainingjob import TRAININGJOB_PLURAL
 from modelfactory_operator.io import charts, kube
 from modelfactory_operator.io.helm import Helm
 from modelfactory_operator.logic import drift, names, observe
+from modelfactory_operator.logic import traffic_metrics as tm
 from modelfactory_operator.logic.modelservice import SERVING_PORT, cluster_url
+from modelfactory_operator.logic.names import SERVICE_APP
 from modelfactory_operator.logic.plans import (
     RunObservation,
     ServiceObservation,
@@ -84,7 +86,7 @@ def drift_windows(
     namespace: str, name: str
 ) -> tuple[list[Obj], Callable[[dict[str, Any]], dict[str, Any] | None]]:
     """Each ready replica's drift window, read through the API server's pod proxy."""
-    selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=serving"
+    selector = stable_selector(name)
     no_pods: list[Obj] = []
     pods = drift.ready_pods(
         kube.detail("pods", lambda: kube.list_pods(namespace, selector), no_pods)
@@ -117,6 +119,36 @@ def drift_windows(
         return drift.parse(*kube.detail("pods/proxy", post, (0, b"")))
 
     return windows, evaluate
+
+
+def stable_selector(name: str) -> str:
+    """The stable version's server pods (during a rollout the other version's have another
+    app.kubernetes.io/name)."""
+    return (
+        f"app.kubernetes.io/name={SERVICE_APP},app.kubernetes.io/instance={name},"
+        "app.kubernetes.io/component=serving"
+    )
+
+
+def traffic_snapshot(namespace: str, name: str) -> tm.Snapshot | None:
+    """The rollout figures of both versions' servers, summed over the ready replicas; None
+    unless every one answered."""
+    selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=serving"
+    no_pods: list[Obj] = []
+    pods = drift.ready_pods(
+        kube.detail("pods", lambda: kube.list_pods(namespace, selector), no_pods)
+    )
+    snapshot, answered = tm.empty(), 0
+    for pod in pods:
+
+        def ask(p: str = pod) -> tuple[int, bytes]:
+            return kube.pod_http_get(namespace, p, SERVING_PORT, "/metrics", tm.METRICS_LIMIT_BYTES)
+
+        status, body = kube.detail("pods/proxy", ask, (0, b""))
+        if status == 200:
+            tm.parse(body.decode("utf-8", "replace"), snapshot)
+            answered += 1
+    return snapshot if answered and answered == len(pods) else None
 
 
 class KubernetesLauncher:
@@ -192,3 +224,6 @@ class KubernetesLauncher:
         self, namespace: str, name: str
     ) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], dict[str, Any] | None]]:
         return await asyncio.to_thread(drift_windows, namespace, name)
+
+    async def traffic_snapshot(self, namespace: str, name: str) -> tm.Snapshot | None:
+        return await asyncio.to_thread(traffic_snapshot, namespace, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from modelfactory_operator.logic import traffic_metrics as tm
 from modelfactory_operator.logic.plans import (
     RunObservation,
     ServiceObservation,
@@ -39,4 +40,9 @@ class Launcher(Protocol):
     ) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], dict[str, Any] | None]]:
         """The drift windows of the ready replicas, and how to have one of them evaluate a
         window (blocking; called from a thread)."""
+        ...
+
+    async def traffic_snapshot(self, namespace: str, name: str) -> tm.Snapshot | None:
+        """The rollout figures (traffic_metrics) of both versions' servers, summed; None when
+        not every ready one answered."""
         ...

@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from modelfactory_operator.logic import drift, observe, pod
+from modelfactory_operator.logic import traffic_metrics as tm
 from modelfactory_operator.logic.plans import (
     RunObservation,
     ServiceObservation,
     ServingPlan,
     TrainingPlan,
+    config_hash,
 )
 
 log = logging.getLogger("modelfactory.operator.local")
@@ -168,6 +170,14 @@ def http_json(
         return None
 
 
+def http_text(port: int, path: str, limit: int = tm.METRICS_LIMIT_BYTES) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return bytes(r.read(limit)).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
 def http_ready(port: int) -> bool:
     return ready_state(port)[0]
 
@@ -189,6 +199,8 @@ class Backend:
     hash: str
     version: int | None
     ready: bool = False
+    # The port of the other version's server it routes to during a rollout (0: none).
+    peer: int = 0
 
 
 @dataclass
@@ -200,6 +212,8 @@ class ServiceState:
     server: asyncio.base_events.Server | None = None
     active: Backend | None = None
     pending: Backend | None = None
+    # During a rollout: the other version's server, which the active one routes to.
+    candidate: Backend | None = None
     desired: ServingPlan | None = None
     restarts: int = 0
     message: str = ""
@@ -209,6 +223,7 @@ class ServiceState:
         data = {
             "port": self.port,
             "active": self.active.__dict__ if self.active else None,
+            "candidate": self.candidate.__dict__ if self.candidate else None,
             "restarts": self.restarts,
         }
         (self.dir / "service.json").write_text(json.dumps(data))
@@ -420,6 +435,9 @@ class LocalLauncher:
             # An earlier operator's server is still up: adopt it.
             state.active = Backend(**{k: v for k, v in old.items() if k != "connections"})
             state.active.ready = http_ready(state.active.port)
+        cand = saved.get("candidate")
+        if cand and pid_alive(cand.get("pid")):
+            state.candidate = Backend(**cand)
         self.services[key] = state
         state.save()
         self._spawn(state, self._supervise_service(state))
@@ -453,8 +471,14 @@ class LocalLauncher:
     async def apply_service(self, plan: ServingPlan) -> int | None:
         state = await self._service(plan.namespace, plan.name)
         state.desired = plan
+        peer = await self._apply_candidate(state, plan)
         current = state.pending or state.active
-        if current is not None and current.hash == plan.hash and pid_alive(current.pid):
+        if (
+            current is not None
+            and current.hash == plan.hash
+            and current.peer == peer
+            and pid_alive(current.pid)
+        ):
             return None
         if state.pending is not None:
             await stop_process(state.pending.pid, grace=5)
@@ -464,7 +488,46 @@ class LocalLauncher:
         self._spawn(state, self._roll(state, state.pending))
         return None
 
+    async def _apply_candidate(self, state: ServiceState, plan: ServingPlan) -> int:
+        """Start, replace or stop the other version's server as the plan says; the port the
+        stable server routes to (0: none)."""
+        want = plan.candidate
+        have = state.candidate
+        if want is None:
+            if have is not None:
+                state.candidate = None
+                state.save()
+                self._spawn(state, stop_process(have.pid, grace=DRAIN_SECONDS + 5))
+            return 0
+        digest = config_hash(want.to_env())
+        if have is not None and have.hash == digest and pid_alive(have.pid):
+            return have.port
+        if have is not None:
+            self._spawn(state, stop_process(have.pid, grace=DRAIN_SECONDS + 5))
+        state.candidate = self._spawn_server(
+            state, plan, want.to_env(), digest, plan.candidate_version, "candidate"
+        )
+        state.save()
+        return state.candidate.port
+
     def _start_backend(self, state: ServiceState, plan: ServingPlan) -> Backend:
+        peer = state.candidate.port if state.candidate is not None else 0
+        env = plan.runtime.to_env()
+        if peer:
+            env["MF_ROUTE_PEER"] = f"http://127.0.0.1:{peer}"
+        backend = self._spawn_server(state, plan, env, plan.hash, plan.model_version, "serve")
+        backend.peer = peer
+        return backend
+
+    def _spawn_server(
+        self,
+        state: ServiceState,
+        plan: ServingPlan,
+        runtime_env: dict[str, str],
+        digest: str,
+        version: int | None,
+        role: str,
+    ) -> Backend:
         listener = listening_socket()
         port = int(listener.getsockname()[1])
         # On SIGTERM the server keeps answering for a moment with "connection: close", so
@@ -473,7 +536,7 @@ class LocalLauncher:
             "MF_DRAIN_SECONDS": str(DRAIN_SECONDS),
             **os.environ,
             **pod.literal_env(plan.chart_values.get("pod") or {}),
-            **plan.runtime.to_env(),
+            **runtime_env,
             "MF_HOST": "127.0.0.1",
             "MF_PORT": str(port),
             "MF_LISTEN_FD": str(listener.fileno()),
@@ -482,14 +545,19 @@ class LocalLauncher:
             pid = spawn(
                 [entrypoint("modelfactory-serve")],
                 env,
-                state.dir / f"serve-{port}.log",
+                state.dir / f"{role}-{port}.log",
                 state.dir / f"exit-{port}",
                 pass_fds=(listener.fileno(),),
             )
         log.info(
-            "started model server %s/%s on port %s (pid %s)", state.namespace, state.name, port, pid
+            "started model server %s/%s (%s) on port %s (pid %s)",
+            state.namespace,
+            state.name,
+            role,
+            port,
+            pid,
         )
-        return Backend(pid=pid, port=port, hash=plan.hash, version=plan.model_version)
+        return Backend(pid=pid, port=port, hash=digest, version=version)
 
     async def _roll(self, state: ServiceState, backend: Backend) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -590,7 +658,7 @@ class LocalLauncher:
             task.cancel()
         if state.server is not None:
             state.server.close()
-        for backend in (state.pending, state.active):
+        for backend in (state.pending, state.active, state.candidate):
             if backend is not None:
                 await stop_process(backend.pid, grace=10)
         self.services.pop((state.namespace, state.name), None)
@@ -611,6 +679,21 @@ class LocalLauncher:
             return http_json(port, drift.evaluate_path(name), w, drift.WINDOW_LIMIT_BYTES)
 
         return ([window] if window is not None else []), evaluate
+
+    async def traffic_snapshot(self, namespace: str, name: str) -> tm.Snapshot | None:
+        state = self.services.get((namespace, name))
+        active = state.active if state is not None else None
+        if state is None or active is None or not active.ready:
+            return None
+        snapshot = tm.empty()
+        for backend in (active, state.candidate):
+            if backend is None:
+                continue
+            text = await asyncio.to_thread(http_text, backend.port, "/metrics")
+            if text is None:
+                return None
+            tm.parse(text, snapshot)
+        return snapshot
 
     async def delete_service(self, namespace: str, name: str) -> None:
         state = self.services.get((namespace, name))

@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelfactory_api.modelservice import ModelServiceSpec
+from modelfactory_api.modelservice import ModelServiceSpec, ModelSource
 from modelfactory_api.runtime import ServingRuntimeConfig
 from modelfactory_api.uris import DOT_DOT_MESSAGE, has_dot_dot
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import drift, names, pod, storage
+from modelfactory_operator.logic import drift, names, pod, rollout, storage
 from modelfactory_operator.logic.plans import Decision, ServiceObservation, ServingPlan
 from modelfactory_operator.logic.trainingjob import split_image
 
 SERVING_PORT = 8080
+# app.kubernetes.io/name of the other version's servers during a rollout: the stable
+# Deployment's selector (name, instance, component) never matches them.
+CANDIDATE_APP = "modelfactory-serving-candidate"
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,12 @@ class Unresolved:
 def resolve_model(
     spec: ModelServiceSpec, trainingjob: dict[str, Any] | None
 ) -> ResolvedModel | Unresolved:
-    src = spec.model
+    return resolve_source(spec.model, trainingjob)
+
+
+def resolve_source(
+    src: ModelSource, trainingjob: dict[str, Any] | None
+) -> ResolvedModel | Unresolved:
     if src.uri is not None:
         return ResolvedModel(uri=src.uri, digest=str(src.digest), version=None)
     if trainingjob is None:
@@ -79,16 +87,22 @@ def following(modelservices: list[dict[str, Any]], trainingjob_name: str) -> lis
     ]
 
 
-def render(
-    body: dict[str, Any],
-    spec: ModelServiceSpec,
-    model: ResolvedModel,
-    image: str,
-    mount_root: str = storage.CLUSTER_MOUNT_ROOT,
-) -> ServingPlan:
-    meta = body["metadata"]
-    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
-    runtime = ServingRuntimeConfig(
+def as_ref(model: ResolvedModel) -> rollout.Ref:
+    return rollout.ref(model.uri, model.digest, model.version)
+
+
+def from_ref(ref: rollout.Ref) -> ResolvedModel:
+    return ResolvedModel(uri=ref["uri"], digest=ref["digest"], version=ref.get("version"))
+
+
+def candidate_name(name: str) -> str:
+    return names.dns_name(name, "candidate")
+
+
+def runtime_config(
+    name: str, spec: ModelServiceSpec, model: ResolvedModel, mount_root: str, **route: Any
+) -> ServingRuntimeConfig:
+    return ServingRuntimeConfig(
         model_name=name,
         model_uri=storage.to_workload(model.uri, mount_root, "model uri"),
         model_digest=model.digest,
@@ -102,7 +116,49 @@ def render(
         host="0.0.0.0",
         port=SERVING_PORT,
         **drift_settings(spec),
+        **route,
     )
+
+
+def version_label(model: ResolvedModel) -> str:
+    """The pods' model-version annotation: a URI-pinned model has no version number."""
+    return str(model.version) if model.version is not None else f"sha256-{model.digest[7:19]}"
+
+
+def render(
+    body: dict[str, Any],
+    spec: ModelServiceSpec,
+    model: ResolvedModel,
+    image: str,
+    mount_root: str = storage.CLUSTER_MOUNT_ROOT,
+    traffic: rollout.Traffic | None = None,
+) -> ServingPlan:
+    """The release: the stable version's servers and, during a rollout, the other version's
+    (`traffic`; the model alone otherwise)."""
+    meta = body["metadata"]
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    if traffic is not None:
+        model = from_ref(traffic.stable)
+    other = from_ref(traffic.candidate) if traffic and traffic.candidate else None
+    route: dict[str, Any] = {}
+    if traffic is not None and other is not None and traffic.mode != "none":
+        route = {
+            "route_mode": traffic.mode,
+            "route_peer": cluster_url(candidate_name(name), namespace, service=False),
+            "route_peer_version": version_label(other),
+            "route_weight": traffic.weight,
+            "route_header": spec.rollout.stickyHeader,
+            "route_pin_local": traffic.pin_local,
+            "route_pin_peer": traffic.pin_peer,
+            "route_mirrors_in_flight": spec.rollout.shadow.maxMirrorsInFlight,
+        }
+    runtime = runtime_config(name, spec, model, mount_root, **route)
+    candidate = (
+        runtime_config(name, spec, other, mount_root, route_track="candidate")
+        if other is not None
+        else None
+    )
+    uris = [model.uri] + ([other.uri] if other is not None else [])
     values: dict[str, Any] = {
         "owner": {
             "apiVersion": body.get("apiVersion", "modelfactory.dev/v1alpha1"),
@@ -110,16 +166,14 @@ def render(
             "name": name,
             "uid": uid,
         },
-        "labels": names.labels("serving", name, "modelfactory-serving"),
+        "labels": names.labels("serving", name, names.SERVICE_APP),
         "name": names.dns_name(name),
         "image": split_image(spec.image or image),
         "command": ["modelfactory-serve"],
         "port": SERVING_PORT,
         "env": runtime.to_env(),
-        # Rolls the pods whenever the model changes; a URI-pinned model has no version number.
-        "modelVersion": (
-            str(model.version) if model.version is not None else f"sha256-{model.digest[7:19]}"
-        ),
+        # Rolls the pods whenever the model changes.
+        "modelVersion": version_label(model),
         "replicas": {"min": spec.replicas.min, "max": spec.replicas.max},
         "autoscaling": {
             "metric": spec.autoscaling.metric,
@@ -132,8 +186,20 @@ def render(
             "memoryLimit": spec.resources.memoryLimit or spec.resources.memory,
         },
         "pod": pod.values(spec.pod),
-        **storage.mounts([model.uri], mount_root, read_only=True),
+        **storage.mounts(list(dict.fromkeys(uris)), mount_root, read_only=True),
+        "candidate": None,
     }
+    if candidate is not None and other is not None:
+        values["candidate"] = {
+            "name": candidate_name(name),
+            "labels": {
+                **names.labels("serving", name, CANDIDATE_APP),
+                "modelfactory.dev/track": "candidate",
+            },
+            "env": candidate.to_env(),
+            "modelVersion": version_label(other),
+            "replicas": spec.replicas.min,
+        }
     return ServingPlan(
         namespace=namespace,
         name=name,
@@ -142,6 +208,8 @@ def render(
         model_version=model.version,
         runtime=runtime,
         chart_values=values,
+        candidate=candidate,
+        candidate_version=other.version if other is not None else None,
     )
 
 
@@ -162,8 +230,10 @@ def drift_settings(spec: ModelServiceSpec) -> dict[str, Any]:
     }
 
 
-def cluster_url(name: str, namespace: str) -> str:
-    return f"http://{names.dns_name(name)}.{namespace}.svc"
+def cluster_url(name: str, namespace: str, service: bool = True) -> str:
+    """The URL of a ModelService's Service (or, with service=False, of a Service named
+    `name` as it is)."""
+    return f"http://{names.dns_name(name) if service else name}.{namespace}.svc"
 
 
 def decide(
@@ -176,6 +246,7 @@ def decide(
     now: str,
     drift_seen: drift.DriftObservation | None = None,
     drift_min_samples: int = 0,
+    rollout_step: rollout.Step | None = None,
 ) -> Decision:
     conds = cond.Rewrite(status.get("conditions") or [], generation, now)
     before = conds.before
@@ -255,6 +326,12 @@ def decide(
                 f"{new.get('modelVersion')}",
             )
     events = drift.apply(new, conds, drift_seen, drift_min_samples)
+    if rollout_step is not None and spec_error is None:
+        new["rollout"] = rollout_step.status
+        new["traffic"] = rollout.traffic_status(rollout_step.status)
+        for ctype, value, reason, message in rollout.conditions(rollout_step.status):
+            setc(ctype, value, reason, message)
+        events.extend(rollout_step.events)
     new["conditions"] = conds.conditions
     new["observedGeneration"] = generation
     new["phase"] = cond.modelservice_phase(conds.conditions)

@@ -18,6 +18,10 @@ def short_hash(*parts: object, length: int = 8) -> str:
     return hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()[:length]
 
 
+# app.kubernetes.io/name of the stable version's model servers.
+SERVICE_APP = "modelfactory-serving"
+
+
 def dns_name(*parts: str, max_len: int = 63) -> str:
     """Join parts into a DNS-1123 label; long names are cut and get a stable hash suffix."""
     raw = "-".join(p for p in parts if p)

@@ -60,6 +60,10 @@ class ServingPlan:
     model_version: int | None
     runtime: ServingRuntimeConfig
     chart_values: dict[str, Any]
+    # During a rollout, the other version's servers (their route_peer is the stable ones'
+    # business only).
+    candidate: ServingRuntimeConfig | None = None
+    candidate_version: int | None = None
     # The digest of the chart the values go into (empty where no chart is used): a release is
     # applied again when its chart changed, not only its values.
     chart_digest: str = ""
