@@ -830,3 +830,41 @@ def test_package_contains_the_crds(helm: Helm, tmp_path: Path) -> None:
             data = tar.extractfile(member)
             assert data is not None and data.read() == src.read_bytes()
         assert not any(n.startswith("modelfactory/ci/") for n in members)
+
+
+def test_model_service_candidate_has_its_own_deployment_and_service(
+        helm: Helm, tmp_path: Path) -> None:
+    """During a rollout: the other version's Deployment and Service, which the stable ones'
+    selectors never match, with fixed replicas and no autoscaler or disruption budget."""
+    candidate = {"candidate": {
+        "name": "iris-svc-candidate",
+        "labels": {"app.kubernetes.io/name": "modelfactory-serving-candidate",
+                   "app.kubernetes.io/instance": "iris", "app.kubernetes.io/part-of": "modelfactory",
+                   "app.kubernetes.io/managed-by": "modelfactory-operator",
+                   "modelfactory.dev/track": "candidate"},
+        "env": {"MF_MODEL_URI": "/models/iris/2", "MF_ROUTE_TRACK": "candidate"},
+        "modelVersion": "2",
+        "replicas": 2,
+    }}
+    extra = tmp_path / "candidate.yaml"
+    extra.write_text(yaml.safe_dump(candidate))
+    docs = helm.template("model-service", extra=("-f", str(extra)))
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
+        ("Deployment", "iris-svc"), ("Deployment", "iris-svc-candidate"),
+        ("HorizontalPodAutoscaler", "iris-svc"), ("PodDisruptionBudget", "iris-svc"),
+        ("Service", "iris-svc"), ("Service", "iris-svc-candidate")]
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    services = {d["metadata"]["name"]: d for d in by_kind(docs, "Service")}
+    stable, cand = deployments["iris-svc"], deployments["iris-svc-candidate"]
+    assert cand["spec"]["replicas"] == 2
+    cand_pod = cand["spec"]["template"]
+    assert cand_pod["metadata"]["annotations"]["modelfactory.dev/model-version"] == "2"
+    env = {e["name"]: e.get("value") for e in cand_pod["spec"]["containers"][0]["env"]}
+    assert env["MF_MODEL_URI"] == "/models/iris/2" and env["MF_ROUTE_TRACK"] == "candidate"
+    # Each selector matches its own pods only.
+    for name, other in (("iris-svc", cand_pod), ("iris-svc-candidate", stable["spec"]["template"])):
+        selector = services[name]["spec"]["selector"]
+        assert not selector.items() <= other["metadata"]["labels"].items()
+        assert not deployments[name]["spec"]["selector"]["matchLabels"].items() <= other[
+            "metadata"]["labels"].items()
+    assert cand["metadata"]["ownerReferences"] == stable["metadata"]["ownerReferences"]

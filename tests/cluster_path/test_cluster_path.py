@@ -15,9 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from tests.cluster_path.conftest import IRIS_ROWS, NODE, RealCluster
 from tests.conftest import eventually
+from tests.serving.conftest import numeric_data, numeric_features, write_artifact
 from tests.serving.hostile import write_hostile
 
 pytestmark = pytest.mark.cluster
@@ -177,6 +179,116 @@ def test_a_tampered_artifact_is_refused_and_the_status_says_why(
             c.get("ready") for p in servers for c in p["status"].get("containerStatuses") or [])
     finally:
         rc.kubectl("delete", "msvc", "tampered", "-n", rc.ns, "--wait=false")
+
+
+def rollout_service(name: str, art: Any, rollout: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+            "metadata": {"name": name},
+            "spec": {"model": {"uri": art.uri, "digest": art.digest},
+                     "replicas": {"min": 2, "max": 2},
+                     "resources": {"cpu": "100m", "memory": "384Mi"},
+                     "monitoring": {"drift": {"enabled": False}},
+                     "rollout": rollout}}
+
+
+def test_canary_in_pods_promotes_a_good_version_and_rolls_back_a_bad_one(
+        real_cluster: RealCluster) -> None:
+    """Two stable pods send the canary's share to its own pods through its Service; the
+    operator, in its pod, reads every server's figures through the API server's pod proxy."""
+    rc = real_cluster
+    root = claim_directory(rc, "modelfactory-models") / "rollout"
+    X, y = numeric_data(n_features=4)
+    X3, y3 = numeric_data(n_features=3, seed=5)
+    arts = {v: write_artifact(root / str(v), LogisticRegression(), X, y, numeric_features(4),
+                              "binary", version=v) for v in (1, 2)}
+    arts[3] = write_artifact(root / "3", LogisticRegression(), X3, y3, numeric_features(3),
+                             "binary", version=3)
+    for v, art in arts.items():
+        art.uri = f"pvc://modelfactory-models/rollout/{v}"
+    canary = {"strategy": "Canary", "steps": [25, 100], "stepIntervalSeconds": 5,
+              "minRequests": 20, "analysis": {"failureThreshold": 1}}
+
+    def on(version: int) -> dict[str, Any] | None:
+        s = rc.status("msvc", "canary")
+        r = s.get("rollout") or {}
+        return s if (s.get("phase") == "Ready" and r.get("phase") in ("Stable", "Promoted")
+                     and (r.get("stable") or {}).get("digest") == arts[version].digest
+                     and s.get("readyReplicas") == 2) else None
+
+    rc.apply(rollout_service("canary", arts[1], canary))
+    try:
+        eventually(lambda: on(1), timeout=300, interval=2, what="canary service on version 1")
+        url = rc.cluster_ip("canary")
+        failures: list[tuple[float, str]] = []
+        answers: dict[str, int] = {}
+        stop = threading.Event()
+
+        def client() -> None:
+            body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                                "data": [0.3, 1.0, -0.5, 2.0]}]}
+            while not stop.is_set():
+                try:
+                    # A new connection each time: the Service spreads them over both pods.
+                    r = httpx.post(f"{url}/v2/models/canary/infer", json=body, timeout=10)
+                except httpx.HTTPError as exc:
+                    failures.append((time.monotonic(), repr(exc)))
+                    continue
+                if r.status_code == 200:
+                    version = r.json()["model_version"]
+                    answers[version] = answers.get(version, 0) + 1
+                else:
+                    failures.append((time.monotonic(), str(r.status_code)))
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=client) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            rc.apply(rollout_service("canary", arts[2], canary))
+            progressing = eventually(
+                lambda: (s := rc.status("msvc", "canary")).get("rollout", {}).get("phase")
+                == "Progressing" and s, timeout=60, interval=1, what="canary progressing")
+            assert {t["role"]: t["weight"] for t in progressing["traffic"]} == {
+                "stable": 75, "canary": 25}
+            candidates = pods(rc, "app.kubernetes.io/name=modelfactory-serving-candidate,"
+                                  "app.kubernetes.io/instance=canary")
+            assert candidates and all(p["spec"]["nodeName"] == NODE for p in candidates)
+            promoted = eventually(lambda: on(2), timeout=300, interval=2, what="promoted")
+            good = dict(answers)
+            assert not failures, failures[:5]
+            assert good.get("1", 0) > 20 and good.get("2", 0) > 20, good
+
+            rc.apply(rollout_service("canary", arts[3], canary))
+            rolled_back = eventually(
+                lambda: (s := rc.status("msvc", "canary")).get("rollout", {}).get("phase")
+                == "RolledBack" and s, timeout=300, interval=1, what="rolled back")
+            at = time.monotonic()
+            eventually(lambda: on(2), timeout=300, interval=2, what="stable again")
+            time.sleep(3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+        assert promoted["rollout"]["phase"] == "Promoted"
+        assert "error rate" in rolled_back["rollout"]["message"], rolled_back["rollout"]
+        # The bad version failed only its share of requests, with 400 (its schema differs),
+        # and nothing failed once the rollback was in the status and the pods rolled.
+        assert failures and all(code == "400" for _, code in failures), failures[:5]
+        assert max(t for t, _ in failures) <= at + 5
+        print(f"\ncanary in pods: {good} answered while promoting; {len(failures)} requests "
+              f"failed on the bad canary's share")
+        left = pods(rc, "app.kubernetes.io/name=modelfactory-serving-candidate,"
+                        "app.kubernetes.io/instance=canary")
+        eventually(lambda: not [p for p in pods(
+            rc, "app.kubernetes.io/name=modelfactory-serving-candidate,"
+                "app.kubernetes.io/instance=canary") if not p["metadata"].get(
+                    "deletionTimestamp")], timeout=120, interval=2,
+            what=f"candidate pods gone ({len(left)})")
+    except AssertionError:
+        print(rc.diagnose())
+        raise
+    finally:
+        rc.kubectl("delete", "msvc", "canary", "-n", rc.ns, "--wait=false")
 
 
 def test_retrain_rolls_without_failed_requests(real_cluster: RealCluster) -> None:

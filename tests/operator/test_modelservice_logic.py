@@ -150,3 +150,30 @@ def test_a_server_that_refuses_its_model_says_why() -> None:
                                                  served_version=1, message=why))
     ready = next(c for c in rolling.status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "RollingOut" and why in ready["message"]
+
+
+def test_render_of_a_canary_runs_both_versions_and_routes_from_the_stable_one() -> None:
+    from modelfactory_operator.logic import rollout
+
+    v1 = rollout.ref("file:///m/1", "sha256:" + "a" * 64, 1)
+    v2 = rollout.ref("file:///m/2", "sha256:" + "b" * 64, 2)
+    s = spec(rollout={"strategy": "Canary", "stickyHeader": "x-pin"})
+    model = ms.resolve_model(s, TJ)
+    plan = ms.render(BODY, s, model, "img:1", traffic=rollout.Traffic(v1, v2, "split", 10))  # type: ignore[arg-type]
+    env = plan.chart_values["env"]
+    assert env["MF_MODEL_URI"] == "file:///m/1" and plan.chart_values["modelVersion"] == "1"
+    assert env["MF_ROUTE_MODE"] == "split" and env["MF_ROUTE_WEIGHT"] == "10"
+    assert env["MF_ROUTE_PEER"] == "http://iris-candidate.ml.svc"
+    assert env["MF_ROUTE_HEADER"] == "x-pin" and env["MF_ROUTE_TRACK"] == "stable"
+    cand = plan.chart_values["candidate"]
+    assert cand["name"] == "iris-candidate" and cand["modelVersion"] == "2"
+    assert cand["env"]["MF_MODEL_URI"] == "file:///m/2"
+    assert cand["env"]["MF_ROUTE_TRACK"] == "candidate" and cand["env"]["MF_ROUTE_MODE"] == "none"
+    # Neither Service selects the other's pods.
+    assert cand["labels"]["app.kubernetes.io/name"] != plan.chart_values["labels"][
+        "app.kubernetes.io/name"]
+    assert plan.candidate_version == 2
+    # Without a rollout, no candidate and no routing.
+    plain = ms.render(BODY, s, model, "img:1", traffic=rollout.Traffic(v2))  # type: ignore[arg-type]
+    assert plain.chart_values["candidate"] is None
+    assert plain.chart_values["env"]["MF_ROUTE_MODE"] == "none"
