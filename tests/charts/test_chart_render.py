@@ -839,7 +839,8 @@ def test_model_service_candidate_has_its_own_deployment_and_service(
     candidate = {"candidate": {
         "name": "iris-svc-candidate",
         "labels": {"app.kubernetes.io/name": "modelfactory-serving-candidate",
-                   "app.kubernetes.io/instance": "iris", "app.kubernetes.io/part-of": "modelfactory",
+                   "app.kubernetes.io/instance": "iris",
+                   "app.kubernetes.io/part-of": "modelfactory",
                    "app.kubernetes.io/managed-by": "modelfactory-operator",
                    "modelfactory.dev/track": "candidate"},
         "env": {"MF_MODEL_URI": "/models/iris/2", "MF_ROUTE_TRACK": "candidate"},

@@ -397,7 +397,12 @@ def judge(
 
 
 def _clean(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in state.items() if v is not None}
+    """The state as status.rollout keeps it; a weight only while a rollout shares traffic (the
+    Canary column of `kubectl get msvc` is blank otherwise)."""
+    out = {k: v for k, v in state.items() if v is not None}
+    if out.get("phase") not in ACTIVE:
+        out.pop("weight", None)
+    return out
 
 
 def conditions(state: dict[str, Any]) -> list[tuple[str, bool, str, str]]:
