@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +31,13 @@ from modelfactory_serving.errors import (
 from modelfactory_serving.health import HealthServer, probe_answers
 from modelfactory_serving.logs import request_id_var
 from modelfactory_serving.metrics import Metrics, multiprocess_dir_from
-from modelfactory_serving.routing import Router, outcome
+from modelfactory_serving.routing import (
+    PeerBroken,
+    PeerTimeout,
+    PeerUnreachable,
+    Router,
+    outcome,
+)
 from modelfactory_serving.settings import Settings
 
 log = logging.getLogger("modelfactory_serving.http")
@@ -233,17 +238,17 @@ class RequestContext:
             started = time.perf_counter()
             try:
                 code, body, extra = await router.forward(path, raw_headers, raw)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+            except PeerUnreachable:
                 # The other version is gone or not up (a rollback, a scale-down): answer here.
                 router.observe_routed("unreachable", 0.0)
                 router.peer_ready = False
-            except httpx.TimeoutException as e:
+            except PeerTimeout as e:
                 router.observe_routed("no_answer", time.perf_counter() - started)
                 err = InferenceError(f"the {router.pin_peer.decode()} version did not answer in "
                                      f"time ({type(e).__name__})", status=504)
                 code, body, extra = error_parts(err)
                 return code, body, extra, False
-            except httpx.HTTPError:
+            except PeerBroken:
                 # The connection broke (a server stopping or crashing): the canary is charged
                 # with it, and the request, idempotent, is answered here.
                 router.observe_routed("no_answer", time.perf_counter() - started)
