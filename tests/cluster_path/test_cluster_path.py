@@ -211,7 +211,8 @@ def test_canary_in_pods_promotes_a_good_version_and_rolls_back_a_bad_one(
     def on(version: int) -> dict[str, Any] | None:
         s = rc.status("msvc", "canary")
         r = s.get("rollout") or {}
-        return s if (s.get("phase") == "Ready" and r.get("phase") in ("Stable", "Promoted")
+        return s if (s.get("phase") == "Ready"
+                     and r.get("phase") in ("Stable", "Promoted", "RolledBack")
                      and (r.get("stable") or {}).get("digest") == arts[version].digest
                      and s.get("readyReplicas") == 2) else None
 
@@ -273,7 +274,9 @@ def test_canary_in_pods_promotes_a_good_version_and_rolls_back_a_bad_one(
         assert "error rate" in rolled_back["rollout"]["message"], rolled_back["rollout"]
         # The bad version failed only its share of requests, with 400 (its schema differs),
         # and nothing failed once the rollback was in the status and the pods rolled.
-        assert failures and all(code == "400" for _, code in failures), failures[:5]
+        assert failures
+        other = [(round(t - at, 1), code) for t, code in failures if code != "400"]
+        assert not other, other[:10]
         assert max(t for t, _ in failures) <= at + 5
         print(f"\ncanary in pods: {good} answered while promoting; {len(failures)} requests "
               f"failed on the bad canary's share")

@@ -163,7 +163,7 @@ def test_render_of_a_canary_runs_both_versions_and_routes_from_the_stable_one() 
     env = plan.chart_values["env"]
     assert env["MF_MODEL_URI"] == "file:///m/1" and plan.chart_values["modelVersion"] == "1"
     assert env["MF_ROUTE_MODE"] == "split" and env["MF_ROUTE_WEIGHT"] == "10"
-    assert env["MF_ROUTE_PEER"] == "http://iris-candidate.ml.svc"
+    assert env["MF_ROUTE_PEER"] == "http://iris-candidate.ml.svc.cluster.local."
     assert env["MF_ROUTE_HEADER"] == "x-pin" and env["MF_ROUTE_TRACK"] == "stable"
     cand = plan.chart_values["candidate"]
     assert cand["name"] == "iris-candidate" and cand["modelVersion"] == "2"

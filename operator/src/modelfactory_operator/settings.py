@@ -23,6 +23,9 @@ class OperatorSettings(BaseSettings):
     launcher: Literal["kubernetes", "local"] = "kubernetes"
     training_image: str = "ghcr.io/modelfactory/training:0.1.0"
     serving_image: str = "ghcr.io/modelfactory/serving:0.1.0"
+    # The cluster's DNS domain: a rollout's stable servers reach the other version's Service by
+    # its absolute name, so a name that no longer exists is never looked up outside the cluster.
+    cluster_domain: str = "cluster.local"
     charts_dir: Path = default_charts_dir()
     helm_binary: str = "helm"
     local_state_dir: Path = Path.home() / ".cache" / "modelfactory" / "local"

@@ -293,7 +293,13 @@ class Reconciler:
     ) -> Any:
         return dataclasses.replace(
             mslogic.render(
-                body, spec, model, self.settings.serving_image, self.mount_root, traffic
+                body,
+                spec,
+                model,
+                self.settings.serving_image,
+                self.mount_root,
+                traffic,
+                self.settings.cluster_domain,
             ),
             chart_digest=self.launcher.chart_digest("model-service"),
         )

@@ -132,6 +132,7 @@ def render(
     image: str,
     mount_root: str = storage.CLUSTER_MOUNT_ROOT,
     traffic: rollout.Traffic | None = None,
+    cluster_domain: str = "cluster.local",
 ) -> ServingPlan:
     """The release: the stable version's servers and, during a rollout, the other version's
     (`traffic`; the model alone otherwise)."""
@@ -144,7 +145,9 @@ def render(
     if traffic is not None and other is not None and traffic.mode != "none":
         route = {
             "route_mode": traffic.mode,
-            "route_peer": cluster_url(candidate_name(name), namespace, service=False),
+            # Absolute (trailing dot): once the Service is gone (a rollback) its name must not
+            # resolve through the search list to some host outside the cluster.
+            "route_peer": f"http://{candidate_name(name)}.{namespace}.svc.{cluster_domain}.",
             "route_peer_version": version_label(other),
             "route_weight": traffic.weight,
             "route_header": spec.rollout.stickyHeader,
@@ -230,10 +233,8 @@ def drift_settings(spec: ModelServiceSpec) -> dict[str, Any]:
     }
 
 
-def cluster_url(name: str, namespace: str, service: bool = True) -> str:
-    """The URL of a ModelService's Service (or, with service=False, of a Service named
-    `name` as it is)."""
-    return f"http://{names.dns_name(name) if service else name}.{namespace}.svc"
+def cluster_url(name: str, namespace: str) -> str:
+    return f"http://{names.dns_name(name)}.{namespace}.svc"
 
 
 def decide(
