@@ -120,3 +120,35 @@ def test_mirror_answers_with_stable_and_compares(
     assert snap["shadow"]["agreeing"] == snap["shadow"]["rows"] == 40
     assert snap["candidate"]["requests"] == 40 and snap["candidate"]["errors"] == 0
     assert tm.comparison(snap["shadow"])["agreement"] == 1.0
+
+
+def test_an_address_that_is_not_a_model_server_gets_nothing(
+    start_server: Callable[..., Server], artifacts: dict[str, Artifact]
+) -> None:
+    """A rolled-back canary's address answered by something else (a stale Service IP routed
+    off the node, a wildcard DNS name): it passes no readiness check, so it gets no request."""
+    import http.server
+    import threading
+
+    class Foreign(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    foreign = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    try:
+        lr = artifacts["lr"]
+        stable = start_server("m", lr.uri, lr.digest, model_version="1", route_mode="split",
+                              route_peer=f"http://127.0.0.1:{foreign.server_port}",
+                              route_peer_version="2", route_weight=50)
+        assert set(versions_answering(stable, 20, **{"x-model-variant": "canary"})) == {"1"}
+        assert set(versions_answering(stable, 20)) == {"1"}
+    finally:
+        foreign.shutdown()

@@ -18,6 +18,7 @@ import aiohttp
 import numpy as np
 import orjson
 
+from modelfactory_serving.logs import request_id_var
 from modelfactory_serving.metrics import Metrics
 from modelfactory_serving.settings import Settings
 
@@ -25,12 +26,13 @@ log = logging.getLogger("modelfactory_serving.routing")
 
 # Headers passed to the other version with a request, and back with its answer.
 FORWARD_HEADERS = frozenset(
-    {"content-type", "content-encoding", "inference-header-content-length", "x-request-id"}
+    {"content-type", "content-encoding", "inference-header-content-length"}
 )
 RETURN_HEADERS = frozenset({"content-type", "inference-header-content-length"})
 # An answer of our own server is proportional to its request; a peer that sends more is cut off.
 MAX_ANSWER_BYTES = 256 * 2**20
 READY_PATH = "/v2/health/ready"
+PROBE_ID = "rollout-readiness-probe"
 # A proxied answer costs the stable server a quarter of a millisecond of CPU with aiohttp's
 # client (httpx's took six times as much).
 READY_POLL_SECONDS = 1.0
@@ -128,7 +130,9 @@ class Router:
     def start(self) -> None:
         """In the event loop: the connection pool and the readiness watch."""
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=15),
+            # No DNS cache: a rolled-back version's Service name must stop resolving at once.
+            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=15,
+                                           use_dns_cache=False),
             timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
         )
         self._watch = asyncio.ensure_future(self._watch_peer())
@@ -138,8 +142,9 @@ class Router:
         timeout = aiohttp.ClientTimeout(total=READY_TIMEOUT_SECONDS)
         while True:
             try:
-                async with self.session.get(self.peer + READY_PATH, timeout=timeout) as r:
-                    ready = r.status == 200
+                async with self.session.get(self.peer + READY_PATH, timeout=timeout,
+                                            headers={"x-request-id": PROBE_ID}) as r:
+                    ready = r.status == 200 and r.headers.get("x-request-id") == PROBE_ID
             except (TimeoutError, aiohttp.ClientError, OSError):
                 ready = False
             if ready != self.peer_ready:
@@ -176,8 +181,14 @@ class Router:
         assert self.session is not None, "start() first"
         out = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers
                if k.decode("latin-1") in FORWARD_HEADERS}
+        # Our model servers echo the request id: an answer without it is not the other
+        # version's (a stale address of a deleted Service routed elsewhere) and is dropped.
+        rid = request_id_var.get() or ""
+        out["x-request-id"] = rid
         try:
             async with self.session.post(self.peer + path, data=body, headers=out) as r:
+                if not rid or r.headers.get("x-request-id") != rid:
+                    raise PeerUnreachable(f"an answer ({r.status}) not from a model server")
                 answer = await _read_bounded(r)
                 back = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in r.headers.items()
                         if k.lower() in RETURN_HEADERS]
