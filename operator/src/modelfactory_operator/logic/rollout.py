@@ -128,13 +128,13 @@ def advance(
         }
         if strategy == "Experiment" and experiment is not None:
             return _experiment(spec, state, experiment, snapshot, in_effect, stamp, events, now)
-        return Step(_clean(state), traffic_of(spec, state), events)
+        return _step(spec, state, events)
     state["strategy"] = strategy
     if strategy == "Experiment":
         state["stable"] = target
         if experiment is None:
             state.update(phase="Stable", candidate=None, weight=0)
-            return Step(_clean(state), traffic_of(spec, state), events)
+            return _step(spec, state, events)
         return _experiment(spec, state, experiment, snapshot, in_effect, stamp, events, now)
     candidate = state.get("candidate")
     phase = state.get("phase")
@@ -151,8 +151,8 @@ def advance(
                 message=f"{label(candidate)} is the stable version",
             )
             events.append(("Normal", "Promoted", state["message"]))
-            return Step(_clean(state), traffic_of(spec, state), events)
-        return Step(_clean(state), traffic_of(spec, state), events, WAIT_SECONDS)
+            return _step(spec, state, events)
+        return _step(spec, state, events, WAIT_SECONDS)
     if target["digest"] == stable["digest"]:
         if candidate is not None:
             state.update(
@@ -163,10 +163,10 @@ def advance(
                 f"{label(candidate)} stopped",
             )
             events.append(("Normal", "RolloutStopped", state["message"]))
-        return Step(_clean(state), traffic_of(spec, state), events)
+        return _step(spec, state, events)
     rolled_back = state.get("rolledBack") or {}
     if candidate is None and rolled_back.get("digest") == target["digest"]:
-        return Step(_clean(state), traffic_of(spec, state), events)
+        return _step(spec, state, events)
     if candidate is None or candidate["digest"] != target["digest"]:
         weight = spec.shadow.percent if strategy == "Shadow" else spec.steps[0]
         state.update(
@@ -183,11 +183,11 @@ def advance(
         events.append(("Normal", "RolloutStarted", f"{state['message']} at {weight}%"))
         if strategy == "Canary" and weight == 100:
             return _promote(spec, state, events)
-        return Step(_clean(state), traffic_of(spec, state), events, WAIT_SECONDS)
+        return _step(spec, state, events, WAIT_SECONDS)
     if phase == "Paused":
         if spec.autoPromote or spec.promote == candidate.get("version"):
             return _promote(spec, state, events)
-        return Step(_clean(state), traffic_of(spec, state), events)
+        return _step(spec, state, events)
     return _interval(spec, state, snapshot, in_effect, stamp, events, now)
 
 
@@ -201,21 +201,17 @@ def _interval(
     now: dt.datetime,
 ) -> Step:
     interval = float(spec.stepIntervalSeconds)
-    if not in_effect or snapshot is None:
-        return Step(_clean(state), traffic_of(spec, state), events, WAIT_SECONDS)
-    if state.get("baseline") is None or not state.get("stepStartedAt"):
-        state.update(baseline=snapshot, stepStartedAt=stamp)
-        return Step(_clean(state), traffic_of(spec, state), events, interval)
-    elapsed = _seconds_since(state["stepStartedAt"], now)
-    if elapsed < interval:
-        return Step(_clean(state), traffic_of(spec, state), events, interval - elapsed)
+    wait = _not_due(interval, state, snapshot, in_effect, stamp, now)
+    if wait is not None:
+        return _step(spec, state, events, wait)
+    assert snapshot is not None
     shadow = state["strategy"] == "Shadow"
     d = tm.delta(snapshot, state["baseline"])
     verdict = judge(spec, d, state.get("reference"), shadow)
     state["analysis"] = {**verdict, "at": stamp}
     if verdict["passed"] is None:
         state["message"] = verdict["message"]
-        return Step(_clean(state), traffic_of(spec, state), events, WAIT_SECONDS)
+        return _step(spec, state, events, WAIT_SECONDS)
     if verdict.get("reference") is not None:
         state["reference"] = verdict["reference"]
     if not verdict["passed"]:
@@ -234,7 +230,7 @@ def _interval(
                 f"interval(s): {verdict['message']}",
             )
             events.append(("Warning", "RolledBack", state["message"]))
-            return Step(_clean(state), traffic_of(spec, state), events)
+            return _step(spec, state, events)
         state.update(
             baseline=snapshot,
             stepStartedAt=stamp,
@@ -242,7 +238,7 @@ def _interval(
             f"{verdict['message']}",
         )
         events.append(("Warning", "AnalysisFailed", state["message"]))
-        return Step(_clean(state), traffic_of(spec, state), events, interval)
+        return _step(spec, state, events, interval)
     state["failures"] = 0
     step = int(state.get("step", 0)) + 1
     if not shadow and step < len(spec.steps) and spec.steps[step] < 100:
@@ -255,7 +251,7 @@ def _interval(
             f"{label(state['candidate'])} now answers {spec.steps[step]}%",
         )
         events.append(("Normal", "RolloutStep", state["message"]))
-        return Step(_clean(state), traffic_of(spec, state), events, WAIT_SECONDS)
+        return _step(spec, state, events, WAIT_SECONDS)
     state["step"] = min(step, len(spec.steps) - 1)
     if spec.autoPromote or spec.promote == state["candidate"].get("version"):
         events.append(("Normal", "AnalysisPassed", verdict["message"]))
@@ -268,7 +264,32 @@ def _interval(
         f"{state['candidate'].get('version')} (autoPromote is false)",
     )
     events.append(("Normal", "RolloutPaused", state["message"]))
-    return Step(_clean(state), traffic_of(spec, state), events)
+    return _step(spec, state, events)
+
+
+def _not_due(
+    interval: float,
+    state: dict[str, Any],
+    snapshot: tm.Snapshot | None,
+    in_effect: bool,
+    stamp: str,
+    now: dt.datetime,
+) -> float | None:
+    """How long until the current interval can be judged, or None when it can be now. An
+    interval begins (its baseline taken) at the first look once its release is in effect."""
+    if not in_effect or snapshot is None:
+        return WAIT_SECONDS
+    if state.get("baseline") is None or not state.get("stepStartedAt"):
+        state.update(baseline=snapshot, stepStartedAt=stamp)
+        return interval
+    elapsed = _seconds_since(state["stepStartedAt"], now)
+    return interval - elapsed if elapsed < interval else None
+
+
+def _step(
+    spec: RolloutSpec, state: dict[str, Any], events: list[Event], recheck: float | None = None
+) -> Step:
+    return Step(_clean(state), traffic_of(spec, state), events, recheck)
 
 
 def _promote(spec: RolloutSpec, state: dict[str, Any], events: list[Event]) -> Step:
@@ -280,7 +301,7 @@ def _promote(spec: RolloutSpec, state: dict[str, Any], events: list[Event]) -> S
         message=f"promoting {label(state['candidate'])}: the stable servers roll to it",
     )
     events.append(("Normal", "Promoting", state["message"]))
-    return Step(_clean(state), traffic_of(spec, state), events, WAIT_SECONDS)
+    return _step(spec, state, events, WAIT_SECONDS)
 
 
 def _experiment(
@@ -313,16 +334,12 @@ def _experiment(
             f"b = {label(experiment)} ({weight}%)",
         )
         events.append(("Normal", "ExperimentStarted", state["message"]))
-        return Step(_clean(state), traffic_of(spec, state), events, WAIT_SECONDS)
+        return _step(spec, state, events, WAIT_SECONDS)
     interval = float(spec.stepIntervalSeconds)
-    if not in_effect or snapshot is None:
-        return Step(_clean(state), traffic_of(spec, state), events, WAIT_SECONDS)
-    if state.get("baseline") is None:
-        state.update(baseline=snapshot, stepStartedAt=stamp)
-        return Step(_clean(state), traffic_of(spec, state), events, interval)
-    elapsed = _seconds_since(state.get("stepStartedAt"), now)
-    if elapsed < interval:
-        return Step(_clean(state), traffic_of(spec, state), events, interval - elapsed)
+    wait = _not_due(interval, state, snapshot, in_effect, stamp, now)
+    if wait is not None:
+        return _step(spec, state, events, wait)
+    assert snapshot is not None
     # Per-variant figures of the interval just ended (cumulative since the experiment began
     # are the servers' own counters).
     d = tm.delta(snapshot, state["baseline"])
@@ -333,7 +350,7 @@ def _experiment(
         "at": stamp,
     }
     state.update(baseline=snapshot, stepStartedAt=stamp)
-    return Step(_clean(state), traffic_of(spec, state), events, interval)
+    return _step(spec, state, events, interval)
 
 
 def judge(
