@@ -48,6 +48,9 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.20.2"
 KUBERAY_VERSION = "v1.5.1"
+# Gateway API's CRDs (standard channel), installed by the tests of a ModelService's HTTPRoute.
+GATEWAY_API_VERSION = "v1.6.3"
+GATEWAY_API_KINDS = ("gatewayclasses", "gateways", "httproutes")
 COREDNS_VERSION = "v1.14.7"
 # Host tools the tests run beside the node's packages: a real Prometheus checks the operator
 # chart's Grafana dashboard queries.
@@ -254,6 +257,28 @@ def kuberay_crd_dir(env: dict[str, str]) -> Path:
     return Path(json.loads(out)["Dir"]) / "config" / "crd" / "bases"
 
 
+def gateway_api_crd_dir() -> Path:
+    return cache_dir() / "gateway-api-crds" / GATEWAY_API_VERSION
+
+
+def gateway_api_crds(env: dict[str, str]) -> None:
+    """Gateway API's standard CRDs, from its Go module (the YAML ships in it)."""
+    crds = gateway_api_crd_dir()
+    if crds.exists():
+        return
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"],
+        cwd=HERE, env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    src = Path(json.loads(out)["Dir"]) / "config" / "crd" / "standard"
+    tmp = crds.with_name(crds.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for kind in GATEWAY_API_KINDS:
+        shutil.copy(src / f"gateway.networking.k8s.io_{kind}.yaml", tmp)
+    tmp.rename(crds)
+
+
 @contextlib.contextmanager
 def build_lock() -> Iterator[None]:
     """One build at a time per cache: two `up`s on a cold machine would race on its folders."""
@@ -289,6 +314,7 @@ def build_binaries() -> None:
         for kind in ("rayclusters", "rayjobs", "rayservices"):
             shutil.copy(src / f"ray.io_{kind}.yaml", tmp / f"ray.io_{kind}.yaml")
         tmp.rename(crds)
+    gateway_api_crds(env)
     go_install("coredns", COREDNS_VERSION, "github.com/coredns/coredns", "coredns", env)
     go_install("metrics-server", METRICS_SERVER_VERSION,
                "sigs.k8s.io/metrics-server/cmd/metrics-server", "metrics-server", env)
@@ -818,6 +844,8 @@ def main(argv: list[str] | None = None) -> int:
     wait.add_argument("crds", nargs="+")
     sub.add_parser("packages", help="print the Debian packages the real node, the images and "
                    "the tests need")
+    sub.add_parser("gateway-api-crds", help="print the folder of Gateway API's CRDs (`build` "
+                   "fetches them)")
     args = parser.parse_args(argv)
     cluster = Cluster()
     try:
@@ -846,6 +874,8 @@ def main(argv: list[str] | None = None) -> int:
             print(realnode.DEBIAN_PACKAGES, TEST_PACKAGES)
         elif args.cmd == "bin-path":
             print(":".join(path_dirs()))
+        elif args.cmd == "gateway-api-crds":
+            print(gateway_api_crd_dir())
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

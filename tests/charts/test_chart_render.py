@@ -869,3 +869,34 @@ def test_model_service_candidate_has_its_own_deployment_and_service(
         assert not deployments[name]["spec"]["selector"]["matchLabels"].items() <= other[
             "metadata"]["labels"].items()
     assert cand["metadata"]["ownerReferences"] == stable["metadata"]["ownerReferences"]
+
+
+def test_model_service_http_route_carries_weights_and_pins(helm: Helm, tmp_path: Path) -> None:
+    values = {"httpRoute": {
+        "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "http"}],
+        "hostnames": ["models.example.com"],
+        "backends": [{"name": "iris-svc", "weight": 90},
+                     {"name": "iris-svc-candidate", "weight": 10}],
+        "pins": [{"header": "x-model-variant", "value": "canary",
+                  "backend": "iris-svc-candidate"}],
+    }}
+    extra = tmp_path / "route.yaml"
+    extra.write_text(yaml.safe_dump(values))
+    route = one(helm.template("model-service", extra=("-f", str(extra))), "HTTPRoute")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [{
+        "group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public",
+        "namespace": "gateways", "sectionName": "http"}]
+    assert route["spec"]["hostnames"] == ["models.example.com"]
+    pin, split = route["spec"]["rules"]
+    assert pin["matches"][0]["headers"] == [
+        {"type": "Exact", "name": "x-model-variant", "value": "canary"}]
+    assert pin["backendRefs"] == [{"name": "iris-svc-candidate", "port": 80}]
+    assert split["backendRefs"] == [{"name": "iris-svc", "port": 80, "weight": 90},
+                                    {"name": "iris-svc-candidate", "port": 80, "weight": 10}]
+    assert route["metadata"]["ownerReferences"][0]["kind"] == "ModelService"
+    # None by default; a weight out of range is refused by the chart's schema.
+    assert not by_kind(helm.template("model-service"), "HTTPRoute")
+    values["httpRoute"]["backends"][0]["weight"] = 101  # type: ignore[index]
+    extra.write_text(yaml.safe_dump(values))
+    assert "weight" in helm.template_fails("model-service", extra=("-f", str(extra)))

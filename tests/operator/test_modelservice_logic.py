@@ -177,3 +177,71 @@ def test_render_of_a_canary_runs_both_versions_and_routes_from_the_stable_one() 
     plain = ms.render(BODY, s, model, "img:1", traffic=rollout.Traffic(v2))  # type: ignore[arg-type]
     assert plain.chart_values["candidate"] is None
     assert plain.chart_values["env"]["MF_ROUTE_MODE"] == "none"
+
+
+GATEWAY = {"parentRefs": [{"name": "public", "namespace": "gw", "sectionName": "http"}],
+           "hostnames": ["models.example.com"]}
+
+
+def test_with_gateway_api_the_route_carries_a_canary_split_and_the_servers_do_not() -> None:
+    from modelfactory_operator.logic import rollout
+
+    v1 = rollout.ref("file:///m/1", "sha256:" + "a" * 64, 1)
+    v2 = rollout.ref("file:///m/2", "sha256:" + "b" * 64, 2)
+    s = spec(rollout={"strategy": "Canary"}, gateway=GATEWAY)
+    model = ms.resolve_model(s, TJ)
+    split = rollout.Traffic(v1, v2, "split", 10)
+    plan = ms.render(BODY, s, model, "img:1", traffic=split, gateway_api=True)  # type: ignore[arg-type]
+    route = plan.chart_values["httpRoute"]
+    assert route["parentRefs"] == GATEWAY["parentRefs"]
+    assert route["hostnames"] == ["models.example.com"]
+    assert route["backends"] == [{"name": "iris", "weight": 90},
+                                 {"name": "iris-candidate", "weight": 10}]
+    assert route["pins"] == [
+        {"header": "x-model-variant", "value": "stable", "backend": "iris"},
+        {"header": "x-model-variant", "value": "canary", "backend": "iris-candidate"},
+    ]
+    assert plan.chart_values["env"]["MF_ROUTE_MODE"] == "none"
+    assert plan.chart_values["candidate"]["name"] == "iris-candidate"
+    # A shadow needs both answers: the servers mirror, the route sends everything to them.
+    mirror = rollout.Traffic(v1, v2, "mirror", 20, "stable", "shadow")
+    plan = ms.render(BODY, s, model, "img:1", traffic=mirror, gateway_api=True)  # type: ignore[arg-type]
+    assert plan.chart_values["httpRoute"]["backends"] == [{"name": "iris", "weight": 100}]
+    assert plan.chart_values["httpRoute"]["pins"] == []
+    assert plan.chart_values["env"]["MF_ROUTE_MODE"] == "mirror"
+    # Without Gateway API (or the local launcher) the servers split and no route is rendered.
+    plan = ms.render(BODY, s, model, "img:1", traffic=split)  # type: ignore[arg-type]
+    assert plan.chart_values["httpRoute"] is None
+    assert plan.chart_values["env"]["MF_ROUTE_MODE"] == "split"
+    # No spec.gateway: no route even where Gateway API is served.
+    plain = ms.render(BODY, spec(), model, "img:1", gateway_api=True)  # type: ignore[arg-type]
+    assert plain.chart_values["httpRoute"] is None
+
+
+def test_a_gateway_without_gateway_api_says_so_and_keeps_serving() -> None:
+    s = spec(gateway=GATEWAY)
+    resolved = ms.resolve_model(s, TJ)
+    plan = ms.render(BODY, s, resolved, "img:1")  # type: ignore[arg-type]
+    obs = ServiceObservation(exists=True, replicas=1, ready_replicas=1, rolled_out=True,
+                             served_version=2)
+    d = ms.decide(1, {"appliedHash": plan.hash}, None, resolved, plan, obs, "t",
+                  gateway_api=False)
+    routed = next(c for c in d.status["conditions"] if c["type"] == "HTTPRoute")
+    assert routed["status"] == "False" and routed["reason"] == "GatewayAPINotInstalled"
+    assert "spec.gateway" in routed["message"] and "HTTPRoute" in routed["message"]
+    assert d.status["phase"] == "Ready"
+    assert ("Warning", "GatewayAPINotInstalled") in [(e[0], e[1]) for e in d.events]
+    d = ms.decide(1, d.status, None, resolved, plan, obs, "t", gateway_api=True)
+    routed = next(c for c in d.status["conditions"] if c["type"] == "HTTPRoute")
+    assert routed["status"] == "True"
+
+
+@pytest.mark.parametrize("gateway, field", [
+    ({"parentRefs": []}, "parentRefs"),
+    ({"parentRefs": [{"name": "Not_A_Name"}]}, "name"),
+    ({"parentRefs": [{"name": "gw"}], "hostnames": ["bad host"]}, "hostnames"),
+    ({"parentRefs": [{"name": "gw", "port": 0}]}, "port"),
+])
+def test_a_bad_gateway_is_refused_naming_the_field(gateway: Any, field: str) -> None:
+    with pytest.raises(validate.SpecError, match=field):
+        spec(gateway=gateway)

@@ -15,7 +15,7 @@ from modelfactory_api.base import (
     Condition,
     cel,
 )
-from modelfactory_api.pod import PodSettings
+from modelfactory_api.pod import DNS_SUBDOMAIN, PodSettings
 from modelfactory_api.quantity import parse as parse_quantity
 from modelfactory_api.uris import dot_dot_rule, no_dot_dot
 
@@ -427,6 +427,40 @@ class DriftStatus(ApiModel):
     lastEvaluated: str | None = Field(None, description="When drift was last evaluated.")
 
 
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Gateway API's Hostname: a DNS name, optionally with one leading wildcard label.
+HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class GatewayParent(ApiModel):
+    """A Gateway (or one of its listeners) the route attaches to."""
+
+    name: str = Field(description="Name of the Gateway.", max_length=253, pattern=DNS_SUBDOMAIN)
+    namespace: str | None = Field(
+        None,
+        description="Namespace of the Gateway; the ModelService's when unset.",
+        max_length=63,
+        pattern=DNS_LABEL,
+    )
+    sectionName: str | None = Field(
+        None, description="Listener of the Gateway.", max_length=253, pattern=DNS_SUBDOMAIN
+    )
+    port: int | None = Field(None, description="Port of the listener.", ge=1, le=65535)
+
+
+class GatewaySpec(ApiModel):
+    """Expose the servers through Gateway API: an HTTPRoute to the ModelService's Service."""
+
+    parentRefs: list[GatewayParent] = Field(
+        description="Gateways the HTTPRoute attaches to.", min_length=1, max_length=16
+    )
+    hostnames: list[Annotated[str, Field(max_length=253, pattern=HOSTNAME)]] = Field(
+        default_factory=list,
+        description="Host names the route answers; all of the Gateway's when empty.",
+        max_length=16,
+    )
+
+
 class ModelServiceSpec(ApiModel):
     """Desired state of a ModelService."""
 
@@ -475,6 +509,13 @@ class ModelServiceSpec(ApiModel):
         default_factory=RolloutSpec,  # type: ignore[arg-type]
         description="How a new model version replaces the served one: at once, as a canary "
         "with automatic analysis, behind a shadow, or side by side as an experiment.",
+    )
+    gateway: GatewaySpec | None = Field(
+        None,
+        description="Expose the servers through Gateway API with an HTTPRoute (when the "
+        "cluster has it). During a canary or an experiment the route carries the split (backend "
+        "weights, and the sticky header as a match) instead of the servers; a shadow is still "
+        "mirrored by the servers, which compare the two answers. Ignored by the local launcher.",
     )
     pod: PodSettings = Field(
         default_factory=PodSettings,  # type: ignore[arg-type]

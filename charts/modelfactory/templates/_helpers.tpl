@@ -93,6 +93,10 @@ What the operator does in each namespace it watches. No wildcards; every verb is
 - apiGroups: ["ray.io"]
   resources: ["rayjobs"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# A ModelService with spec.gateway gets an HTTPRoute (when the cluster has Gateway API).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch"]

@@ -260,9 +260,14 @@ class Reconciler:
                 else ServiceObservation(exists=False)
             )
             step = None
+            gateway_api: bool | None = None
+            if spec_error is None and spec.gateway is not None:
+                gateway_api = await self.launcher.httproute_available()
             if spec_error is None and isinstance(resolved, mslogic.ResolvedModel):
-                step = await self.rollout_step(body, spec, resolved, trainingjob, observation)
-                plan = self.serving_plan(body, spec, resolved, step.traffic)
+                step = await self.rollout_step(
+                    body, spec, resolved, trainingjob, observation, bool(gateway_api)
+                )
+                plan = self.serving_plan(body, spec, resolved, step.traffic, bool(gateway_api))
             drift_seen = None
             if spec_error is None:
                 drift_seen = await self.observe_drift(namespace, name, spec, observation)
@@ -277,6 +282,7 @@ class Reconciler:
                 drift_seen,
                 spec.monitoring.drift.minSamples if spec_error is None else 0,
                 step,
+                gateway_api,
             )
             launcher = self.launcher
 
@@ -289,7 +295,12 @@ class Reconciler:
             await self.drift_followers(namespace, name)
 
     def serving_plan(
-        self, body: dict[str, Any], spec: Any, model: Any, traffic: rollout.Traffic
+        self,
+        body: dict[str, Any],
+        spec: Any,
+        model: Any,
+        traffic: rollout.Traffic,
+        gateway_api: bool,
     ) -> Any:
         return dataclasses.replace(
             mslogic.render(
@@ -300,6 +311,7 @@ class Reconciler:
                 self.mount_root,
                 traffic,
                 self.settings.cluster_domain,
+                gateway_api,
             ),
             chart_digest=self.launcher.chart_digest("model-service"),
         )
@@ -311,6 +323,7 @@ class Reconciler:
         resolved: mslogic.ResolvedModel,
         trainingjob: dict[str, Any] | None,
         observation: ServiceObservation,
+        gateway_api: bool,
     ) -> rollout.Step:
         """One look at the rollout: whether the current state's release is in effect, the
         stable servers' figures when an interval may be due, and the next state."""
@@ -331,7 +344,7 @@ class Reconciler:
         snapshot = None
         if previous and previous.get("stable"):
             current = self.serving_plan(
-                body, spec, resolved, rollout.traffic_of(spec.rollout, previous)
+                body, spec, resolved, rollout.traffic_of(spec.rollout, previous), gateway_api
             )
             in_effect = status.get("appliedHash") == current.hash and observation.rolled_out
             if in_effect and previous.get("phase") in rollout.ACTIVE and previous.get("candidate"):

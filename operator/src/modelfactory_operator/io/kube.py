@@ -103,6 +103,17 @@ def crd_exists(name: str) -> bool:
     return True
 
 
+def serves(group: str, version: str, resource: str) -> bool:
+    """Whether the API server serves `resource` in group/version (discovery, as helm sees it)."""
+    try:
+        found = custom().get_api_resources(group, version)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return any(r.name == resource for r in found.resources or [])
+
+
 def core() -> client.CoreV1Api:
     return client.CoreV1Api(api_client())
 

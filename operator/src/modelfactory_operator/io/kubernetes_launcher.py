@@ -14,7 +14,12 @@ from modelfactory_operator.io import charts, kube
 from modelfactory_operator.io.helm import Helm
 from modelfactory_operator.logic import drift, names, observe
 from modelfactory_operator.logic import traffic_metrics as tm
-from modelfactory_operator.logic.modelservice import SERVING_PORT, cluster_url
+from modelfactory_operator.logic.modelservice import (
+    GATEWAY_GROUP,
+    GATEWAY_VERSION,
+    SERVING_PORT,
+    cluster_url,
+)
 from modelfactory_operator.logic.names import SERVICE_APP
 from modelfactory_operator.logic.plans import (
     RunObservation,
@@ -158,7 +163,7 @@ class KubernetesLauncher:
         self.helm = helm
         self.crd_cache_seconds = crd_cache_seconds
         self.charts = charts_dir
-        self._rayjob_checked = (0.0, False)
+        self._checked: dict[str, tuple[float, bool]] = {}
         self._chart_digests: dict[str, str] = {}
         self.reconciler: Any = None
 
@@ -171,12 +176,20 @@ class KubernetesLauncher:
     async def start(self, reconciler: Any) -> None:
         self.reconciler = reconciler
 
-    async def rayjob_available(self) -> bool:
-        checked_at, available = self._rayjob_checked
-        if time.monotonic() - checked_at > self.crd_cache_seconds:
-            available = await asyncio.to_thread(kube.crd_exists, RAYJOB_CRD)
-            self._rayjob_checked = (time.monotonic(), available)
+    async def _api_available(self, key: str, check: Callable[[], bool]) -> bool:
+        checked_at, available = self._checked.get(key, (0.0, False))
+        if not checked_at or time.monotonic() - checked_at > self.crd_cache_seconds:
+            available = await asyncio.to_thread(check)
+            self._checked[key] = (time.monotonic(), available)
         return available
+
+    async def rayjob_available(self) -> bool:
+        return await self._api_available(RAYJOB_CRD, lambda: kube.crd_exists(RAYJOB_CRD))
+
+    async def httproute_available(self) -> bool:
+        return await self._api_available(
+            "httproutes", lambda: kube.serves(GATEWAY_GROUP, GATEWAY_VERSION, "httproutes")
+        )
 
     async def launch_training(self, plan: TrainingPlan) -> int | None:
         return await self.helm.upgrade_install(

@@ -307,6 +307,9 @@ class LocalLauncher:
     async def rayjob_available(self) -> bool:
         return True  # workers > 0 runs the same search on this machine's local Ray
 
+    async def httproute_available(self) -> bool:
+        return False  # the stable port splits traffic itself
+
     async def launch_training(self, plan: TrainingPlan) -> int | None:
         key = (plan.namespace, plan.name)
         rec = self._run_record(*key)

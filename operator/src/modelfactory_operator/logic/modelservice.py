@@ -17,6 +17,8 @@ SERVING_PORT = 8080
 # app.kubernetes.io/name of the other version's servers during a rollout: the stable
 # Deployment's selector (name, instance, component) never matches them.
 CANDIDATE_APP = "modelfactory-serving-candidate"
+GATEWAY_GROUP, GATEWAY_VERSION = "gateway.networking.k8s.io", "v1"
+GATEWAY_API = f"{GATEWAY_GROUP}/{GATEWAY_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -133,16 +135,20 @@ def render(
     mount_root: str = storage.CLUSTER_MOUNT_ROOT,
     traffic: rollout.Traffic | None = None,
     cluster_domain: str = "cluster.local",
+    gateway_api: bool = False,
 ) -> ServingPlan:
     """The release: the stable version's servers and, during a rollout, the other version's
-    (`traffic`; the model alone otherwise)."""
+    (`traffic`; the model alone otherwise). With spec.gateway and Gateway API in the cluster
+    (`gateway_api`), an HTTPRoute exposes them and carries a canary's or an experiment's split."""
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     if traffic is not None:
         model = from_ref(traffic.stable)
     other = from_ref(traffic.candidate) if traffic and traffic.candidate else None
+    gateway = http_route(name, spec, traffic, other is not None) if gateway_api else None
     route: dict[str, Any] = {}
-    if traffic is not None and other is not None and traffic.mode != "none":
+    split_by_route = gateway is not None and traffic is not None and traffic.mode == "split"
+    if traffic is not None and other is not None and traffic.mode != "none" and not split_by_route:
         route = {
             "route_mode": traffic.mode,
             # Absolute (trailing dot): once the Service is gone (a rollback) its name must not
@@ -191,6 +197,7 @@ def render(
         "pod": pod.values(spec.pod),
         **storage.mounts(list(dict.fromkeys(uris)), mount_root, read_only=True),
         "candidate": None,
+        "httpRoute": gateway,
     }
     if candidate is not None and other is not None:
         values["candidate"] = {
@@ -214,6 +221,33 @@ def render(
         candidate=candidate,
         candidate_version=other.version if other is not None else None,
     )
+
+
+def http_route(
+    name: str, spec: ModelServiceSpec, traffic: rollout.Traffic | None, has_candidate: bool
+) -> dict[str, Any] | None:
+    """The HTTPRoute's values: its Gateways and backends. A split goes to the backends' weights
+    and the sticky header becomes one match per variant; a mirror stays with the servers, which
+    need both answers to compare them (a RequestMirror filter drops the mirrored answer)."""
+    if spec.gateway is None:
+        return None
+    stable, candidate = names.dns_name(name), candidate_name(name)
+    weight = traffic.weight if traffic is not None and traffic.mode == "split" else 0
+    backends = [{"name": stable, "weight": 100 - weight}]
+    pins: list[dict[str, str]] = []
+    if traffic is not None and traffic.mode == "split" and has_candidate:
+        backends.append({"name": candidate, "weight": weight})
+        header = spec.rollout.stickyHeader
+        pins = [
+            {"header": header, "value": traffic.pin_local, "backend": stable},
+            {"header": header, "value": traffic.pin_peer, "backend": candidate},
+        ]
+    return {
+        "parentRefs": [p.model_dump(exclude_none=True) for p in spec.gateway.parentRefs],
+        "hostnames": list(spec.gateway.hostnames),
+        "backends": backends,
+        "pins": pins,
+    }
 
 
 def drift_settings(spec: ModelServiceSpec) -> dict[str, Any]:
@@ -248,7 +282,10 @@ def decide(
     drift_seen: drift.DriftObservation | None = None,
     drift_min_samples: int = 0,
     rollout_step: rollout.Step | None = None,
+    gateway_api: bool | None = None,
 ) -> Decision:
+    """The status and what to do. `gateway_api`: whether Gateway API is served, when
+    spec.gateway asks for an HTTPRoute (None otherwise)."""
     conds = cond.Rewrite(status.get("conditions") or [], generation, now)
     before = conds.before
     new = dict(status)
@@ -326,6 +363,18 @@ def decide(
                 f"{observation.ready_replicas} replica(s) serving model version "
                 f"{new.get('modelVersion')}",
             )
+    if spec_error is None and gateway_api is not None:
+        if gateway_api:
+            setc("HTTPRoute", True, "RouteApplied", "the HTTPRoute attaches the servers")
+        else:
+            setc(
+                "HTTPRoute",
+                False,
+                "GatewayAPINotInstalled",
+                f"spec.gateway: the cluster does not serve {GATEWAY_API} HTTPRoute; install "
+                "Gateway API or remove spec.gateway (meanwhile the servers split a rollout's "
+                "traffic themselves)",
+            )
     events = drift.apply(new, conds, drift_seen, drift_min_samples)
     if rollout_step is not None and spec_error is None:
         new["rollout"] = rollout_step.status
@@ -337,14 +386,18 @@ def decide(
     new["observedGeneration"] = generation
     new["phase"] = cond.modelservice_phase(conds.conditions)
     for change in conds.changes():
-        if change["type"] not in ("Ready", "Failed", "ModelResolved", "Available"):
+        if change["type"] not in ("Ready", "Failed", "ModelResolved", "Available", "HTTPRoute"):
             continue
         if change["type"] == "Failed" and change["status"] != "True":
             continue
-        if not before and change["status"] != "True" and change["type"] != "ModelResolved":
+        if (
+            not before
+            and change["status"] != "True"
+            and change["type"] not in ("ModelResolved", "HTTPRoute")
+        ):
             continue
         warn = change["type"] == "Failed" or (
-            change["type"] == "Available" and change["status"] == "False"
+            change["type"] in ("Available", "HTTPRoute") and change["status"] == "False"
         )
         events.append(
             ("Warning" if warn else "Normal", change["reason"], change["message"] or change["type"])
