@@ -276,3 +276,20 @@ def test_parse_reads_every_side() -> None:
 def test_steps_must_increase_to_100(steps: list[int]) -> None:
     with pytest.raises(ValueError):
         RolloutSpec.model_validate({"strategy": "Canary", "steps": steps})
+
+
+def test_a_canary_whose_servers_never_become_ready_is_rolled_back_at_the_deadline() -> None:
+    spec = canary(progressDeadlineSeconds=60)
+    state = started(spec)
+    waiting = rollout.advance(spec, state, V2, None, None, False, at(2))
+    assert waiting.status["phase"] == "Progressing" and waiting.status["waitingSince"]
+    still = rollout.advance(spec, waiting.status, V2, None, None, False, at(61))
+    assert still.status["phase"] == "Progressing"
+    late = rollout.advance(spec, still.status, V2, None, None, False, at(63))
+    assert late.status["phase"] == "RolledBack"
+    assert "not ready within 60s" in late.status["message"]
+    assert late.traffic == rollout.Traffic(stable=V1)
+    assert [e[1] for e in late.events] == ["RolledBack"]
+    # Ready in time: the wait ends and does not count against the next step.
+    ok = rollout.advance(spec, waiting.status, V2, None, snap(part(0)), True, at(50))
+    assert ok.status["phase"] == "Progressing" and "waitingSince" not in ok.status

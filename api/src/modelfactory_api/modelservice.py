@@ -357,6 +357,13 @@ class RolloutSpec(ApiModel):
         ge=1,
         le=86_400,
     )
+    progressDeadlineSeconds: int = Field(
+        600,
+        description="Canary and Shadow: longest the servers of a step may take to be rolled "
+        "out and ready; past it the new version is rolled back (a version that never starts).",
+        ge=5,
+        le=86_400,
+    )
     minRequests: int = Field(
         100,
         description="Requests the new version must have answered in an interval before it is "
@@ -549,6 +556,9 @@ class RolloutStatus(ApiModel):
     step: int = Field(0, description="Index of the current canary step.")
     weight: int = Field(0, description="Percent of requests the new version answers.")
     stepStartedAt: str | None = Field(None, description="When the current interval began.")
+    waitingSince: str | None = Field(
+        None, description="Since when the current step's servers have been awaited."
+    )
     failures: int = Field(0, description="Failed analysis intervals in a row.")
     baseline: dict[str, Any] | None = Field(
         None, description="Cumulative counts when the current interval began."

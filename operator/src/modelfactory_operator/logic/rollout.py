@@ -201,6 +201,14 @@ def _interval(
     now: dt.datetime,
 ) -> Step:
     interval = float(spec.stepIntervalSeconds)
+    if _late(spec, state, in_effect, stamp, now):
+        return _roll_back(
+            spec,
+            state,
+            events,
+            f"because its servers were not ready within {spec.progressDeadlineSeconds}s "
+            "(spec.rollout.progressDeadlineSeconds)",
+        )
     wait = _not_due(interval, state, snapshot, in_effect, stamp, now)
     if wait is not None:
         return _step(spec, state, events, wait)
@@ -218,19 +226,9 @@ def _interval(
         failures = int(state.get("failures", 0)) + 1
         state["failures"] = failures
         if failures >= spec.analysis.failureThreshold:
-            candidate = state["candidate"]
-            state.update(
-                phase="RolledBack",
-                candidate=None,
-                weight=0,
-                rolledBack=candidate,
-                baseline=None,
-                stepStartedAt=None,
-                message=f"{label(candidate)} rolled back after {failures} failed "
-                f"interval(s): {verdict['message']}",
+            return _roll_back(
+                spec, state, events, f"after {failures} failed interval(s): {verdict['message']}"
             )
-            events.append(("Warning", "RolledBack", state["message"]))
-            return _step(spec, state, events)
         state.update(
             baseline=snapshot,
             stepStartedAt=stamp,
@@ -265,6 +263,35 @@ def _interval(
     )
     events.append(("Normal", "RolloutPaused", state["message"]))
     return _step(spec, state, events)
+
+
+def _roll_back(spec: RolloutSpec, state: dict[str, Any], events: list[Event], why: str) -> Step:
+    candidate = state["candidate"]
+    state.update(
+        phase="RolledBack",
+        candidate=None,
+        weight=0,
+        rolledBack=candidate,
+        baseline=None,
+        stepStartedAt=None,
+        waitingSince=None,
+        message=f"{label(candidate)} rolled back {why}",
+    )
+    events.append(("Warning", "RolledBack", state["message"]))
+    return _step(spec, state, events)
+
+
+def _late(
+    spec: RolloutSpec, state: dict[str, Any], in_effect: bool, stamp: str, now: dt.datetime
+) -> bool:
+    """Whether the current step's release has been waited for longer than the deadline (a
+    version whose servers never become ready)."""
+    if in_effect:
+        state["waitingSince"] = None
+        return False
+    if not state.get("waitingSince"):
+        state["waitingSince"] = stamp
+    return _seconds_since(state["waitingSince"], now) > spec.progressDeadlineSeconds
 
 
 def _not_due(
@@ -336,6 +363,14 @@ def _experiment(
         events.append(("Normal", "ExperimentStarted", state["message"]))
         return _step(spec, state, events, WAIT_SECONDS)
     interval = float(spec.stepIntervalSeconds)
+    if _late(spec, state, in_effect, stamp, now):
+        return _roll_back(
+            spec,
+            state,
+            events,
+            f"because its servers were not ready within {spec.progressDeadlineSeconds}s "
+            "(spec.rollout.progressDeadlineSeconds)",
+        )
     wait = _not_due(interval, state, snapshot, in_effect, stamp, now)
     if wait is not None:
         return _step(spec, state, events, wait)
