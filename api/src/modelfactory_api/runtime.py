@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelfactory_api.batchprediction import BatchInput, BatchOutput
 from modelfactory_api.trainingjob import ModelRef, TrainingSpec, Trigger
 
 ENV_PREFIX = "MF_"
@@ -169,3 +170,31 @@ class ServingRuntimeConfig(BaseModel):
             for key, value in self.model_dump().items()
             if value is not None
         }
+
+
+class BatchRuntimeConfig(BaseModel):
+    """Everything one scoring run needs: MF_BATCH_CONFIG holds it as JSON. URIs are as the
+    workload sees them (a pvc:// claim is a mounted path)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    modelUri: str = Field(description="The model version's directory.")
+    modelDigest: str = Field(description="Expected sha256:<hex> of its metadata.json.")
+    modelVersion: int | None = Field(None, description="Version number, when known.")
+    input: BatchInput
+    output: BatchOutput
+    runtime: Literal["auto", "onnx", "sklearn"] = "auto"
+    batchSize: int = Field(8192, ge=1)
+    job: JobIdentity = Field(default_factory=JobIdentity)
+    runId: str = Field(description="Unique per run: names the output's data folder.")
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    ray: RaySizing | None = Field(
+        None, description="Size of a Ray the run starts itself; Ray's own guess when unset."
+    )
+
+    def to_env(self) -> dict[str, str]:
+        return {f"{ENV_PREFIX}BATCH_CONFIG": self.model_dump_json(exclude_none=True)}
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> BatchRuntimeConfig:
+        return cls.model_validate(json.loads(env[f"{ENV_PREFIX}BATCH_CONFIG"]))
