@@ -54,13 +54,14 @@ What the operator does in each namespace it watches. No wildcards; every verb is
 */}}
 {{- define "modelfactory.namespacedRules" -}}
 - apiGroups: ["modelfactory.dev"]
-  resources: ["trainingjobs", "modelservices"]
+  resources: ["trainingjobs", "modelservices", "batchpredictions"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["modelfactory.dev"]
-  resources: ["trainingjobs/status", "modelservices/status"]
+  resources: ["trainingjobs/status", "modelservices/status", "batchpredictions/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: ["modelfactory.dev"]
-  resources: ["trainingjobs/finalizers", "modelservices/finalizers"]
+  resources: ["trainingjobs/finalizers", "modelservices/finalizers",
+              "batchpredictions/finalizers"]
   verbs: ["update"]
 # Events: the operator posts its own and reads those of pods and claims to say why a pod waits.
 - apiGroups: [""]

@@ -3,7 +3,7 @@ Labels of every object: the operator's labels plus app.kubernetes.io/component.
 */}}
 {{- define "training-job.labels" -}}
 {{- $labels := deepCopy .Values.labels -}}
-{{- $_ := set $labels "app.kubernetes.io/component" "training" -}}
+{{- $_ := set $labels "app.kubernetes.io/component" (index .Values.labels "app.kubernetes.io/component" | default "training") -}}
 {{ toYaml $labels }}
 {{- end -}}
 

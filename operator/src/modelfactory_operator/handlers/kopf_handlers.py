@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
+from modelfactory_api.batchprediction import BATCHPREDICTION_PLURAL
 from modelfactory_api.modelservice import MODELSERVICE_PLURAL
 from modelfactory_api.trainingjob import GROUP, TRAININGJOB_PLURAL, VERSION
 from modelfactory_operator.io.helm import HelmError
@@ -18,6 +19,12 @@ from modelfactory_operator.logic.names import PART_OF
 log = logging.getLogger("modelfactory.operator")
 # Helm sets managed-by on what it installs; part-of marks every child of a Model Factory resource.
 MANAGED = {"app.kubernetes.io/part-of": PART_OF}
+# The resource a child belongs to, by its app.kubernetes.io/component.
+PARENTS = {
+    "training": TRAININGJOB_PLURAL,
+    "serving": MODELSERVICE_PLURAL,
+    "batch": BATCHPREDICTION_PLURAL,
+}
 
 
 async def guarded(action: Callable[[], Awaitable[None]], retry: int) -> None:
@@ -97,6 +104,39 @@ async def modelservice_deleted(
     await removing(body, lambda: memo.launcher.delete_service(namespace, name), retry, memo)
 
 
+# --- BatchPrediction
+
+
+@kopf.on.resume(GROUP, VERSION, "batchpredictions")
+@kopf.on.create(GROUP, VERSION, "batchpredictions")
+@kopf.on.update(GROUP, VERSION, "batchpredictions")
+async def batchprediction_changed(
+    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
+) -> None:
+    await guarded(lambda: memo.reconciler.batchprediction(namespace, name), retry)
+
+
+@kopf.on.event(GROUP, VERSION, "batchpredictions")
+async def batchprediction_event(
+    event: dict[str, Any], namespace: str, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    # Status writes (the scoring runtime's progress and result) arrive here.
+    if event.get("type") in ("ADDED", "MODIFIED"):
+        await memo.reconciler.nudge((BATCHPREDICTION_PLURAL, namespace, name))
+
+
+@kopf.on.delete(GROUP, VERSION, "batchpredictions")
+async def batchprediction_deleted(
+    body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
+) -> None:
+    await removing(
+        body,
+        lambda: memo.launcher.delete_training(namespace, name, BATCHPREDICTION_PLURAL),
+        retry,
+        memo,
+    )
+
+
 # No per-resource timers: one resync loop walks every resource, spread over its period
 # (Reconciler.resync_forever, started in main.py).
 
@@ -107,7 +147,7 @@ async def modelservice_deleted(
 def parent_of(labels: dict[str, str]) -> tuple[str, str] | None:
     component = labels.get("app.kubernetes.io/component")
     instance = labels.get("app.kubernetes.io/instance")
-    if not instance or component not in ("training", "serving"):
+    if not instance or component not in PARENTS:
         return None
     return component, instance
 
@@ -119,11 +159,7 @@ async def child_changed(
     if parent is None:
         return
     component, instance = parent
-    key = (
-        TRAININGJOB_PLURAL if component == "training" else MODELSERVICE_PLURAL,
-        namespace,
-        instance,
-    )
+    key = (PARENTS[component], namespace, instance)
     if resync.child_event_matters(event_type, key in memo.reconciler.known):
         await memo.reconciler.nudge(key)
 

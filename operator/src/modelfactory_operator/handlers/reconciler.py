@@ -15,11 +15,13 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
+from modelfactory_api.batchprediction import BATCHPREDICTION_PLURAL
 from modelfactory_api.modelservice import MODELSERVICE_PLURAL
 from modelfactory_api.trainingjob import TRAININGJOB_PLURAL
 from modelfactory_operator.io import kube
 from modelfactory_operator.io.helm import HelmError
 from modelfactory_operator.io.launcher import Launcher
+from modelfactory_operator.logic import batchprediction as bplogic
 from modelfactory_operator.logic import drift as driftlogic
 from modelfactory_operator.logic import modelservice as mslogic
 from modelfactory_operator.logic import (
@@ -191,6 +193,74 @@ class Reconciler:
         if (body.get("status") or {}).get("model") != decision.status.get("model"):
             await self.followers(namespace, name)
 
+    async def batchprediction(self, namespace: str, name: str, coalesce: bool = False) -> None:
+        key = (BATCHPREDICTION_PLURAL, namespace, name)
+        async with self.turn(key, coalesce) as go:
+            if not go:
+                return
+            body = await asyncio.to_thread(kube.get_batchprediction, namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                self.forget(key)
+                return
+            self.known.add(key)
+            meta = body["metadata"]
+            status = dict(body.get("status") or {})
+            spec_error = plan = model = unresolved = None
+            try:
+                spec = validate.batchprediction_spec(body.get("spec") or {}, self.launcher.name)
+            except validate.SpecError as exc:
+                spec_error = str(exc)
+            else:
+                rid = bplogic.run_id(body, spec)
+                resolved: mslogic.ResolvedModel | None = None
+                if not (status.get("runId") == rid and status.get("model")):
+                    trainingjob = None
+                    if spec.model.trainingJob:
+                        trainingjob = await asyncio.to_thread(
+                            kube.get_trainingjob, namespace, spec.model.trainingJob
+                        )
+                    found = mslogic.resolve_source(spec.model, trainingjob)
+                    if isinstance(found, mslogic.Unresolved):
+                        unresolved = (found.reason, found.message)
+                    else:
+                        resolved = found
+                if unresolved is None:
+                    model = bplogic.run_model(status, rid, resolved)
+                    plan = bplogic.render(
+                        body,
+                        spec,
+                        model,
+                        self.settings.training_image,
+                        self.report_kind,
+                        self.mount_root,
+                    )
+            observation = (
+                await self.launcher.observe_training(plan) if plan else RunObservation("absent")
+            )
+            rayjob_ok = True
+            if plan is not None and plan.mode == "rayjob":
+                rayjob_ok = await self.launcher.rayjob_available()
+            decision = bplogic.decide(
+                meta.get("generation"),
+                status,
+                plan,
+                spec_error,
+                unresolved,
+                model,
+                observation,
+                rayjob_ok,
+                now(),
+            )
+            launcher = self.launcher
+
+            async def launch() -> int | None:
+                assert plan is not None
+                return await launcher.launch_training(plan)
+
+            await self.act(
+                BATCHPREDICTION_PLURAL, body, decision, launch, plan.hash if plan else ""
+            )
+
     async def retrain_triggers(
         self, key: Key, spec: Any, status: dict[str, Any], meta: dict[str, Any]
     ) -> list[tuple[str, str, str]]:
@@ -228,6 +298,11 @@ class Reconciler:
                 log.exception(
                     "updating ModelService %s after a new model failed", ms["metadata"]["name"]
                 )
+        # BatchPredictions waiting for the TrainingJob's first model start now.
+        batches = await asyncio.to_thread(kube.list_batchpredictions, namespace)
+        for bp in mslogic.following(batches, trainingjob):
+            if (bp.get("status") or {}).get("runId") is None:
+                await self.nudge((BATCHPREDICTION_PLURAL, namespace, bp["metadata"]["name"]))
 
     async def modelservice(self, namespace: str, name: str, coalesce: bool = False) -> None:
         async with self.turn((MODELSERVICE_PLURAL, namespace, name), coalesce) as go:
@@ -487,6 +562,8 @@ class Reconciler:
         plural, namespace, name = key
         if plural == TRAININGJOB_PLURAL:
             await self.trainingjob(namespace, name, coalesce)
+        elif plural == BATCHPREDICTION_PLURAL:
+            await self.batchprediction(namespace, name, coalesce)
         else:
             await self.modelservice(namespace, name, coalesce)
 

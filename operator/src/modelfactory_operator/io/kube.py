@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from modelfactory_api.batchprediction import BATCHPREDICTION_PLURAL
 from modelfactory_api.modelservice import MODELSERVICE_PLURAL
 from modelfactory_api.trainingjob import GROUP, TRAININGJOB_PLURAL, VERSION
 
@@ -58,10 +59,22 @@ def get_modelservice(namespace: str, name: str) -> dict[str, Any] | None:
     return get_custom(MODELSERVICE_PLURAL, namespace, name)
 
 
+def get_batchprediction(namespace: str, name: str) -> dict[str, Any] | None:
+    return get_custom(BATCHPREDICTION_PLURAL, namespace, name)
+
+
 def list_modelservices(namespace: str) -> list[dict[str, Any]]:
+    return list_custom(MODELSERVICE_PLURAL, namespace)
+
+
+def list_batchpredictions(namespace: str) -> list[dict[str, Any]]:
+    return list_custom(BATCHPREDICTION_PLURAL, namespace)
+
+
+def list_custom(plural: str, namespace: str) -> list[dict[str, Any]]:
     res = cast(
         dict[str, Any],
-        custom().list_namespaced_custom_object(GROUP, VERSION, namespace, MODELSERVICE_PLURAL),
+        custom().list_namespaced_custom_object(GROUP, VERSION, namespace, plural),
     )
     return list(res.get("items", []))
 
@@ -201,11 +214,7 @@ def _pod_http(call: Callable[[], Any], limit: int) -> tuple[int, bytes]:
 
 
 def list_trainingjobs(namespace: str) -> list[dict[str, Any]]:
-    out = cast(
-        dict[str, Any],
-        custom().list_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL),
-    )
-    return list(out.get("items") or [])
+    return list_custom(TRAININGJOB_PLURAL, namespace)
 
 
 def get_claim(namespace: str, name: str) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelfactory_api.batchprediction import BATCHPREDICTION_PLURAL
 from modelfactory_api.modelservice import MODELSERVICE_PLURAL
 from modelfactory_api.trainingjob import TRAININGJOB_PLURAL
 from modelfactory_operator.io import charts, kube
@@ -29,6 +30,8 @@ from modelfactory_operator.logic.plans import (
 )
 
 RAYJOB_CRD = "rayjobs.ray.io"
+# Helm release of a run: <prefix>-<name>.
+RELEASE_PREFIX = {TRAININGJOB_PLURAL: "tj", BATCHPREDICTION_PLURAL: "bp"}
 # How soon a model server that is still starting is asked again why it is not ready.
 RECHECK_SECONDS = 5.0
 # How soon a training run that waits to start is looked at again: what explains the wait (a
@@ -206,13 +209,15 @@ class KubernetesLauncher:
         if seen.state != "pending":
             return seen
         if self.reconciler is not None:
-            key = (TRAININGJOB_PLURAL, plan.namespace, plan.name)
+            key = (plan.plural, plan.namespace, plan.name)
             self.reconciler.recheck(key, PENDING_RECHECK_SECONDS)
         pods, claims, events = await asyncio.to_thread(read_pending, plan)
         return observe.explain_pending(seen, observe.pending_reason(pods, claims, events))
 
-    async def delete_training(self, namespace: str, name: str) -> None:
-        await self.helm.uninstall(names.release_name("tj", name), namespace)
+    async def delete_training(
+        self, namespace: str, name: str, plural: str = TRAININGJOB_PLURAL
+    ) -> None:
+        await self.helm.uninstall(names.release_name(RELEASE_PREFIX[plural], name), namespace)
 
     async def apply_service(self, plan: ServingPlan) -> int | None:
         return await self.helm.upgrade_install(

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelfactory_api.batchprediction import BATCHPREDICTION_PLURAL
+from modelfactory_api.trainingjob import TRAININGJOB_PLURAL
 from modelfactory_operator.logic import drift, observe, pod
 from modelfactory_operator.logic import traffic_metrics as tm
 from modelfactory_operator.logic.plans import (
@@ -40,6 +42,8 @@ from modelfactory_operator.logic.plans import (
 log = logging.getLogger("modelfactory.operator.local")
 
 READY_TIMEOUT = 120.0
+# A run's folder: <namespace>/<prefix>-<name>.
+RUN_PREFIX = {TRAININGJOB_PLURAL: "tj", BATCHPREDICTION_PLURAL: "bp"}
 DRAIN_SECONDS = 3.0
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -50,6 +54,7 @@ class Callbacks:
     def __init__(self) -> None:
         self.trainingjob: Callable[[str, str], Awaitable[None]] | None = None
         self.modelservice: Callable[[str, str], Awaitable[None]] | None = None
+        self.batchprediction: Callable[[str, str], Awaitable[None]] | None = None
 
 
 def entrypoint(script: str) -> str:
@@ -259,20 +264,24 @@ class LocalLauncher:
     async def start(self, reconciler: Any) -> None:
         self.callbacks.trainingjob = reconciler.trainingjob
         self.callbacks.modelservice = reconciler.modelservice
+        self.callbacks.batchprediction = reconciler.batchprediction
         self.dir.mkdir(parents=True, exist_ok=True)
 
     async def stop(self) -> None:
         """Stopping the operator stops every process it started."""
         for key in list(self.training_tasks):
             self.training_tasks.pop(key).cancel()
-        for run in self.dir.glob("*/tj-*/run.json"):
+        for run in [*self.dir.glob("*/tj-*/run.json"), *self.dir.glob("*/bp-*/run.json")]:
             rec = json.loads(run.read_text())
             await stop_process(rec.get("pid"), grace=5)
         for state in list(self.services.values()):
             await self._close_service(state)
 
     def _notify(self, kind: str, namespace: str, name: str) -> None:
-        callback = self.callbacks.trainingjob if kind == "tj" else self.callbacks.modelservice
+        callback = {
+            "tj": self.callbacks.trainingjob,
+            "bp": self.callbacks.batchprediction,
+        }.get(kind, self.callbacks.modelservice)
         if callback is None:
             return
 
@@ -288,17 +297,22 @@ class LocalLauncher:
 
     # --- training
 
-    def _tj_dir(self, namespace: str, name: str) -> Path:
-        return self.dir / namespace / f"tj-{name}"
+    def _tj_dir(self, namespace: str, name: str, plural: str = TRAININGJOB_PLURAL) -> Path:
+        return self.dir / namespace / f"{RUN_PREFIX[plural]}-{name}"
 
-    def _run_record(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def _run_record(
+        self, namespace: str, name: str, plural: str = TRAININGJOB_PLURAL
+    ) -> dict[str, Any] | None:
         try:
-            return dict(json.loads((self._tj_dir(namespace, name) / "run.json").read_text()))
+            path = self._tj_dir(namespace, name, plural) / "run.json"
+            return dict(json.loads(path.read_text()))
         except (OSError, ValueError):
             return None
 
-    def _save_run(self, namespace: str, name: str, rec: dict[str, Any]) -> None:
-        path = self._tj_dir(namespace, name) / "run.json"
+    def _save_run(
+        self, namespace: str, name: str, rec: dict[str, Any], plural: str = TRAININGJOB_PLURAL
+    ) -> None:
+        path = self._tj_dir(namespace, name, plural) / "run.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rec))
@@ -311,8 +325,7 @@ class LocalLauncher:
         return False  # the stable port splits traffic itself
 
     async def launch_training(self, plan: TrainingPlan) -> int | None:
-        key = (plan.namespace, plan.name)
-        rec = self._run_record(*key)
+        rec = self._run_record(plan.namespace, plan.name, plan.plural)
         alive = rec is not None and pid_alive(rec.get("pid"))
         if rec is not None and alive and (rec["runId"] != plan.run_id or plan.suspend):
             await stop_process(rec.get("pid"))
@@ -327,13 +340,13 @@ class LocalLauncher:
         return None
 
     def _start_training(self, plan: TrainingPlan, attempts: int) -> None:
-        d = self._tj_dir(plan.namespace, plan.name)
+        d = self._tj_dir(plan.namespace, plan.name, plan.plural)
         env = {
             **os.environ,
             **pod.literal_env(plan.chart_values.get("pod") or {}),
             **plan.runtime.to_env(),
         }
-        pid = spawn([entrypoint("modelfactory-train")], env, d / "train.log", d / "exit")
+        pid = spawn([entrypoint(plan.entrypoint)], env, d / "train.log", d / "exit")
         rec = {
             "runId": plan.run_id,
             "pid": pid,
@@ -342,14 +355,19 @@ class LocalLauncher:
             "backoffLimit": plan.chart_values.get("backoffLimit", 0),
             "final": False,
         }
-        self._save_run(plan.namespace, plan.name, rec)
+        self._save_run(plan.namespace, plan.name, rec, plan.plural)
         log.info(
-            "started training %s/%s run %s (pid %s)", plan.namespace, plan.name, plan.run_id, pid
+            "started %s %s/%s run %s (pid %s)",
+            plan.entrypoint,
+            plan.namespace,
+            plan.name,
+            plan.run_id,
+            pid,
         )
         self._watch_training(plan, rec)
 
     def _watch_training(self, plan: TrainingPlan, rec: dict[str, Any]) -> None:
-        key = (plan.namespace, plan.name)
+        key = (plan.namespace, f"{plan.plural}/{plan.name}")
         task = self.training_tasks.get(key)
         if task is not None and not task.done():
             return
@@ -358,16 +376,16 @@ class LocalLauncher:
     async def _supervise_training(self, plan: TrainingPlan) -> None:
         """Wake the reconciler when the process exits; observe_training reads the outcome."""
         while True:
-            rec = self._run_record(plan.namespace, plan.name)
+            rec = self._run_record(plan.namespace, plan.name, plan.plural)
             if rec is None or rec["runId"] != plan.run_id or rec.get("final"):
                 return
             if not pid_alive(rec["pid"]):
-                self._notify("tj", plan.namespace, plan.name)
+                self._notify(RUN_PREFIX[plan.plural], plan.namespace, plan.name)
                 return
             await asyncio.sleep(0.5)
 
     async def observe_training(self, plan: TrainingPlan) -> RunObservation:
-        rec = self._run_record(plan.namespace, plan.name)
+        rec = self._run_record(plan.namespace, plan.name, plan.plural)
         if rec is None or rec["runId"] != plan.run_id:
             return RunObservation(state="absent")
         common: dict[str, Any] = {
@@ -378,7 +396,7 @@ class LocalLauncher:
             if pid_alive(rec.get("pid")):
                 self._watch_training(plan, rec)
                 return RunObservation(state="running", **common)
-            code = read_exit(self._tj_dir(plan.namespace, plan.name) / "exit")
+            code = read_exit(self._tj_dir(plan.namespace, plan.name, plan.plural) / "exit")
             # Killed (no exit code, e.g. the operator stopped it) or a retryable failure:
             # absent makes the reconciler launch the run again.
             if code is None:
@@ -386,28 +404,30 @@ class LocalLauncher:
             if code not in (0, 2) and rec["attempts"] <= int(rec.get("backoffLimit") or 0):
                 return RunObservation(state="absent", **common)
             rec.update(exitCode=code, completionTime=now_iso(), final=True)
-            self._save_run(plan.namespace, plan.name, rec)
+            self._save_run(plan.namespace, plan.name, rec, plan.plural)
         if rec.get("exitCode") == 0:
             return RunObservation(
                 state="succeeded", completion_time=rec.get("completionTime"), **common
             )
-        log_tail = tail(self._tj_dir(plan.namespace, plan.name) / "train.log")
+        log_tail = tail(self._tj_dir(plan.namespace, plan.name, plan.plural) / "train.log")
         return RunObservation(
             state="failed",
             reason="ProcessFailed",
-            message=f"training process exited with code {rec.get('exitCode')}: {log_tail}",
+            message=f"{plan.entrypoint} exited with code {rec.get('exitCode')}: {log_tail}",
             completion_time=rec.get("completionTime"),
             **common,
         )
 
-    async def delete_training(self, namespace: str, name: str) -> None:
-        task = self.training_tasks.pop((namespace, name), None)
+    async def delete_training(
+        self, namespace: str, name: str, plural: str = TRAININGJOB_PLURAL
+    ) -> None:
+        task = self.training_tasks.pop((namespace, f"{plural}/{name}"), None)
         if task:
             task.cancel()
-        rec = self._run_record(namespace, name)
+        rec = self._run_record(namespace, name, plural)
         if rec:
             await stop_process(rec.get("pid"), grace=5)
-        shutil.rmtree(self._tj_dir(namespace, name), ignore_errors=True)
+        shutil.rmtree(self._tj_dir(namespace, name, plural), ignore_errors=True)
 
     # --- serving
 

@@ -7,7 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from modelfactory_api.runtime import ServingRuntimeConfig, TrainingRuntimeConfig
+from modelfactory_api.runtime import (
+    BatchRuntimeConfig,
+    ServingRuntimeConfig,
+    TrainingRuntimeConfig,
+)
 from modelfactory_api.trainingjob import PromotionSpec
 
 RunState = Literal["absent", "pending", "running", "succeeded", "failed", "suspended"]
@@ -27,7 +31,7 @@ class TrainingPlan:
     job_name: str
     mode: Literal["job", "rayjob"]
     suspend: bool
-    runtime: TrainingRuntimeConfig
+    runtime: TrainingRuntimeConfig | BatchRuntimeConfig
     chart_values: dict[str, Any]
     mount_root: str
     # The image the run's pods run: kept for the run's whole life (a Job's pods are immutable).
@@ -36,6 +40,10 @@ class TrainingPlan:
     run_inputs: dict[str, str] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
+    # The resource the run belongs to, and what its process runs: a TrainingJob's training or a
+    # BatchPrediction's scoring (both are one Job, one RayJob or one local process).
+    plural: str = "trainingjobs"
+    entrypoint: str = "modelfactory-train"
 
     @property
     def hash(self) -> str:

@@ -206,6 +206,12 @@ def render(
     )
 
 
+def training(plan: TrainingPlan) -> TrainingRuntimeConfig:
+    """A TrainingJob's plan carries a training configuration (a BatchPrediction's does not)."""
+    assert isinstance(plan.runtime, TrainingRuntimeConfig)
+    return plan.runtime
+
+
 def _with_history(history: list[dict[str, Any]], model: dict[str, Any]) -> list[dict[str, Any]]:
     """The history with `model` in it: the newest HISTORY_LIMIT versions, and the promoted one
     whatever its age (followers serve it)."""
@@ -235,7 +241,7 @@ def record_version(
     entry = ModelVersion(
         **model,
         phase="Candidate" if phase == "Promoted" else phase,  # type: ignore[arg-type]
-        trigger=result.trigger or plan.runtime.trigger,
+        trigger=result.trigger or training(plan).trigger,
         dataDigest=result.dataDigest,
         metric=plan.promotion.metric or result.metric,
         score=result.score,
@@ -375,7 +381,7 @@ def decide(
         if launch:
             new["runImage"] = plan.image
             new["runGeneration"] = plan.runtime.job.generation
-            new["runTrigger"] = plan.runtime.trigger
+            new["runTrigger"] = training(plan).trigger
             new["runInputs"] = plan.run_inputs
             if plan.baseline:
                 new["runBaseline"] = plan.baseline

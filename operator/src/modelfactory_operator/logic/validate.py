@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelfactory_api.batchprediction import BatchPredictionSpec
 from modelfactory_api.modelservice import ModelServiceSpec
 from modelfactory_api.trainingjob import TrainingJobSpec
 from modelfactory_operator.logic import retrain
@@ -103,4 +104,17 @@ def modelservice_spec(spec: dict[str, Any], launcher: str = "kubernetes") -> Mod
         raise SpecError(_field_errors(exc)) from exc
     if launcher == "kubernetes" and parsed.model.uri is not None:
         shared_storage("spec.model.uri", parsed.model.uri)
+    return parsed
+
+
+def batchprediction_spec(spec: dict[str, Any], launcher: str = "kubernetes") -> BatchPredictionSpec:
+    try:
+        parsed = BatchPredictionSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise SpecError(_field_errors(exc)) from exc
+    if launcher == "kubernetes":
+        shared_storage("spec.input.uri", parsed.input.uri)
+        shared_storage("spec.output.uri", parsed.output.uri)
+        if parsed.model.uri is not None:
+            shared_storage("spec.model.uri", parsed.model.uri)
     return parsed
