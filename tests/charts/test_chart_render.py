@@ -648,15 +648,19 @@ def test_model_service_service_hpa_pdb(helm: Helm) -> None:
 NAMESPACED_RULES = [
     (
         "modelfactory.dev",
-        ["trainingjobs", "modelservices"],
+        ["trainingjobs", "modelservices", "batchpredictions"],
         ["get", "list", "watch", "patch", "update"],
     ),
     (
         "modelfactory.dev",
-        ["trainingjobs/status", "modelservices/status"],
+        ["trainingjobs/status", "modelservices/status", "batchpredictions/status"],
         ["get", "patch", "update"],
     ),
-    ("modelfactory.dev", ["trainingjobs/finalizers", "modelservices/finalizers"], ["update"]),
+    (
+        "modelfactory.dev",
+        ["trainingjobs/finalizers", "modelservices/finalizers", "batchpredictions/finalizers"],
+        ["update"],
+    ),
     ("", ["events"], ["get", "list", "watch", "create", "patch"]),
     ("events.k8s.io", ["events"], ["create", "patch"]),
     ("", ["secrets"], ["get", "list", "create", "update", "patch", "delete"]),
@@ -683,6 +687,11 @@ NAMESPACED_RULES = [
         ["get", "list", "watch", "create", "update", "patch", "delete"],
     ),
     ("ray.io", ["rayjobs"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    (
+        "gateway.networking.k8s.io",
+        ["httproutes"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
     ("", ["pods", "persistentvolumeclaims"], ["get", "list", "watch"]),
     # A model server's readiness answer, read through the API server: GET only.
     ("", ["pods/proxy"], ["get", "create"]),
