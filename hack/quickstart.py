@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Model Factory's main flow on this machine, start to finish.
 
-    quickstart.py up     # control plane, CRDs, operator (local launcher), train, serve, predict
+    quickstart.py up     # control plane, CRDs, operator (local launcher), train, serve, predict,
+                         # score a dataset
     quickstart.py down   # stop the operator (and with it every model process) and the cluster
 
 Safe to run twice: whatever already runs is reused.
@@ -30,6 +31,7 @@ STATE = CACHE / "quickstart"
 LOCAL = CACHE / "local"
 NAMESPACE = "default"
 EXAMPLE = ROOT / "examples" / "iris-classifier.yaml"
+BATCH_EXAMPLE = ROOT / "examples" / "batch-scoring.yaml"
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 
 
@@ -120,11 +122,13 @@ def up() -> None:
     say("installing the CRDs")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     subprocess.run([*CLUSTER, "wait-crds", "trainingjobs.modelfactory.dev",
-                    "modelservices.modelfactory.dev"], check=True)
+                    "modelservices.modelfactory.dev", "batchpredictions.modelfactory.dev"],
+                   check=True)
     start_operator()
     data = LOCAL / "pvc" / "modelfactory-models" / "data"
     data.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "examples" / "data" / "churn.csv", data / "churn.csv")
+    shutil.copy(ROOT / "examples" / "data" / "iris-unlabelled.csv", data / "iris-unlabelled.csv")
     say(f"kubectl apply -f {EXAMPLE.relative_to(ROOT)}")
     print(kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE)), end="")
     tj = wait_for("tj", "iris", "Succeeded", timeout=600)
@@ -137,12 +141,18 @@ def up() -> None:
     v1 = post(f"{url}/v1/models/iris:predict", {"instances": [IRIS_ROW]})
     say(f"Open Inference Protocol v2: {json.dumps(v2['outputs'])}")
     say(f"KServe v1:                  {json.dumps(v1)}")
+    say(f"kubectl apply -f {BATCH_EXAMPLE.relative_to(ROOT)}")
+    print(kubectl("apply", "-n", NAMESPACE, "-f", str(BATCH_EXAMPLE)), end="")
+    bp = wait_for("bp", "iris-scores", "Succeeded", timeout=600)
+    say(f"scored {bp['progress']['rowsWritten']} rows with model version "
+        f"{bp['model']['version']}; manifest: {bp['manifest']}")
     print()
     print(kubectl("get", "modelfactory", "-n", NAMESPACE), end="")
     print(f"""
 Model Factory is running on this machine. Next:
   eval $(python3 hack/cluster.py env)          # KUBECONFIG and kubectl on PATH
-  kubectl get modelfactory                     # both resources, with phase, model, URL
+  kubectl get modelfactory                     # every resource, with phase, model, URL
+  kubectl describe bp iris-scores              # the scoring run: rows, manifest, drift
   kubectl describe tj iris                     # conditions, metrics, events
   curl -s {url}/v2/models/iris/infer \\
     -d '{{"inputs":[{{"name":"x","shape":[1,4],"datatype":"FP64","data":{IRIS_ROW}}}]}}'

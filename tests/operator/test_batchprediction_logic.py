@@ -105,7 +105,7 @@ def test_a_model_not_found_waits_and_a_bad_spec_fails_naming_the_field() -> None
     d = bp.decide(1, {}, None, None, ("NoModelYet", "TrainingJob 'churn' has not produced a "
                                       "model yet"), None, RunObservation("absent"), True, "t")
     assert d.status["phase"] == "Pending" and not d.launch
-    with pytest.raises(validate.SpecError, match="spec.input.uri"):
+    with pytest.raises(validate.SpecError, match=r"spec\.input\.uri"):
         validate.batchprediction_spec({**SPEC, "input": {"uri": "/tmp/local.csv"}})
     with pytest.raises(validate.SpecError, match="predictions, probabilities or both"):
         validate.batchprediction_spec({**SPEC, "output": {"uri": "s3://b/o",
