@@ -116,3 +116,30 @@ def test_a_model_not_found_waits_and_a_bad_spec_fails_naming_the_field() -> None
     d = bp.decide(1, {}, None, "spec.input.uri: bad", None, None, RunObservation("absent"),
                   True, "t")
     assert d.status["phase"] == "Failed"
+
+
+def test_a_schedule_starts_a_new_run_at_each_due_time() -> None:
+    import datetime as dt
+
+    spec = validate.batchprediction_spec({**SPEC, "schedule": {"cron": "0 3 * * *"}})
+    created = "2026-12-01T12:00:00Z"
+    quiet = bp.schedule(spec, {}, created, dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC))
+    assert quiet.fire is None and quiet.recheck == pytest.approx(3600)
+    due = bp.schedule(spec, {"phase": "Succeeded"}, created,
+                      dt.datetime(2026, 12, 2, 3, 0, 5, tzinfo=dt.UTC))
+    assert due.fire == {"kind": "schedule", "id": "schedule-2026-12-02T03:00:00Z",
+                        "time": "2026-12-02T03:00:00Z"}
+    assert [e[1] for e in due.events] == ["ScheduledRun"] and "scoring" in due.events[0][2]
+    first = bp.run_id(BODY, spec)
+    again = bp.run_id({**BODY, "status": {"lastTrigger": due.fire}}, spec)
+    assert again != first
+    # A run still going at the next time: skipped (concurrencyPolicy Forbid).
+    busy = bp.schedule(spec, {"phase": "Running", "runId": again,
+                              "lastScheduleTime": "2026-12-02T03:00:00Z"}, created,
+                       dt.datetime(2026, 12, 3, 3, 0, 5, tzinfo=dt.UTC))
+    assert busy.fire is None and [e[1] for e in busy.events] == ["ScheduleSkipped"]
+    with pytest.raises(validate.SpecError, match=r"spec\.schedule\.cron"):
+        validate.batchprediction_spec({**SPEC, "schedule": {"cron": "61 * * * *"}})
+    with pytest.raises(validate.SpecError, match="unknown time zone"):
+        validate.batchprediction_spec({**SPEC, "schedule": {"cron": "0 3 * * *",
+                                                            "timeZone": "Mars/Olympus"}})

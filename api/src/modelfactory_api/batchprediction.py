@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from modelfactory_api.base import STORAGE_URI, ApiModel, Condition, cel
 from modelfactory_api.modelservice import ModelSource
 from modelfactory_api.pod import PodSettings
-from modelfactory_api.trainingjob import ComputeSpec
+from modelfactory_api.trainingjob import ComputeSpec, ScheduleSpec, TriggerStatus
 from modelfactory_api.uris import dot_dot_rule, no_dot_dot
 
 BATCHPREDICTION_PLURAL = "batchpredictions"
@@ -100,6 +100,13 @@ class BatchPredictionSpec(ApiModel):
         ge=1,
         le=1_000_000,
     )
+    schedule: ScheduleSpec | None = Field(
+        None,
+        description="Score again on a cron schedule, with a CronJob's semantics as a "
+        "TrainingJob's retrain.schedule (time zone, starting deadline, Forbid or Replace); each "
+        "run scores with the model version current at its start and replaces the previous "
+        "output.",
+    )
     image: str | None = Field(
         None,
         description="Image of the run; the operator's training image when unset.",
@@ -110,6 +117,20 @@ class BatchPredictionSpec(ApiModel):
         description="Settings of the run's pods: image pull secrets, scheduling, "
         "ServiceAccount, extra environment.",
     )
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_time_zone(cls, schedule: ScheduleSpec | None) -> ScheduleSpec | None:
+        if schedule is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(schedule.timeZone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"schedule.timeZone: unknown time zone {schedule.timeZone!r}"
+                ) from None
+        return schedule
 
 
 class BatchProgress(ApiModel):
@@ -161,5 +182,11 @@ class BatchPredictionStatus(ApiModel):
     )
     result: BatchResult | None = Field(
         None, description="Raw report of the latest run, written by the batch runtime."
+    )
+    lastTrigger: TriggerStatus | None = Field(
+        None, description="The last scheduled time that started a run."
+    )
+    lastScheduleTime: str | None = Field(
+        None, description="The last scheduled time acted upon (run or skipped)."
     )
     releaseRevision: int | None = Field(None, description="Helm release revision.")

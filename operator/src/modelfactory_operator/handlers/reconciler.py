@@ -206,12 +206,25 @@ class Reconciler:
             meta = body["metadata"]
             status = dict(body.get("status") or {})
             spec_error = plan = model = unresolved = None
+            early_events: list[tuple[str, str, str]] = []
             try:
                 spec = validate.batchprediction_spec(body.get("spec") or {}, self.launcher.name)
             except validate.SpecError as exc:
                 spec_error = str(exc)
             else:
-                rid = bplogic.run_id(body, spec)
+                if spec.schedule is not None:
+                    decided = bplogic.schedule(
+                        spec, status, meta.get("creationTimestamp"), dt.datetime.now(dt.UTC)
+                    )
+                    if decided.fire is not None:
+                        status["lastTrigger"] = decided.fire
+                    if decided.last_schedule_time is not None:
+                        status["lastScheduleTime"] = decided.last_schedule_time
+                    if decided.recheck is not None:
+                        self.schedule(self.rechecks, key, decided.recheck + 1.0, replace=True)
+                    early_events = decided.events
+                seen = {**body, "status": status}
+                rid = bplogic.run_id(seen, spec)
                 resolved: mslogic.ResolvedModel | None = None
                 if not (status.get("runId") == rid and status.get("model")):
                     trainingjob = None
@@ -227,7 +240,7 @@ class Reconciler:
                 if unresolved is None:
                     model = bplogic.run_model(status, rid, resolved)
                     plan = bplogic.render(
-                        body,
+                        seen,
                         spec,
                         model,
                         self.settings.training_image,
@@ -251,6 +264,7 @@ class Reconciler:
                 rayjob_ok,
                 now(),
             )
+            decision.events[:0] = early_events
             launcher = self.launcher
 
             async def launch() -> int | None:

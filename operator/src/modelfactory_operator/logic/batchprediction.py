@@ -4,6 +4,7 @@ training-job chart and the launchers' run handling; the workload is `modelfactor
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from modelfactory_api.batchprediction import (
@@ -13,8 +14,9 @@ from modelfactory_api.batchprediction import (
     BatchResult,
 )
 from modelfactory_api.runtime import RAY_VERSION, BatchRuntimeConfig, JobIdentity, ReportSpec
+from modelfactory_api.trainingjob import RetrainSpec
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names, pod, storage
+from modelfactory_operator.logic import names, pod, retrain, storage
 from modelfactory_operator.logic.modelservice import ResolvedModel
 from modelfactory_operator.logic.plans import Decision, RunObservation, TrainingPlan, config_hash
 from modelfactory_operator.logic.trainingjob import ray_sizing, split_image
@@ -27,9 +29,28 @@ BACKOFF_LIMIT = 1
 
 
 def run_id(body: dict[str, Any], spec: BatchPredictionSpec) -> str:
-    """One run per spec: a restarted operator computes the same id and never starts a second."""
-    what = spec.model_dump(mode="json")
-    return names.run_id(body["metadata"]["uid"], config_hash(what), None)
+    """One run per spec and scheduled time: a restarted operator computes the same id and never
+    starts a second."""
+    what = spec.model_dump(mode="json", exclude={"schedule"})
+    trigger = ((body.get("status") or {}).get("lastTrigger") or {}).get("id")
+    return names.run_id(body["metadata"]["uid"], config_hash(what), trigger)
+
+
+def schedule(
+    spec: BatchPredictionSpec, status: dict[str, Any], created: str | None, now: dt.datetime
+) -> retrain.TriggerDecision:
+    """A scheduled time that is due fires (into status.lastTrigger) as a TrainingJob's retrain
+    schedule does; its id is part of the run id, so it is a new run."""
+    decided = retrain.decide(
+        RetrainSpec(schedule=spec.schedule, minIntervalSeconds=0), status, created, None, now
+    )
+    decided.events = [
+        (kind, "ScheduledRun", message.replace("retraining for", "scoring for"))
+        if reason == "ScheduledRetrain"
+        else (kind, reason, message)
+        for kind, reason, message in decided.events
+    ]
+    return decided
 
 
 def run_model(status: dict[str, Any], rid: str, resolved: ResolvedModel | None) -> ResolvedModel:

@@ -36,10 +36,10 @@ def format_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def cron_error(schedule: ScheduleSpec) -> str | None:
+def cron_error(schedule: ScheduleSpec, field: str = "spec.retrain.schedule") -> str | None:
     """Why the schedule cannot be read, or None."""
     if not croniter.is_valid(schedule.cron):
-        return f"spec.retrain.schedule.cron: {schedule.cron!r} is not a valid cron expression"
+        return f"{field}.cron: {schedule.cron!r} is not a valid cron expression"
     return None
 
 

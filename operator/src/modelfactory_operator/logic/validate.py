@@ -112,6 +112,10 @@ def batchprediction_spec(spec: dict[str, Any], launcher: str = "kubernetes") -> 
         parsed = BatchPredictionSpec.model_validate(spec)
     except ValidationError as exc:
         raise SpecError(_field_errors(exc)) from exc
+    if parsed.schedule is not None:
+        error = retrain.cron_error(parsed.schedule, "spec.schedule")
+        if error is not None:
+            raise SpecError(error)
     if launcher == "kubernetes":
         shared_storage("spec.input.uri", parsed.input.uri)
         shared_storage("spec.output.uri", parsed.output.uri)
