@@ -39,8 +39,7 @@ def scores(claim: Path, output: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """The committed output as the node's volume holds it (pod paths → the claim's directory)."""
     root = claim / output
     manifest = json.loads((root / "manifest.json").read_text())
-    parts = [root / "data" / manifest["runId"] / Path(f["path"]).name
-             for f in manifest["output"]["files"]]
+    parts = [root / f["path"] for f in manifest["output"]["files"]]
     return manifest, pq.ParquetDataset([str(p) for p in parts]).read().to_pandas()
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from modelfactory_artifacts.batch_manifest import read_manifest
 from modelfactory_artifacts.read import load_artifact
 from tests.conftest import Kube, eventually, install_crds
 from tests.e2e.test_local_flow import Flow
@@ -79,10 +80,11 @@ def rows_csv(flow: BatchFlow, model: Any) -> Path:
 
 
 def committed(out: Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    manifest = json.loads((out / "manifest.json").read_text())
-    files = [f["path"] for f in manifest["output"]["files"]]
-    table = pq.ParquetDataset([f.removeprefix("file://") for f in files]).read()
-    return manifest, table.to_pandas()
+    """The output as a reader sees it: the parts its manifest lists."""
+    manifest = read_manifest(f"file://{out}")
+    assert manifest is not None, f"nothing committed under {out}"
+    files = [uri.removeprefix("file://") for uri in manifest.file_uris()]
+    return manifest.model_dump(), pq.ParquetDataset(files).read().to_pandas()
 
 
 def test_a_million_rows_scored_to_parquet_match_the_model(flow: BatchFlow, model: Any,
@@ -137,5 +139,5 @@ def test_a_run_killed_halfway_ends_with_every_row_once(flow: BatchFlow, model: A
     assert len(out) == ROWS and out["id"].is_unique
     # Nothing of the killed attempt is left beside the committed output.
     assert not list((flow.root / "killed-scores").glob("_staging/*"))
-    assert [p.name for p in (flow.root / "killed-scores" / "data").iterdir()] == [
-        manifest["runId"]]
+    assert [f"data/{p.name}" for p in (flow.root / "killed-scores" / "data").iterdir()] == [
+        manifest["output"]["folder"]]

@@ -1,4 +1,8 @@
-"""Where a run's progress and result go: a file, the TrainingJob's status, or only the log."""
+"""Where a run's progress and result go: a file, the resource's status, or only the log.
+
+A training run reports to its TrainingJob, a batch scoring run to its BatchPrediction
+(`plural`); the progress and result models are each resource's own.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from modelfactory_api.runtime import JobIdentity, ReportSpec
 from modelfactory_api.trainingjob import (
@@ -31,7 +37,15 @@ class Reporter(Protocol):
     def result(self, result: TrainingResult) -> None: ...
 
 
-def result_json(result: TrainingResult) -> dict[str, Any]:
+class BatchReporter(Protocol):
+    """A reporter as a batch scoring run uses it (every reporter here is one)."""
+
+    def progress(self, progress: BaseModel) -> None: ...
+
+    def result(self, result: BaseModel) -> None: ...
+
+
+def result_json(result: BaseModel) -> dict[str, Any]:
     return result.model_dump(mode="json", by_alias=True)
 
 
@@ -52,10 +66,10 @@ def merge_patch_to(old: Any, new: Any) -> Any:
 
 
 class LogReporter:
-    def progress(self, progress: TrainingProgress) -> None:
+    def progress(self, progress: BaseModel) -> None:
         log.info("progress", extra={"progress": progress.model_dump(mode="json")})
 
-    def result(self, result: TrainingResult) -> None:
+    def result(self, result: BaseModel) -> None:
         log.info("result", extra={"result": result_json(result)})
 
 
@@ -65,7 +79,7 @@ class FileReporter(LogReporter):
     def __init__(self, path: str) -> None:
         self.path = Path(path)
 
-    def result(self, result: TrainingResult) -> None:
+    def result(self, result: BaseModel) -> None:
         super().result(result)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
@@ -91,7 +105,8 @@ def _kubernetes_api() -> Any:
 
 
 class KubernetesReporter(LogReporter):
-    """Merge-patches the TrainingJob's status subresource."""
+    """Merge-patches the status subresource of the run's own resource: the TrainingJob, or
+    the custom resource of kind `plural` (batchpredictions) named in `job`."""
 
     def __init__(
         self,
@@ -101,6 +116,7 @@ class KubernetesReporter(LogReporter):
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 10.0,
+        plural: str = TRAININGJOB_PLURAL,
     ) -> None:
         if not job.namespace or not job.name:
             raise ValueError("report kind kubernetes needs job.namespace and job.name")
@@ -111,6 +127,7 @@ class KubernetesReporter(LogReporter):
         self.backoff = backoff
         self.sleep = sleep
         self.timeout = timeout
+        self.plural = plural
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles its callbacks, and this reporter with them: a live API connection does
@@ -128,7 +145,7 @@ class KubernetesReporter(LogReporter):
             GROUP,
             VERSION,
             self.job.namespace,
-            TRAININGJOB_PLURAL,
+            self.plural,
             self.job.name,
             body,
             _content_type=MERGE_PATCH,
@@ -142,7 +159,7 @@ class KubernetesReporter(LogReporter):
                 GROUP,
                 VERSION,
                 self.job.namespace,
-                TRAININGJOB_PLURAL,
+                self.plural,
                 self.job.name,
                 _request_timeout=self.timeout,
             )
@@ -151,7 +168,7 @@ class KubernetesReporter(LogReporter):
             return None
         return ((obj or {}).get("status") or {}).get("result")
 
-    def progress(self, progress: TrainingProgress) -> None:
+    def progress(self, progress: BaseModel) -> None:
         super().progress(progress)
         try:
             self._patch({"status": {"progress": progress.model_dump(mode="json")}})
@@ -159,7 +176,7 @@ class KubernetesReporter(LogReporter):
             # Progress is best effort; the final result is what the operator acts on.
             log.warning("progress report failed", extra={"error": str(exc)})
 
-    def result(self, result: TrainingResult) -> None:
+    def result(self, result: BaseModel) -> None:
         super().result(result)
         new = result_json(result)
         delay = self.backoff
@@ -179,11 +196,15 @@ class KubernetesReporter(LogReporter):
                 delay *= 2
 
 
-def make_reporter(spec: ReportSpec, job: JobIdentity) -> Reporter:
+def make_reporter(
+    spec: ReportSpec, job: JobIdentity, plural: str = TRAININGJOB_PLURAL
+) -> LogReporter:
+    """The reporter `spec` asks for; `plural` is the kind of resource whose status a
+    kubernetes reporter patches."""
     if spec.kind == "file":
         if not spec.path:
             raise ValueError("report kind file needs a path")
         return FileReporter(spec.path)
     if spec.kind == "kubernetes":
-        return KubernetesReporter(job)
+        return KubernetesReporter(job, plural=plural)
     return LogReporter()

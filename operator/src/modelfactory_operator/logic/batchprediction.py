@@ -212,7 +212,9 @@ def decide(
         done = new.get("completionTime") or observation.completion_time or now
         if result is not None and result.succeeded:
             new["completionTime"] = done
-            new["manifest"] = result.manifest
+            new["manifest"] = (
+                storage.from_workload(result.manifest, plan.mount_root) if result.manifest else None
+            )
             drift = result.drift or {}
             new["drifted"] = drift.get("drifted")
             progress = dict(new.get("progress") or {})
