@@ -190,9 +190,7 @@ class OutputStore:
             self.fs.rm(target, recursive=True)
         self.fs.makedirs(self._at(DATA_DIR), exist_ok=True)
         sizes = {name: self._size(f"{self.staging}/{name}") for name, _ in self.files}
-        if not self.files:
-            self.fs.makedirs(target, exist_ok=True)
-        self.fs.mv(self.staging, target, recursive=True)
+        self._move(target)
         files = [
             OutputFile(path=f"{folder}/{name}", rows=rows, bytes=sizes[name])
             for name, rows in self.files
@@ -201,6 +199,19 @@ class OutputStore:
         self._put_manifest(manifest.to_json())
         self._clean(folder)
         return manifest
+
+    def _move(self, target: str) -> None:
+        """The staging folder to `target`: one rename on a file system; on an object store
+        (no folders, no rename) each part is copied server-side, then the staging removed."""
+        if isinstance(self.fs, LocalFileSystem):
+            if not self.files:
+                self.fs.makedirs(self.staging, exist_ok=True)
+            os.rename(self.staging, target)
+            return
+        for name, _ in self.files:
+            self.fs.copy(f"{self.staging}/{name}", f"{target}/{name}")
+        if self.fs.exists(self.staging):
+            self.fs.rm(self.staging, recursive=True)
 
     def _size(self, path: str) -> int:
         return int(self.fs.info(path).get("size") or 0)
