@@ -65,9 +65,10 @@ def test_batch_scoring_in_a_pod_and_on_a_rayjob(real_cluster: RealCluster) -> No
     assert set(out["prediction"]) <= {0, 1, 2} and manifest["model"]["digest"] == \
         tj["model"]["digest"]
 
-    # Two workers: a RayJob. Half a CPU per pod so that head and workers fit the 2-core node.
+    # Two workers: a RayJob. A quarter CPU per pod (Ray counts one) so that the head and the
+    # workers fit the 2-core node beside the iris server.
     ray = yaml.safe_load((EXAMPLES / "batch-scoring-ray.yaml").read_text())
-    ray["spec"]["compute"] = {"workers": 2, "cpu": "500m", "memory": "1536Mi"}
+    ray["spec"]["compute"] = {"workers": 2, "cpu": "250m", "memory": "1536Mi"}
     rc.apply(ray)
     eventually(lambda: rc.kube.kubectl_json("get", "rayjobs", "-n", rc.ns, "-l",
                                             "app.kubernetes.io/instance=iris-scores-ray")[
