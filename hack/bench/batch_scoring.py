@@ -106,7 +106,8 @@ def in_process(csv: Path, uri: str, digest: str, out: Path) -> dict[str, float]:
     return {"rows": len(data), "seconds": total, "predict_seconds": predict_s}
 
 
-def batch(csv: Path, uri: str, digest: str, out: Path, work: Path) -> dict[str, Any]:
+def batch(csv: Path, uri: str, digest: str, out: Path, work: Path,
+          batch_size: int) -> dict[str, Any]:
     import os
     import signal
     import subprocess
@@ -122,6 +123,7 @@ def batch(csv: Path, uri: str, digest: str, out: Path, work: Path) -> dict[str, 
         "input": {"uri": f"file://{csv}", "format": "csv", "carry": ["id"]},
         "output": {"uri": f"file://{out}", "probabilities": True},
         "runtime": "sklearn", "runId": f"bench-{time.time_ns()}", "ray": sizing.model_dump(),
+        "batchSize": batch_size,
     })
     cfg, report = work / "batch.json", work / "batch-result.json"
     cfg.write_text(config.model_dump_json())
@@ -164,6 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--batch-size", type=int, default=65536, help="spec.batchSize")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     uri, digest = train(args.work)
@@ -173,7 +176,7 @@ def main() -> None:
         if not csv.exists():
             write_csv(csv, rows, 2, target=False)
         mine = in_process(csv, uri, digest, args.work / f"inprocess-{rows}.parquet")
-        run = batch(csv, uri, digest, args.work / f"batch-{rows}", args.work)
+        run = batch(csv, uri, digest, args.work / f"batch-{rows}", args.work, args.batch_size)
         rows_out.append({
             "rows": rows,
             "csv_mib": csv.stat().st_size >> 20,

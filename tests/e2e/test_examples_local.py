@@ -5,6 +5,7 @@ of the launcher's state."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modelfactory_artifacts.batch_manifest import read_manifest
 from tests.conftest import Kube, eventually, install_crds
 from tests.operator.conftest import OperatorProcess
 
@@ -29,8 +31,9 @@ def local_operator(kube: Kube, tmp_path: Path) -> Iterator[tuple[str, Path]]:
                          {"MF_LOCAL_STATE_DIR": str(state)})
     op.start()
     yield namespace, state
-    kube.kubectl("delete", "-n", namespace, "-f", str(EXAMPLES / "iris-classifier.yaml"),
-                 "--wait=false", check=False)
+    for example in ("batch-scoring.yaml", "iris-classifier.yaml"):
+        kube.kubectl("delete", "-n", namespace, "-f", str(EXAMPLES / example), "--wait=false",
+                     check=False)
     op.stop()
     kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
@@ -57,6 +60,17 @@ def test_iris_example_trains_and_serves_on_a_local_claim_directory(
     res = httpx.post(f"{ms['url']}/v2/models/iris/infer", json=body, timeout=10)
     assert res.status_code == 200, res.text
     assert res.json()["outputs"][0]["data"] == [0]
+    # Score a dataset with the version just served: the batch example, unchanged.
+    data = state / "pvc" / "modelfactory-models" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    shutil.copy(EXAMPLES / "data" / "iris-unlabelled.csv", data / "iris-unlabelled.csv")
+    kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "batch-scoring.yaml"))
+    bp = eventually(lambda: phase("bp", "iris-scores", "Succeeded"), timeout=300,
+                    what="BatchPrediction Succeeded")
+    assert bp["progress"]["rowsWritten"] == 150 and bp["model"]["version"] == 1
+    assert bp["manifest"] == "pvc://modelfactory-models/scores/iris/manifest.json"
+    manifest = read_manifest(str(state / "pvc" / "modelfactory-models" / "scores" / "iris"))
+    assert manifest is not None and manifest.rows.written == 150
     # The claim itself is just an object here: nothing binds it, nothing waits for it.
     claim = kube.kubectl_json("get", "pvc", "modelfactory-models", "-n", namespace)
     assert json.dumps(claim["spec"]["accessModes"]) == '["ReadWriteOnce"]'

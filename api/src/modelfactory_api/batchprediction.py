@@ -95,8 +95,9 @@ class BatchPredictionSpec(ApiModel):
         "ONNX model when it has one), onnx or sklearn.",
     )
     batchSize: int = Field(
-        8192,
-        description="Rows handed to the model at a time (one Ray Data batch).",
+        65536,
+        description="Rows handed to the model at a time (one Ray Data batch): large batches "
+        "spread the per-batch cost of the pipeline over many rows.",
         ge=1,
         le=1_000_000,
     )

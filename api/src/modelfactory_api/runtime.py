@@ -184,7 +184,7 @@ class BatchRuntimeConfig(BaseModel):
     input: BatchInput
     output: BatchOutput
     runtime: Literal["auto", "onnx", "sklearn"] = "auto"
-    batchSize: int = Field(8192, ge=1)
+    batchSize: int = Field(65536, ge=1)
     job: JobIdentity = Field(default_factory=JobIdentity)
     runId: str = Field(description="Unique per run: names the output's data folder.")
     report: ReportSpec = Field(default_factory=ReportSpec)

@@ -121,8 +121,11 @@ class BatchModel:
         else:
             X = np.column_stack(columns) if columns else np.empty((rows, 0))
         if want_proba and self.has_proba:
-            proba = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
-            return Outputs(np.asarray(self.estimator.predict(X)), proba)
+            # A pipeline's preprocessing runs once for both answers: what Pipeline.predict and
+            # predict_proba each do, shared (the same numbers, half the work).
+            final, X = _preprocessed(self.estimator, X)
+            proba = np.asarray(final.predict_proba(X), dtype=np.float64)
+            return Outputs(np.asarray(final.predict(X)), proba)
         return Outputs(np.asarray(self.estimator.predict(X)), None)
 
     def output_columns(self, outputs: Outputs) -> dict[str, pa.Array]:
@@ -135,3 +138,12 @@ class BatchModel:
             for i, name in enumerate(self.probability_columns):
                 result[name] = pa.array(outputs.proba[:, i], type=pa.float64())
         return result
+
+
+def _preprocessed(estimator: Any, X: Any) -> tuple[Any, Any]:
+    """(final estimator, X through every step before it) for a Pipeline; (estimator, X) else."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
+        return estimator.steps[-1][1], estimator[:-1].transform(X)
+    return estimator, X

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 PATH_COLUMN = "path"  # what Ray Data's include_paths adds
 FILE_COLUMN = "_file"  # the input file's index, for the progress
 BLOCK_BYTES = 32 * 1024 * 1024
+# Logical CPUs of a read task: reading a block costs a fraction of predicting it.
+READ_CPUS = 0.5
 
 
 class Scorer:
@@ -72,11 +74,11 @@ def configure_data_context() -> None:
 
 
 def actors_for(cpus: int) -> tuple[int, float]:
-    """(actors, CPUs per actor): one CPU is left to the read tasks (and the driver), so reading
-    and predicting overlap; on one CPU both share it."""
+    """(actors, CPUs per actor): an actor per CPU, half a CPU left to the read tasks, so that
+    predicting (the larger part) uses every core while reading overlaps it."""
     if cpus <= 1:
         return 1, 0.5
-    return cpus - 1, 1.0
+    return cpus, (cpus - READ_CPUS) / cpus
 
 
 def build(
@@ -96,7 +98,7 @@ def build(
     features = model.feature_names
     columns = list(dict.fromkeys([*features, *carry]))
     actors, actor_cpus = actors_for(cpus)
-    read_cpus = 1.0 if cpus > 1 else 0.5
+    read_cpus = READ_CPUS
     if inputs.format == "parquet":
         ds = ray.data.read_parquet(
             inputs.paths,
