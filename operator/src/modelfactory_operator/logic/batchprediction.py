@@ -16,7 +16,7 @@ from modelfactory_api.batchprediction import (
 from modelfactory_api.runtime import RAY_VERSION, BatchRuntimeConfig, JobIdentity, ReportSpec
 from modelfactory_api.trainingjob import RetrainSpec
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names, pod, retrain, storage
+from modelfactory_operator.logic import names, pod, retrain, runs, storage
 from modelfactory_operator.logic.modelservice import ResolvedModel
 from modelfactory_operator.logic.plans import Decision, RunObservation, TrainingPlan, config_hash
 from modelfactory_operator.logic.trainingjob import ray_sizing, split_image
@@ -232,20 +232,13 @@ def decide(
         elif result is not None:
             new["completionTime"] = done
             _finish(setc, True, result.reason or "ScoringFailed", result.message or "failed")
-        elif observation.state in ("succeeded", "failed") or (
-            observation.state == "absent" and failed_before
-        ):
-            if observation.state == "succeeded":
-                reason = "NoResult"
-                msg = f"the scoring run {plan.run_id} finished without reporting a result"
-            elif observation.state == "failed":
-                reason = observation.reason or "ScoringFailed"
-                msg = observation.message or "the scoring run failed without reporting a result"
-            else:
-                prev = cond.get(before, "Failed") or {}
-                reason, msg = str(prev.get("reason")), str(prev.get("message"))
+        elif (
+            ended := runs.ended_without_result(
+                observation, before, failed_before, plan.run_id, "scoring"
+            )
+        ) is not None:
             new["completionTime"] = done
-            _finish(setc, True, reason, msg)
+            _finish(setc, True, *ended)
         else:
             setc("Failed", False, "NoFailure", "")
             setc("Complete", False, "Scoring", "no committed output from this run yet")
@@ -266,12 +259,7 @@ def decide(
                     "Pending",
                     observation.message or f"run {plan.run_id} is waiting to start",
                 )
-        finished = result is not None or observation.state in ("succeeded", "failed")
-        if (
-            not finished
-            and observation.state != "absent"
-            and status.get("appliedHash") != plan.hash
-        ):
+        if runs.apply_again(result is not None, observation, status.get("appliedHash"), plan.hash):
             launch = True
         if launch:
             new["runImage"] = plan.image

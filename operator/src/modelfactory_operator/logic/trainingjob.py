@@ -22,7 +22,7 @@ from modelfactory_api.trainingjob import (
     Trigger,
 )
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names, pod, promotion, storage
+from modelfactory_operator.logic import names, pod, promotion, runs, storage
 from modelfactory_operator.logic.plans import (
     Decision,
     RunObservation,
@@ -327,23 +327,12 @@ def decide(
             setc("Failed", True, result.reason or "TrainingFailed", msg)
             setc("Running", False, result.reason or "TrainingFailed", msg)
             setc("Complete", False, result.reason or "TrainingFailed", msg)
-        elif observation.state in ("succeeded", "failed") or (
-            observation.state == "absent" and failed_before
-        ):
-            if observation.state == "succeeded":
-                reason, msg = (
-                    "NoResult",
-                    (
-                        "the training run finished without reporting a result "
-                        "(status.result was never written for run " + plan.run_id + ")"
-                    ),
-                )
-            elif observation.state == "failed":
-                reason = observation.reason or "TrainingFailed"
-                msg = observation.message or "the training run failed without reporting a result"
-            else:
-                prev = cond.get(before, "Failed") or {}
-                reason, msg = str(prev.get("reason")), str(prev.get("message"))
+        elif (
+            ended := runs.ended_without_result(
+                observation, before, failed_before, plan.run_id, "training"
+            )
+        ) is not None:
+            reason, msg = ended
             new["completionTime"] = new.get("completionTime") or observation.completion_time or now
             setc("Failed", True, reason, msg)
             setc("Running", False, reason, msg)
@@ -369,14 +358,7 @@ def decide(
                     "Pending",
                     observation.message or f"run {plan.run_id} is waiting to start",
                 )
-        finished = result is not None or observation.state in ("succeeded", "failed")
-        if (
-            not finished
-            and observation.state != "absent"
-            and status.get("appliedHash") != plan.hash
-        ):
-            # Run control changed (e.g. suspend), or an earlier apply was cut short: apply the
-            # same run again, which is idempotent. A finished run is never applied again.
+        if runs.apply_again(result is not None, observation, status.get("appliedHash"), plan.hash):
             launch = True
         if launch:
             new["runImage"] = plan.image
