@@ -77,7 +77,9 @@ def test_a_pods_own_filesystem_is_refused_as_storage(real_cluster: RealCluster) 
     failed = next(c for c in tj["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "InvalidSpec" and "spec.output.storageUri" in failed["message"]
     assert "pvc://" in failed["message"]
-    assert rc.kube.kubectl_json("get", "jobs", "-n", rc.ns)["items"] == []
+    # No Job for it (other tests' runs share the namespace).
+    assert rc.kube.kubectl_json("get", "jobs", "-n", rc.ns, "-l",
+                                "app.kubernetes.io/instance=local-path")["items"] == []
     rc.kubectl("delete", "tj", "local-path", "-n", rc.ns)
 
 
