@@ -173,12 +173,7 @@ class Reconciler:
                 )
             except validate.SpecError as exc:
                 spec_error = str(exc)
-            observation = (
-                await self.launcher.observe_training(plan) if plan else RunObservation("absent")
-            )
-            rayjob_ok = True
-            if plan is not None and plan.mode == "rayjob":
-                rayjob_ok = await self.launcher.rayjob_available()
+            observation, rayjob_ok = await self.observe_run(plan)
             decision = tjlogic.decide(
                 meta.get("generation"), status, plan, spec_error, observation, rayjob_ok, now()
             )
@@ -247,12 +242,7 @@ class Reconciler:
                         self.report_kind,
                         self.mount_root,
                     )
-            observation = (
-                await self.launcher.observe_training(plan) if plan else RunObservation("absent")
-            )
-            rayjob_ok = True
-            if plan is not None and plan.mode == "rayjob":
-                rayjob_ok = await self.launcher.rayjob_available()
+            observation, rayjob_ok = await self.observe_run(plan)
             decision = bplogic.decide(
                 meta.get("generation"),
                 status,
@@ -274,6 +264,14 @@ class Reconciler:
             await self.act(
                 BATCHPREDICTION_PLURAL, body, decision, launch, plan.hash if plan else ""
             )
+
+    async def observe_run(self, plan: Any) -> tuple[RunObservation, bool]:
+        """A run's Job, RayJob or process, and whether a RayJob can be made at all."""
+        if plan is None:
+            return RunObservation("absent"), True
+        observation = await self.launcher.observe_training(plan)
+        rayjob_ok = plan.mode != "rayjob" or await self.launcher.rayjob_available()
+        return observation, rayjob_ok
 
     async def retrain_triggers(
         self, key: Key, spec: Any, status: dict[str, Any], meta: dict[str, Any]

@@ -185,14 +185,7 @@ def decide(
         setc("Running", False, reason, message)
         setc("Complete", False, reason, message)
     elif plan.mode == "rayjob" and not rayjob_available:
-        _finish(
-            setc,
-            True,
-            "RayJobCRDMissing",
-            f"spec.compute.workers is {plan.chart_values['workers']}, which runs a KubeRay "
-            "RayJob, but the RayJob CRD (rayjobs.ray.io) is not installed in this cluster: "
-            "install KubeRay or set spec.compute.workers to 0",
-        )
+        _finish(setc, True, "RayJobCRDMissing", runs.rayjob_missing(plan))
     else:
         raw = status.get("result")
         result = BatchResult.model_validate(raw) if raw else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic.plans import RunObservation
+from modelfactory_operator.logic.plans import RunObservation, TrainingPlan
 
 
 def ended_without_result(
@@ -43,3 +43,12 @@ def apply_again(
     applied again, which is idempotent. A finished run is never applied again."""
     finished = result_seen or observation.state in ("succeeded", "failed")
     return not finished and observation.state != "absent" and applied_hash != plan_hash
+
+
+def rayjob_missing(plan: TrainingPlan) -> str:
+    """Why a run with workers cannot start where KubeRay is not installed."""
+    return (
+        f"spec.compute.workers is {plan.chart_values['workers']}, which runs a KubeRay "
+        "RayJob, but the RayJob CRD (rayjobs.ray.io) is not installed in this cluster: "
+        "install KubeRay or set spec.compute.workers to 0"
+    )

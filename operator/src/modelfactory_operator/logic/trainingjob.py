@@ -284,11 +284,7 @@ def decide(
         setc("Running", False, "InvalidSpec", message)
         setc("Complete", False, "InvalidSpec", message)
     elif plan.mode == "rayjob" and not rayjob_available:
-        message = (
-            f"spec.compute.workers is {plan.chart_values['workers']}, which runs a KubeRay "
-            "RayJob, but the RayJob CRD (rayjobs.ray.io) is not installed in this cluster: "
-            "install KubeRay or set spec.compute.workers to 0"
-        )
+        message = runs.rayjob_missing(plan)
         setc("Failed", True, "RayJobCRDMissing", message)
         setc("Running", False, "RayJobCRDMissing", message)
         setc("Complete", False, "RayJobCRDMissing", message)
