@@ -28,7 +28,7 @@ from modelfactory_serving.errors import (
     Overloaded,
     PayloadTooLarge,
 )
-from modelfactory_serving.health import HealthServer, probe_answers
+from modelfactory_serving.health import HealthServer, probe_answers, readiness_status
 from modelfactory_serving.logs import request_id_var
 from modelfactory_serving.metrics import Metrics, multiprocess_dir_from
 from modelfactory_serving.routing import (
@@ -275,7 +275,7 @@ def _live(dataplane: DataPlane) -> tuple[int, dict[str, Any]]:
 
 def _ready(dataplane: DataPlane) -> tuple[int, dict[str, Any]]:
     ok, body = dataplane.server_ready()
-    return (200 if ok else 503), body
+    return readiness_status(ok), body
 
 
 _HEALTH: dict[str, Callable[[DataPlane], tuple[int, dict[str, Any]]]] = {
@@ -484,7 +484,7 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
                         503: {"model": schemas.ReadyResponse}})
     async def ready() -> Response:
         ok, body = dataplane.server_ready()
-        return json_response(body, 200 if ok else 503)
+        return json_response(body, readiness_status(ok))
 
     @app.get("/v2", tags=["v2"], responses={200: {"model": schemas.ServerMetadataResponse}})
     async def server_metadata() -> Response:
@@ -505,14 +505,14 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
                         503: {"model": schemas.ModelReadyResponse}, 404: _ERRORS[404]})
     async def model_ready(name: str) -> Response:
         ok, body = dataplane.model_ready(name)
-        return json_response(body, 200 if ok else 503)
+        return json_response(body, readiness_status(ok))
 
     @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"],
              responses={200: {"model": schemas.ModelReadyResponse},
                         503: {"model": schemas.ModelReadyResponse}, 404: _ERRORS[404]})
     async def model_version_ready(name: str, version: str) -> Response:
         ok, body = dataplane.model_ready(name, version)
-        return json_response(body, 200 if ok else 503)
+        return json_response(body, readiness_status(ok))
 
     # ---------------- drift
     @app.get("/v2/models/{name}/drift", tags=["drift"],
@@ -564,7 +564,7 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None) -> Fas
     async def v1_model(name: str) -> Response:
         ok, body = dataplane.model_ready(name)
         return json_response({k: v for k, v in body.items() if k != "version"},
-                             200 if ok else 503)
+                             readiness_status(ok))
 
     @app.post("/v1/models/{name}:predict", tags=["kserve-v1"],
               openapi_extra={"requestBody": {"required": True, "content": {JSON: {

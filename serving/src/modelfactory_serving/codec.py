@@ -19,27 +19,13 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from modelfactory_api.oip import DATATYPES, FLOAT_TYPES, NUMPY_DTYPES
 from modelfactory_serving.errors import BadRequest, InferenceError, PayloadTooLarge
 from modelfactory_serving.model import PREDICT, PREDICT_PROBA, Batch, Feature, ModelRuntime
 
-NP_DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(bool),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
-DATATYPES = (*NP_DTYPES, "BYTES")
+NP_DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(s) for name, s in NUMPY_DTYPES.items()}
 _INT_RANGES = {name: (int(np.iinfo(dt).min), int(np.iinfo(dt).max))
                for name, dt in NP_DTYPES.items() if dt.kind in "iu"}
-_FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 
 
 def parse_json(body: bytes | memoryview) -> Any:
@@ -153,7 +139,7 @@ def typed_values(
     uint64 for INT*/UINT*, bool for BOOL, object (scalars only) for BYTES."""
     types = element_types(flat)
     where = f"input '{name}'"
-    if datatype in _FLOAT_TYPES:
+    if datatype in FLOAT_TYPES:
         if not types <= _FLOAT_OK:
             raise BadRequest(
                 f"{where}: datatype {datatype} needs numbers, data holds "
@@ -200,7 +186,7 @@ def json_tensor(
 ) -> np.ndarray:
     """JSON tensor data, checked against `shape` -> a flat array of `datatype`'s kind."""
     if (
-        datatype in _FLOAT_TYPES
+        datatype in FLOAT_TYPES
         and type(data) is list
         and data
         and type(data[0]) is not list
@@ -255,7 +241,7 @@ def binary_tensor(
             f"{count * dtype.itemsize}"
         )
     arr = np.frombuffer(raw, dtype=dtype)
-    if datatype in _FLOAT_TYPES:
+    if datatype in FLOAT_TYPES:
         return arr.astype(np.float64)
     return arr.copy()
 

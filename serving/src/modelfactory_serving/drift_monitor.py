@@ -18,11 +18,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from modelfactory_api.timestamps import rfc3339
 from modelfactory_artifacts.drift import DriftReport, Thresholds
 from modelfactory_artifacts.profile import ReferenceProfile
 from modelfactory_artifacts.window import LiveWindow, evaluate_window
@@ -71,10 +71,6 @@ class DriftConfig:
                 min_samples=s.drift_min_samples,
             ),
         )
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class DriftMonitor:
@@ -207,7 +203,7 @@ class DriftMonitor:
             started = time.perf_counter()
             report = self.window.evaluate(self.config.thresholds)
             self._evaluation_seconds = time.perf_counter() - started
-            self.report, self.evaluated_at = report, utc_now()
+            self.report, self.evaluated_at = report, rfc3339()
             self._new_rows = 0
             self._last_evaluation = self.clock()
         self._export(report)

@@ -41,6 +41,11 @@ class Heartbeat:
         return 0.0 if self.last is None else time.monotonic() - self.last
 
 
+def readiness_status(ready: bool) -> int:
+    """The HTTP status of a readiness answer: 200 when ready, 503 (try elsewhere) when not."""
+    return 200 if ready else 503
+
+
 def probe_answers(
     ready: Callable[[], tuple[bool, dict[str, Any]]],
     heartbeat: Heartbeat,
@@ -57,7 +62,7 @@ def probe_answers(
 
     def ready_answer() -> tuple[int, dict[str, Any]]:
         ok, body = ready()
-        return (200 if ok else 503), body
+        return readiness_status(ok), body
 
     return {"/v2/health/live": live, "/v2/health/ready": ready_answer}
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from modelfactory_api.oip import datatype_of_kind
 from modelfactory_artifacts.metadata import ArtifactMetadata, FeatureInfo
 from modelfactory_artifacts.onnx_model import feeds, open_session, read_outputs
 from modelfactory_artifacts.profile import CategoricalProfile, NumericProfile
@@ -80,17 +81,6 @@ def _v2_datatype(info: FeatureInfo) -> str:
         return "FP64"
     if info.kind == "boolean":
         return "BOOL"
-    return "BYTES"
-
-
-def labels_datatype(values: np.ndarray) -> str:
-    kind = values.dtype.kind
-    if kind == "b":
-        return "BOOL"
-    if kind in "iu":
-        return "INT64"
-    if kind == "f":
-        return "FP64"
     return "BYTES"
 
 
@@ -291,7 +281,7 @@ class ModelRuntime:
         first = self.predict(self.rows_to_batch([row]), want_proba=self.has_proba)
         if first.labels.shape[0] != 1:
             raise ValueError(f"predict() returned {first.labels.shape[0]} results for 1 row")
-        self.predict_datatype = labels_datatype(first.labels)
+        self.predict_datatype = datatype_of_kind(first.labels.dtype.kind)
         if self.has_proba and first.proba is not None and self.classes is not None and (
             first.proba.shape != (1, len(self.classes))
         ):

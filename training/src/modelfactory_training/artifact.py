@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
 import skops.io as sio
 
 from modelfactory_api.runtime import JobIdentity
+from modelfactory_api.timestamps import rfc3339
 from modelfactory_api.trainingjob import Trigger
 from modelfactory_artifacts.metadata import (
     TRUSTED_TYPES_FILE,
@@ -106,7 +107,7 @@ def build_metadata(
     onnx: OnnxInfo | None = None,
     now: datetime | None = None,
 ) -> ArtifactMetadata:
-    created = (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    created = rfc3339(now)
     return ArtifactMetadata(
         version=version,
         createdAt=created,

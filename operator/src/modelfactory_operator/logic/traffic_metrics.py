@@ -15,9 +15,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelfactory_api import metric_names as names
+
 # Families read.
-_OWN = ("modelfactory_inference_requests", "modelfactory_inference_duration_seconds")
-_COMPARED = ("modelfactory_shadow_rows", "modelfactory_shadow_abs_error")
+_OWN = (names.INFERENCE_REQUESTS, names.INFERENCE_DURATION)
+_COMPARED = (names.SHADOW_ROWS, names.SHADOW_ABS_ERROR)
 # Most bytes of one server's /metrics read (it has a few hundred series).
 METRICS_LIMIT_BYTES = 4 * 2**20
 
@@ -58,13 +60,13 @@ def parse(text: str, into: Snapshot | None = None) -> Snapshot:
                     target["requests"] += value
                     if labels.get("outcome") != "ok":
                         target["errors"] += value
-            elif family.name == "modelfactory_routed_requests":
+            elif family.name == names.ROUTED_REQUESTS:
                 if labels.get("outcome") == "no_answer":
                     snap["candidate"]["requests"] += value
                     snap["candidate"]["errors"] += value
             elif family.name in _COMPARED:
                 target = snap["shadow"]
-                if family.name == "modelfactory_shadow_abs_error":
+                if family.name == names.SHADOW_ABS_ERROR:
                     target["absError"] += value
                     target["compare"] = "values"
                 elif labels.get("result") == "agreeing":

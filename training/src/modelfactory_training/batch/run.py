@@ -11,7 +11,6 @@ import logging
 import platform
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 
 from modelfactory_api.batchprediction import BatchProgress, BatchResult
 from modelfactory_api.runtime import BatchRuntimeConfig
+from modelfactory_api.timestamps import rfc3339
 from modelfactory_artifacts.batch_manifest import (
     PREDICTION_COLUMN,
     BatchManifest,
@@ -42,10 +42,6 @@ from modelfactory_training.report import BatchReporter
 log = logging.getLogger("modelfactory_training.batch")
 
 PROGRESS_SECONDS = 5.0
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def code_versions(runtime: str) -> dict[str, str]:
@@ -172,7 +168,7 @@ def _scoring_failure(
 
 
 def run_batch(config: BatchRuntimeConfig, reporter: BatchReporter) -> BatchResult:
-    started_at, started = utc_now(), time.monotonic()
+    started_at, started = rfc3339(), time.monotonic()
     want_proba = config.output.probabilities
     loaded = load_model(config.modelUri, config.modelDigest, config.runtime)
     model = BatchModel(loaded, config.runtime)
@@ -255,7 +251,7 @@ def run_batch(config: BatchRuntimeConfig, reporter: BatchReporter) -> BatchResul
     result_drift = summary(report) if report is not None else None
 
     def manifest_for(folder: str, files: list[OutputFile]) -> BatchManifest:
-        finished_at = utc_now()
+        finished_at = rfc3339()
         return BatchManifest(
             runId=config.runId,
             model=ManifestModel(
