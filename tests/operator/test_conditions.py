@@ -1,6 +1,7 @@
 import pytest
 
 from modelfactory_operator.logic import conditions as cond
+from modelfactory_operator.logic import runs
 
 pytestmark = pytest.mark.unit
 
@@ -15,9 +16,9 @@ def test_transition_time_moves_only_on_status_change() -> None:
 
 def test_phase_is_derived_from_conditions() -> None:
     c = cond.set_condition([], "Running", True, "Training", "", 1, "t")
-    assert cond.trainingjob_phase(c) == "Running"
+    assert runs.phase(c) == "Running"
     c = cond.set_condition(c, "Failed", True, "BadData", "", 1, "t")
-    assert cond.trainingjob_phase(c) == "Failed"
+    assert runs.phase(c) == "Failed"
     assert cond.modelservice_phase([]) == "Pending"
 
 

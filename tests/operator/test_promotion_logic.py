@@ -67,7 +67,7 @@ def test_a_person_promotes_or_rolls_back_once_per_annotation_value() -> None:
     assert promotion.manual(status, "latest", "t")[0][1] == "PromoteFailed"
 
 
-def succeeded(p: tj.TrainingPlan, score: float, baseline: float | None, version: int) -> Any:
+def succeeded(p: tj.RunPlan, score: float, baseline: float | None, version: int) -> Any:
     return result(score, baseline, version, run_id=p.run_id).model_dump(exclude_none=True)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelfactory_operator.handlers.reconciler import status_patch
+from modelfactory_operator.logic.status_patch import status_patch
 
 pytestmark = pytest.mark.unit
 

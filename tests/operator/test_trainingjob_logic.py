@@ -21,18 +21,18 @@ BODY: dict[str, Any] = {
 }
 
 
-def plan(body: dict[str, Any] = BODY, **spec_changes: Any) -> tj.TrainingPlan:
+def plan(body: dict[str, Any] = BODY, **spec_changes: Any) -> tj.RunPlan:
     spec = validate.trainingjob_spec({**body["spec"], **spec_changes})
     return tj.render(body, spec, "ghcr.io/modelfactory/training:0.1.0")
 
 
-def decide(status: dict[str, Any], obs: RunObservation, p: tj.TrainingPlan | None = None,
+def decide(status: dict[str, Any], obs: RunObservation, p: tj.RunPlan | None = None,
            **kw: Any) -> Any:
     return tj.decide(1, status, p or plan(), kw.get("spec_error"), obs,
                      kw.get("rayjob_available", True), "2026-01-01T00:00:00Z")
 
 
-def result(p: tj.TrainingPlan, ok: bool = True, version: int = 1) -> dict[str, Any]:
+def result(p: tj.RunPlan, ok: bool = True, version: int = 1) -> dict[str, Any]:
     if not ok:
         return {"runId": p.run_id, "succeeded": False, "reason": "TargetNotFound",
                 "message": "dataset: column 'y' (target) not found"}
@@ -195,7 +195,7 @@ def test_a_pending_run_says_why() -> None:
     assert running["reason"] == "Pending" and running["message"] == why
 
 
-def upgraded(body: dict[str, Any], image: str) -> tj.TrainingPlan:
+def upgraded(body: dict[str, Any], image: str) -> tj.RunPlan:
     """The plan an operator with another default image renders for the same resource."""
     return tj.render(body, validate.trainingjob_spec(body["spec"]), image)
 

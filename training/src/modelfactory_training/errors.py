@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_TRANSIENT = 1
-EXIT_PERMANENT = 2
+from modelfactory_api.run import ExitCode
+
+EXIT_OK = ExitCode.OK
+EXIT_TRANSIENT = ExitCode.TRANSIENT
+EXIT_PERMANENT = ExitCode.PERMANENT
 
 
 class TrainingError(Exception):

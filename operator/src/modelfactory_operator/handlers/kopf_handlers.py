@@ -9,22 +9,15 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from modelfactory_api.batchprediction import BATCHPREDICTION_PLURAL
-from modelfactory_api.modelservice import MODELSERVICE_PLURAL
-from modelfactory_api.trainingjob import GROUP, TRAININGJOB_PLURAL, VERSION
+from modelfactory_api.trainingjob import GROUP, VERSION
 from modelfactory_operator.io.helm import HelmError
-from modelfactory_operator.logic import release, resync
+from modelfactory_operator.logic import kinds, release, resync
+from modelfactory_operator.logic.kinds import KINDS, Kind
 from modelfactory_operator.logic.names import PART_OF
 
 log = logging.getLogger("modelfactory.operator")
 # Helm sets managed-by on what it installs; part-of marks every child of a Model Factory resource.
 MANAGED = {"app.kubernetes.io/part-of": PART_OF}
-# The resource a child belongs to, by its app.kubernetes.io/component.
-PARENTS = {
-    "training": TRAININGJOB_PLURAL,
-    "serving": MODELSERVICE_PLURAL,
-    "batch": BATCHPREDICTION_PLURAL,
-}
 
 
 async def guarded(action: Callable[[], Awaitable[None]], retry: int) -> None:
@@ -57,84 +50,38 @@ async def removing(
         kopf.warn(body, reason="ReleaseNotRemoved", message=message[:1000])
 
 
-# --- TrainingJob
+# --- the kinds: one set of registrations per kind of the registry (logic/kinds.py)
 
 
-@kopf.on.resume(GROUP, VERSION, "trainingjobs")
-@kopf.on.create(GROUP, VERSION, "trainingjobs")
-@kopf.on.update(GROUP, VERSION, "trainingjobs")
-async def trainingjob_changed(
-    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
-) -> None:
-    await guarded(lambda: memo.reconciler.trainingjob(namespace, name), retry)
+def register(kind: Kind) -> None:
+    async def changed(namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        await guarded(lambda: memo.reconciler.reconcile((kind.plural, namespace, name)), retry)
+
+    async def deleted(
+        body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
+    ) -> None:
+        launcher = memo.launcher
+        if kind.runs:
+            await removing(body, lambda: launcher.delete_run(kind, namespace, name), retry, memo)
+        else:
+            await removing(body, lambda: launcher.delete_service(namespace, name), retry, memo)
+
+    async def status_event(
+        event: dict[str, Any], namespace: str, name: str, memo: kopf.Memo, **_: Any
+    ) -> None:
+        # Status writes (a run's progress and result, written by its workload) arrive here.
+        if event.get("type") in ("ADDED", "MODIFIED"):
+            await memo.reconciler.nudge((kind.plural, namespace, name))
+
+    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        on(GROUP, VERSION, kind.plural, id=f"{kind.plural}-changed")(changed)
+    kopf.on.delete(GROUP, VERSION, kind.plural, id=f"{kind.plural}-deleted")(deleted)
+    if kind.runs:
+        kopf.on.event(GROUP, VERSION, kind.plural, id=f"{kind.plural}-event")(status_event)
 
 
-@kopf.on.event(GROUP, VERSION, "trainingjobs")
-async def trainingjob_event(
-    event: dict[str, Any], namespace: str, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    # Status writes (the training runtime's result and progress) arrive here.
-    if event.get("type") in ("ADDED", "MODIFIED"):
-        await memo.reconciler.nudge((TRAININGJOB_PLURAL, namespace, name))
-
-
-@kopf.on.delete(GROUP, VERSION, "trainingjobs")
-async def trainingjob_deleted(
-    body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
-) -> None:
-    await removing(body, lambda: memo.launcher.delete_training(namespace, name), retry, memo)
-
-
-# --- ModelService
-
-
-@kopf.on.resume(GROUP, VERSION, "modelservices")
-@kopf.on.create(GROUP, VERSION, "modelservices")
-@kopf.on.update(GROUP, VERSION, "modelservices")
-async def modelservice_changed(
-    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
-) -> None:
-    await guarded(lambda: memo.reconciler.modelservice(namespace, name), retry)
-
-
-@kopf.on.delete(GROUP, VERSION, "modelservices")
-async def modelservice_deleted(
-    body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
-) -> None:
-    await removing(body, lambda: memo.launcher.delete_service(namespace, name), retry, memo)
-
-
-# --- BatchPrediction
-
-
-@kopf.on.resume(GROUP, VERSION, "batchpredictions")
-@kopf.on.create(GROUP, VERSION, "batchpredictions")
-@kopf.on.update(GROUP, VERSION, "batchpredictions")
-async def batchprediction_changed(
-    namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
-) -> None:
-    await guarded(lambda: memo.reconciler.batchprediction(namespace, name), retry)
-
-
-@kopf.on.event(GROUP, VERSION, "batchpredictions")
-async def batchprediction_event(
-    event: dict[str, Any], namespace: str, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    # Status writes (the scoring runtime's progress and result) arrive here.
-    if event.get("type") in ("ADDED", "MODIFIED"):
-        await memo.reconciler.nudge((BATCHPREDICTION_PLURAL, namespace, name))
-
-
-@kopf.on.delete(GROUP, VERSION, "batchpredictions")
-async def batchprediction_deleted(
-    body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, retry: int, **_: Any
-) -> None:
-    await removing(
-        body,
-        lambda: memo.launcher.delete_training(namespace, name, BATCHPREDICTION_PLURAL),
-        retry,
-        memo,
-    )
+for _kind in KINDS:
+    register(_kind)
 
 
 # No per-resource timers: one resync loop walks every resource, spread over its period
@@ -144,22 +91,14 @@ async def batchprediction_deleted(
 # --- children: their status flows to the parent without polling
 
 
-def parent_of(labels: dict[str, str]) -> tuple[str, str] | None:
-    component = labels.get("app.kubernetes.io/component")
-    instance = labels.get("app.kubernetes.io/instance")
-    if not instance or component not in PARENTS:
-        return None
-    return component, instance
-
-
 async def child_changed(
     labels: dict[str, str], namespace: str, memo: kopf.Memo, event_type: str | None = "MODIFIED"
 ) -> None:
-    parent = parent_of(labels)
+    parent = kinds.parent_of(labels)
     if parent is None:
         return
-    component, instance = parent
-    key = (PARENTS[component], namespace, instance)
+    kind, instance = parent
+    key = (kind.plural, namespace, instance)
     if resync.child_event_matters(event_type, key in memo.reconciler.known):
         await memo.reconciler.nudge(key)
 

@@ -8,13 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelfactory_api.batchprediction import BATCHPREDICTION_PLURAL
-from modelfactory_api.modelservice import MODELSERVICE_PLURAL
-from modelfactory_api.trainingjob import TRAININGJOB_PLURAL
 from modelfactory_operator.io import charts, kube
 from modelfactory_operator.io.helm import Helm
 from modelfactory_operator.logic import drift, names, observe
 from modelfactory_operator.logic import traffic_metrics as tm
+from modelfactory_operator.logic.kinds import MODELSERVICE, Kind
 from modelfactory_operator.logic.modelservice import (
     GATEWAY_GROUP,
     GATEWAY_VERSION,
@@ -24,14 +22,13 @@ from modelfactory_operator.logic.modelservice import (
 from modelfactory_operator.logic.names import SERVICE_APP
 from modelfactory_operator.logic.plans import (
     RunObservation,
+    RunPlan,
     ServiceObservation,
     ServingPlan,
-    TrainingPlan,
 )
 
 RAYJOB_CRD = "rayjobs.ray.io"
 # Helm release of a run: <prefix>-<name>.
-RELEASE_PREFIX = {TRAININGJOB_PLURAL: "tj", BATCHPREDICTION_PLURAL: "bp"}
 # How soon a model server that is still starting is asked again why it is not ready.
 RECHECK_SECONDS = 5.0
 # How soon a training run that waits to start is looked at again: what explains the wait (a
@@ -43,7 +40,7 @@ Obj = dict[str, Any]
 UNREADABLE: tuple[bool, Obj | None] = (False, None)
 
 
-def read_pending(plan: TrainingPlan) -> tuple[list[Obj], dict[str, Obj | None], list[Obj]]:
+def read_pending(plan: RunPlan) -> tuple[list[Obj], dict[str, Obj | None], list[Obj]]:
     """What explains a run that does not start: its pods, its claims (left out when they cannot
     be read) and, when a claim is not bound, the claims' events."""
     ns = plan.namespace
@@ -194,12 +191,12 @@ class KubernetesLauncher:
             "httproutes", lambda: kube.serves(GATEWAY_GROUP, GATEWAY_VERSION, "httproutes")
         )
 
-    async def launch_training(self, plan: TrainingPlan) -> int | None:
+    async def launch_run(self, plan: RunPlan) -> int | None:
         return await self.helm.upgrade_install(
             plan.release, str(self.charts / "training-job"), plan.namespace, plan.chart_values
         )
 
-    async def observe_training(self, plan: TrainingPlan) -> RunObservation:
+    async def observe_run(self, plan: RunPlan) -> RunObservation:
         if plan.mode == "rayjob":
             seen = observe.rayjob(
                 await asyncio.to_thread(kube.get_rayjob, plan.namespace, plan.job_name)
@@ -214,10 +211,8 @@ class KubernetesLauncher:
         pods, claims, events = await asyncio.to_thread(read_pending, plan)
         return observe.explain_pending(seen, observe.pending_reason(pods, claims, events))
 
-    async def delete_training(
-        self, namespace: str, name: str, plural: str = TRAININGJOB_PLURAL
-    ) -> None:
-        await self.helm.uninstall(names.release_name(RELEASE_PREFIX[plural], name), namespace)
+    async def delete_run(self, kind: Kind, namespace: str, name: str) -> None:
+        await self.helm.uninstall(names.release_name(kind.prefix, name), namespace)
 
     async def apply_service(self, plan: ServingPlan) -> int | None:
         return await self.helm.upgrade_install(
@@ -232,11 +227,11 @@ class KubernetesLauncher:
         failure, starting = await asyncio.to_thread(server_failure, namespace, name)
         if starting and self.reconciler is not None:
             # Its pod will not change again when it gives up loading: look again shortly.
-            self.reconciler.recheck((MODELSERVICE_PLURAL, namespace, name), RECHECK_SECONDS)
+            self.reconciler.recheck((MODELSERVICE.plural, namespace, name), RECHECK_SECONDS)
         return observe.with_server_failure(seen, failure)
 
     async def delete_service(self, namespace: str, name: str) -> None:
-        await self.helm.uninstall(names.release_name("msvc", name), namespace)
+        await self.helm.uninstall(names.release_name(MODELSERVICE.prefix, name), namespace)
 
     async def drift_windows(
         self, namespace: str, name: str

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from modelfactory_operator.logic import traffic_metrics as tm
+from modelfactory_operator.logic.kinds import Kind
 from modelfactory_operator.logic.plans import (
     RunObservation,
+    RunPlan,
     ServiceObservation,
     ServingPlan,
-    TrainingPlan,
 )
 
 
@@ -23,13 +24,15 @@ class Launcher(Protocol):
         """Whether Gateway API's HTTPRoute is served (a spec.gateway route can be applied)."""
         ...
 
-    async def launch_training(self, plan: TrainingPlan) -> int | None: ...
+    async def launch_run(self, plan: RunPlan) -> int | None:
+        """Start (or apply again) a run: its Job, RayJob or process."""
+        ...
 
-    async def observe_training(self, plan: TrainingPlan) -> RunObservation: ...
+    async def observe_run(self, plan: RunPlan) -> RunObservation: ...
 
-    async def delete_training(
-        self, namespace: str, name: str, plural: str = "trainingjobs"
-    ) -> None: ...
+    async def delete_run(self, kind: Kind, namespace: str, name: str) -> None:
+        """Remove a resource's run and everything made for it."""
+        ...
 
     async def apply_service(self, plan: ServingPlan) -> int | None: ...
 

@@ -56,18 +56,6 @@ def transitions(before: Conditions, after: Conditions) -> list[dict[str, Any]]:
     return changed
 
 
-def trainingjob_phase(conditions: Conditions) -> str:
-    if is_true(conditions, "Failed"):
-        return "Failed"
-    if is_true(conditions, "Complete"):
-        return "Succeeded"
-    if is_true(conditions, "Suspended"):
-        return "Suspended"
-    if is_true(conditions, "Running"):
-        return "Running"
-    return "Pending"
-
-
 def modelservice_phase(conditions: Conditions) -> str:
     ready = get(conditions, "Ready")
     if ready is not None and ready.get("status") == "True":

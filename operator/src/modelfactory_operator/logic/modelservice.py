@@ -11,7 +11,7 @@ from modelfactory_api.uris import DOT_DOT_MESSAGE, has_dot_dot
 from modelfactory_operator.logic import conditions as cond
 from modelfactory_operator.logic import drift, names, pod, rollout, storage
 from modelfactory_operator.logic.plans import Decision, ServiceObservation, ServingPlan
-from modelfactory_operator.logic.trainingjob import split_image
+from modelfactory_operator.logic.runs import split_image
 
 SERVING_PORT = 8080
 # app.kubernetes.io/name of the other version's servers during a rollout: the stable

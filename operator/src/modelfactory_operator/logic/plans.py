@@ -13,6 +13,7 @@ from modelfactory_api.runtime import (
     TrainingRuntimeConfig,
 )
 from modelfactory_api.trainingjob import PromotionSpec
+from modelfactory_operator.logic.kinds import Kind
 
 RunState = Literal["absent", "pending", "running", "succeeded", "failed", "suspended"]
 
@@ -22,7 +23,11 @@ def config_hash(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class TrainingPlan:
+class RunPlan:
+    """One run of a kind that starts runs: a TrainingJob's training or a BatchPrediction's
+    scoring, each one Job, one RayJob or one local process."""
+
+    kind: Kind
     namespace: str
     name: str
     uid: str
@@ -40,10 +45,20 @@ class TrainingPlan:
     run_inputs: dict[str, str] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
-    # The resource the run belongs to, and what its process runs: a TrainingJob's training or a
-    # BatchPrediction's scoring (both are one Job, one RayJob or one local process).
-    plural: str = "trainingjobs"
-    entrypoint: str = "modelfactory-train"
+
+    @property
+    def plural(self) -> str:
+        return self.kind.plural
+
+    @property
+    def entrypoint(self) -> str:
+        """What the run's process runs."""
+        return self.kind.entrypoint
+
+    @property
+    def generation(self) -> int | None:
+        """The generation the run started from."""
+        return self.runtime.job.generation
 
     @property
     def hash(self) -> str:
@@ -86,7 +101,7 @@ class ServingPlan:
 
 @dataclass
 class RunObservation:
-    """A training run as the launcher sees it (a Job, a RayJob or a local process)."""
+    """A run as the launcher sees it (a Job, a RayJob or a local process)."""
 
     state: RunState
     reason: str = ""

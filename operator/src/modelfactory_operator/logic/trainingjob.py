@@ -1,4 +1,5 @@
-"""TrainingJob: render a run plan from the spec, decide the status from what is observed."""
+"""TrainingJob: its runs train model versions; render a run plan from the spec and decide the
+status from what is observed, on the shared run lifecycle (logic/runs.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 from modelfactory_api import quantity
 from modelfactory_api.pod import PodSettings
+from modelfactory_api.run import RunReason
 from modelfactory_api.runtime import (
-    RAY_VERSION,
     JobIdentity,
     RaySizing,
     ReportSpec,
@@ -22,11 +23,12 @@ from modelfactory_api.trainingjob import (
     Trigger,
 )
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names, pod, promotion, runs, storage
+from modelfactory_operator.logic import names, promotion, runs, storage
+from modelfactory_operator.logic.kinds import TRAININGJOB
 from modelfactory_operator.logic.plans import (
     Decision,
     RunObservation,
-    TrainingPlan,
+    RunPlan,
     config_hash,
 )
 
@@ -44,13 +46,6 @@ RUN_CONTROL_FIELDS = (
 # the node's; Ray refuses an object store below 75 MiB.
 OBJECT_STORE_SHARE = 0.3
 OBJECT_STORE_MIN_BYTES = 75 * 2**20
-
-
-def split_image(image: str) -> dict[str, str]:
-    repo, sep, tag = image.rpartition(":")
-    if not sep or "/" in tag:
-        return {"repository": image, "tag": "latest", "pullPolicy": "IfNotPresent"}
-    return {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"}
 
 
 def run_inputs(body: dict[str, Any], spec: TrainingJobSpec) -> dict[str, str]:
@@ -104,24 +99,18 @@ def render(
     image: str,
     report_kind: str = "kubernetes",
     mount_root: str = storage.CLUSTER_MOUNT_ROOT,
-) -> TrainingPlan:
+) -> RunPlan:
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     rid = current_run_id(body, spec)
     inputs = run_inputs(body, spec)
-    # A run keeps the image it started with: an operator upgraded meanwhile (a new default image)
-    # must not change the pod template of a Job that already exists. So do its trigger and the
-    # promoted version it compares with.
+    start = runs.run_start(body, rid, spec.image, image)
+    # A run keeps its trigger and the promoted version it compares with, as it keeps its image.
     status = body.get("status") or {}
-    same_run = status.get("runId") == rid
     trigger: Trigger = (
-        status.get("runTrigger") or "spec" if same_run else run_trigger(status, inputs)
+        status.get("runTrigger") or "spec" if start.same_run else run_trigger(status, inputs)
     )
-    baseline = status.get("runBaseline") if same_run else status.get("model")
-    run_image = (status.get("runImage") if same_run else None) or spec.image or image
-    # Likewise the generation the run started from (a run-control edit bumps the generation).
-    generation = status.get("runGeneration") if same_run else None
-    generation = generation or meta.get("generation")
+    baseline = status.get("runBaseline") if start.same_run else status.get("model")
     # The workload reads and writes file paths where pvc:// claims are mounted.
     # Run control is the Job's business, not the workload's: leaving it out of the workload's
     # configuration keeps the pod template (immutable in a Job) the same when it changes.
@@ -137,7 +126,7 @@ def render(
     )
     runtime = TrainingRuntimeConfig(
         spec=workload_spec,
-        job=JobIdentity(namespace=namespace, name=name, uid=uid, generation=generation),
+        job=JobIdentity(namespace=namespace, name=name, uid=uid, generation=start.generation),
         runId=rid,
         report=ReportSpec(kind=report_kind),  # type: ignore[arg-type]
         ray=ray_sizing(spec.compute),
@@ -154,59 +143,45 @@ def render(
         gateMetric=spec.promotion.metric,
     )
     mode = "rayjob" if spec.compute.workers > 0 else "job"
-    # KubeRay derives further names from a RayJob's: it takes at most 47 characters and a letter
-    # first.
-    job_name = (
-        names.dns_name(name if name[0].isalpha() else f"tj-{name}", rid, max_len=47)
-        if mode == "rayjob"
-        else names.dns_name(name, rid)
-    )
-    values: dict[str, Any] = {
-        "owner": {
-            "apiVersion": body.get("apiVersion", "modelfactory.dev/v1alpha1"),
-            "kind": "TrainingJob",
-            "name": name,
-            "uid": uid,
+    values = runs.chart_values(
+        TRAININGJOB,
+        body,
+        rid,
+        mode,
+        start.image,
+        runtime,
+        spec.compute,
+        spec.pod,
+        "trainer",
+        {
+            "backoffLimit": spec.backoffLimit,
+            "activeDeadlineSeconds": spec.activeDeadlineSeconds,
+            "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
+            "suspend": spec.suspend,
         },
-        "labels": names.labels("training", name, "modelfactory-training"),
-        "mode": mode,
-        "jobName": job_name,
-        "runId": rid,
-        "serviceAccountName": names.dns_name(name, "trainer"),
-        "trainingJobName": name,
-        "image": split_image(run_image),
-        "command": ["modelfactory-train"],
-        "env": runtime.to_env(),
-        "resources": {"cpu": spec.compute.cpu, "memory": spec.compute.memory},
-        "workers": spec.compute.workers,
-        "ray": {"version": RAY_VERSION},
-        "backoffLimit": spec.backoffLimit,
-        "activeDeadlineSeconds": spec.activeDeadlineSeconds,
-        "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
-        "suspend": spec.suspend,
-        "pod": pod.values(spec.pod),
-        **storage.mounts([spec.dataset.uri, spec.output.storageUri], mount_root, read_only=False),
-    }
-    return TrainingPlan(
+        storage.mounts([spec.dataset.uri, spec.output.storageUri], mount_root, read_only=False),
+    )
+    return RunPlan(
+        kind=TRAININGJOB,
         namespace=namespace,
         name=name,
         uid=uid,
         run_id=rid,
-        release=names.release_name("tj", name),
-        job_name=job_name,
+        release=names.release_name(TRAININGJOB.prefix, name),
+        job_name=values["jobName"],
         mode=mode,  # type: ignore[arg-type]
         suspend=spec.suspend,
         runtime=runtime,
         chart_values=values,
         mount_root=mount_root,
-        image=run_image,
+        image=start.image,
         run_inputs=inputs,
         baseline=dict(baseline) if baseline else None,
         promotion=spec.promotion,
     )
 
 
-def training(plan: TrainingPlan) -> TrainingRuntimeConfig:
+def training(plan: RunPlan) -> TrainingRuntimeConfig:
     """A TrainingJob's plan carries a training configuration (a BatchPrediction's does not)."""
     assert isinstance(plan.runtime, TrainingRuntimeConfig)
     return plan.runtime
@@ -225,7 +200,7 @@ def _with_history(history: list[dict[str, Any]], model: dict[str, Any]) -> list[
 
 
 def record_version(
-    new: dict[str, Any], result: TrainingResult, plan: TrainingPlan, now: str
+    new: dict[str, Any], result: TrainingResult, plan: RunPlan, now: str
 ) -> list[tuple[str, str, str]]:
     """Put the run's version in the history and let the gate decide on it (once)."""
     assert result.model is not None
@@ -261,137 +236,69 @@ def record_version(
     return [("Normal", "Candidate", f"version {version} is a candidate: {message}")]
 
 
+class TrainingRules(runs.RunRules):
+    """What a TrainingJob adds to the run lifecycle: a succeeded run is a new model version
+    that the promotion gate decides on; the resource is Ready once a version is promoted."""
+
+    what = "training"
+    running_reason = RunReason.TRAINING
+    failed_reason = RunReason.TRAINING_FAILED
+    waiting = "no model from this run yet"
+    suspendable = True
+    run_scoped = ()
+    result_model = TrainingResult
+
+    def progress(self, result: TrainingResult, new: dict[str, Any]) -> None:
+        new["progress"] = result.progress.model_dump()
+
+    def succeeded(
+        self, new: dict[str, Any], result: TrainingResult, plan: RunPlan, now: str
+    ) -> tuple[str, str, list[tuple[str, str, str]]]:
+        assert result.model is not None
+        events = record_version(new, result, plan, now)
+        new["metric"] = result.metric
+        new["metrics"] = result.metrics
+        new["bestParams"] = result.bestParams
+        new["score"] = result.metrics.get(f"test_{result.metric}")
+        message = f"model version {result.model.version} written to {result.model.uri}"
+        return RunReason.TRAINING_SUCCEEDED, message, events
+
+    def running_detail(self, new: dict[str, Any], status: dict[str, Any]) -> str:
+        progress = status.get("progress") or {}
+        done, total = progress.get("trialsCompleted", 0), progress.get("trialsTotal", 0)
+        return f": {done}/{total} trials" if total else ""
+
+    def launched(self, new: dict[str, Any], plan: RunPlan) -> None:
+        new["runTrigger"] = training(plan).trigger
+        new["runInputs"] = plan.run_inputs
+        if plan.baseline:
+            new["runBaseline"] = plan.baseline
+        else:
+            new.pop("runBaseline", None)
+
+    def ready(self, new: dict[str, Any], conditions: cond.Conditions) -> tuple[bool, str, str]:
+        if new.get("model") and not new.get("promotedVersion"):
+            new["promotedVersion"] = new["model"]["version"]  # a status from before the gate
+        if new.get("model"):
+            version = new["model"]["version"]
+            return True, RunReason.MODEL_AVAILABLE, f"model version {version} is promoted and ready"
+        return False, RunReason.NO_MODEL_YET, "no model version has been trained yet"
+
+
 def decide(
     generation: int | None,
     status: dict[str, Any],
-    plan: TrainingPlan | None,
+    plan: RunPlan | None,
     spec_error: str | None,
     observation: RunObservation,
     rayjob_available: bool,
     now: str,
 ) -> Decision:
     """The next status of a TrainingJob, and whether its run must be (re)launched."""
-    conds = cond.Rewrite(status.get("conditions") or [], generation, now)
-    before = conds.before
-    new = dict(status)
-    setc = conds.set
-
-    launch = False
-    gate_events: list[tuple[str, str, str]] = []
-    if spec_error is not None or plan is None:
-        message = spec_error or "invalid spec"
-        setc("Failed", True, "InvalidSpec", message)
-        setc("Running", False, "InvalidSpec", message)
-        setc("Complete", False, "InvalidSpec", message)
-    elif plan.mode == "rayjob" and not rayjob_available:
-        message = runs.rayjob_missing(plan)
-        setc("Failed", True, "RayJobCRDMissing", message)
-        setc("Running", False, "RayJobCRDMissing", message)
-        setc("Complete", False, "RayJobCRDMissing", message)
-    else:
-        raw = status.get("result")
-        result = TrainingResult.model_validate(raw) if raw else None
-        if result is not None and result.runId != plan.run_id:
-            result = None
-        same_run = status.get("runId") == plan.run_id
-        failed_before = same_run and cond.is_true(before, "Failed")
-        new["runId"] = plan.run_id
-        new["attempts"] = observation.attempts
-        if observation.start_time:
-            new["startTime"] = observation.start_time
-        elif not same_run:
-            new.pop("startTime", None)
-        if not same_run:
-            new.pop("completionTime", None)
-            new.pop("progress", None)
-        if result is not None:
-            new["progress"] = result.progress.model_dump()
-        if result is not None and result.succeeded and result.model is not None:
-            gate_events = record_version(new, result, plan, now)
-            new["metric"] = result.metric
-            new["metrics"] = result.metrics
-            new["bestParams"] = result.bestParams
-            new["score"] = result.metrics.get(f"test_{result.metric}")
-            new["completionTime"] = new.get("completionTime") or observation.completion_time or now
-            msg = f"model version {result.model.version} written to {result.model.uri}"
-            setc("Complete", True, "TrainingSucceeded", msg)
-            setc("Running", False, "TrainingSucceeded", msg)
-            setc("Failed", False, "TrainingSucceeded", msg)
-        elif result is not None:
-            msg = result.message or "training failed"
-            new["completionTime"] = new.get("completionTime") or observation.completion_time or now
-            setc("Failed", True, result.reason or "TrainingFailed", msg)
-            setc("Running", False, result.reason or "TrainingFailed", msg)
-            setc("Complete", False, result.reason or "TrainingFailed", msg)
-        elif (
-            ended := runs.ended_without_result(
-                observation, before, failed_before, plan.run_id, "training"
-            )
-        ) is not None:
-            reason, msg = ended
-            new["completionTime"] = new.get("completionTime") or observation.completion_time or now
-            setc("Failed", True, reason, msg)
-            setc("Running", False, reason, msg)
-            setc("Complete", False, reason, msg)
-        else:
-            setc("Failed", False, "NoFailure", "")
-            setc("Complete", False, "Training", "no model from this run yet")
-            if observation.state == "absent" and not plan.suspend:
-                launch = True
-                setc("Running", False, "Launching", f"starting training run {plan.run_id}")
-            elif observation.state == "suspended" or plan.suspend:
-                setc("Running", False, "Suspended", "spec.suspend is true")
-            elif observation.state == "running":
-                progress = status.get("progress") or {}
-                done = progress.get("trialsCompleted", 0)
-                total = progress.get("trialsTotal", 0)
-                detail = f": {done}/{total} trials" if total else ""
-                setc("Running", True, "Training", f"run {plan.run_id} is training{detail}")
-            else:
-                setc(
-                    "Running",
-                    False,
-                    "Pending",
-                    observation.message or f"run {plan.run_id} is waiting to start",
-                )
-        if runs.apply_again(result is not None, observation, status.get("appliedHash"), plan.hash):
-            launch = True
-        if launch:
-            new["runImage"] = plan.image
-            new["runGeneration"] = plan.runtime.job.generation
-            new["runTrigger"] = training(plan).trigger
-            new["runInputs"] = plan.run_inputs
-            if plan.baseline:
-                new["runBaseline"] = plan.baseline
-            else:
-                new.pop("runBaseline", None)
-        if plan.suspend:
-            setc("Suspended", True, "Suspended", "spec.suspend is true")
-        else:
-            setc("Suspended", False, "NotSuspended", "")
-    if new.get("model") and not new.get("promotedVersion"):
-        new["promotedVersion"] = new["model"]["version"]  # a status from before the gate
-    if new.get("model"):
-        setc(
-            "Ready",
-            True,
-            "ModelAvailable",
-            f"model version {new['model']['version']} is promoted and ready",
-        )
-    else:
-        setc("Ready", False, "NoModelYet", "no model version has been trained yet")
-    new["conditions"] = conds.conditions
-    new["observedGeneration"] = generation
-    new["phase"] = cond.trainingjob_phase(conds.conditions)
-    events = list(gate_events)
-    for change in conds.changes():
-        if change["type"] == "Ready" and change["status"] == "False" and not before:
-            continue
-        if change["status"] != "True" and change["type"] not in ("Ready",):
-            continue
-        kind = "Warning" if change["type"] == "Failed" else "Normal"
-        events.append((kind, change["reason"], change["message"] or change["type"]))
-    return Decision(status=new, launch=launch, events=events)
+    blocked = None if spec_error is None else runs.invalid(spec_error)
+    return runs.decide(
+        TrainingRules(), generation, status, plan, blocked, observation, rayjob_available, now
+    )
 
 
 def retraining_on(trainingjobs: list[dict[str, Any]], modelservice: str) -> list[dict[str, Any]]:
