@@ -18,31 +18,16 @@ import numpy as np
 
 from modelfactory_api.oip import datatype_of_kind
 from modelfactory_artifacts.metadata import ArtifactMetadata, FeatureInfo
-from modelfactory_artifacts.onnx_model import feeds, open_session, read_outputs
+from modelfactory_artifacts.predict import Batch, Prediction, Predictor
 from modelfactory_artifacts.profile import CategoricalProfile, NumericProfile
 from modelfactory_artifacts.read import LoadedModel
 
 log = logging.getLogger("modelfactory_serving.model")
 
-Batch = np.ndarray | list[np.ndarray]
 ValueKind = Literal["float", "int", "str", "bool"]
 
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
-
-# Final estimators whose predict() is exactly classes_[argmax(predict_proba())], so a batch that
-# needs probabilities gets labels without a second pass.
-_ARGMAX_ESTIMATORS = frozenset(
-    {
-        "RandomForestClassifier",
-        "ExtraTreesClassifier",
-        "DecisionTreeClassifier",
-        "ExtraTreeClassifier",
-        "LogisticRegression",
-        "HistGradientBoostingClassifier",
-        "GradientBoostingClassifier",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -53,12 +38,6 @@ class Feature:
     dtype: str
     value_kind: ValueKind  # what a column of this feature holds when handed to the model
     v2_datatype: str  # the datatype advertised in model metadata
-
-
-@dataclass(frozen=True)
-class Prediction:
-    labels: np.ndarray
-    proba: np.ndarray | None
 
 
 def _value_kind(info: FeatureInfo) -> ValueKind:
@@ -82,13 +61,6 @@ def _v2_datatype(info: FeatureInfo) -> str:
     if info.kind == "boolean":
         return "BOOL"
     return "BYTES"
-
-
-def _final_estimator(est: Any) -> Any:
-    steps = getattr(est, "steps", None)
-    if steps:
-        return _final_estimator(steps[-1][1])
-    return est
 
 
 def _find_categories(est: Any, feature: str) -> list[Any] | None:
@@ -178,12 +150,11 @@ class ModelRuntime:
         self.n_features = len(self.features)
         self.feature_names: tuple[str, ...] = tuple(f.name for f in self.features)
         self.feature_index = {f.name: f.index for f in self.features}
-        self.all_numeric = all(f.value_kind in ("float", "bool") and f.kind != "categorical"
-                               for f in self.features)
-        # A pipeline fitted on a DataFrame checks column names (or selects columns by name), so
-        # it gets a DataFrame; a model fitted on a plain array gets the float matrix directly.
+        # The compiled model runs every prediction when the artifact loader handed one over;
+        # what the model accepts is still decided by scikit-learn (see _accepts).
+        self.predictor = Predictor(loaded, onnx_threads=onnx_threads)
+        self.frame_mode = self.predictor.frame_mode
         fitted_names = getattr(self.estimator, "feature_names_in_", None)
-        self.frame_mode = not self.all_numeric or fitted_names is not None
         if fitted_names is not None:
             listed = [str(n) for n in fitted_names]
             if sorted(listed) != sorted(self.feature_names):
@@ -191,32 +162,18 @@ class ModelRuntime:
                     "model was fitted on columns %s but metadata lists %s", listed,
                     list(self.feature_names)
                 )
-        classes = getattr(self.estimator, "classes_", None)
-        if classes is None and self.metadata.target.classes is not None:
-            classes = np.asarray(self.metadata.target.classes)
-        self.classes: np.ndarray | None = None if classes is None else np.asarray(classes)
-        self.is_classifier = self.task != "regression" and self.classes is not None
-        self.has_proba = self.is_classifier and callable(
-            getattr(self.estimator, "predict_proba", None)
-        )
+        self.classes = self.predictor.classes
+        self.is_classifier = self.predictor.is_classifier
+        self.has_proba = self.predictor.has_proba
         self.outputs: tuple[str, ...] = (PREDICT, PREDICT_PROBA) if self.has_proba else (PREDICT,)
-        self.labels_from_proba = (
-            self.has_proba and type(_final_estimator(self.estimator)).__name__ in _ARGMAX_ESTIMATORS
-        )
         # Fixed by the warm-up: what the model accepts and how long a full batch takes.
         self.allow_nan = False
         self.allow_missing_category = False
         self.predict_datatype = "FP64" if self.task == "regression" else "INT64"
         self.batch_predict_seconds: float | None = None
         self._warm_row: list[Any] = []
-        self._frame_columns: list[str] = list(self.feature_names)
-        # The compiled model runs every prediction when the artifact loader handed one over;
-        # what the model accepts is still decided by scikit-learn (see _accepts).
-        self.onnx = loaded.metadata.onnx if loaded.onnx is not None else None
-        self._session = (
-            open_session(loaded.onnx, onnx_threads) if loaded.onnx is not None else None
-        )
-        self.runtime_name = "onnx" if self._session is not None else "sklearn"
+        self.onnx = self.predictor.onnx
+        self.runtime_name = self.predictor.runtime
 
     # ------------------------------------------------------------------ building inputs
     def empty_column(self, feature: Feature, values: Sequence[Any]) -> np.ndarray:
@@ -243,33 +200,9 @@ class ModelRuntime:
             return np.concatenate(parts)  # type: ignore[arg-type]
         return [np.concatenate([p[j] for p in parts]) for j in range(self.n_features)]
 
-    def _model_input(self, batch: Batch) -> Any:
-        if not self.frame_mode:
-            return batch
-        import pandas as pd
-
-        return pd.DataFrame(dict(zip(self._frame_columns, batch, strict=True)), copy=False)
-
     # ------------------------------------------------------------------ predicting
     def predict(self, batch: Batch, want_proba: bool) -> Prediction:
-        if self._session is None or self.onnx is None:
-            return self.predict_sklearn(batch, want_proba)
-        rows = batch.shape[0] if isinstance(batch, np.ndarray) else len(batch[0])
-        outputs = self._session.run(None, feeds(self.onnx, batch, rows))
-        labels, proba = read_outputs(outputs, self.classes if self.is_classifier else None)
-        return Prediction(labels, proba if want_proba and self.has_proba else None)
-
-    def predict_sklearn(self, batch: Batch, want_proba: bool) -> Prediction:
-        X = self._model_input(batch)
-        est = self.estimator
-        if want_proba and self.has_proba:
-            proba = np.asarray(est.predict_proba(X), dtype=np.float64)
-            if self.labels_from_proba and self.classes is not None:
-                labels = self.classes[proba.argmax(axis=1)]
-            else:
-                labels = np.asarray(est.predict(X))
-            return Prediction(labels, proba)
-        return Prediction(np.asarray(est.predict(X)), None)
+        return self.predictor.predict(batch, want_proba)
 
     # ------------------------------------------------------------------ warm-up
     def warm_up(self, max_batch_size: int) -> None:
@@ -314,7 +247,7 @@ class ModelRuntime:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.predict_sklearn(self.rows_to_batch([row]), want_proba=False)
+                self.predictor.predict_sklearn(self.rows_to_batch([row]), want_proba=False)
         except Exception:
             return False
         return True

@@ -8,17 +8,15 @@ ONNX model when it has one, else scikit-learn, as the model server does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelfactory_artifacts.batch_manifest import PREDICTION_COLUMN, probability_column
 from modelfactory_artifacts.metadata import FeatureInfo
-from modelfactory_artifacts.onnx_model import feeds, open_session, read_outputs
+from modelfactory_artifacts.predict import Prediction, Predictor
 from modelfactory_artifacts.read import ArtifactError, LoadedModel, load_artifact
 from modelfactory_training.errors import SpecError, StorageAccessError, TransientError
 
@@ -51,12 +49,6 @@ def arrow_type(feature: FeatureInfo) -> pa.DataType:
     return pa.string()
 
 
-@dataclass(frozen=True)
-class Outputs:
-    labels: np.ndarray
-    proba: np.ndarray | None
-
-
 class BatchModel:
     """A loaded model that predicts Arrow tables of feature columns."""
 
@@ -76,21 +68,13 @@ class BatchModel:
                     else ""
                 ),
             )
-        use_onnx = runtime != "sklearn" and loaded.onnx is not None
-        self.runtime: Literal["onnx", "sklearn"] = "onnx" if use_onnx else "sklearn"
-        self._session = open_session(loaded.onnx, onnx_threads) if use_onnx else None  # type: ignore[arg-type]
-        classes = getattr(self.estimator, "classes_", None)
-        if classes is None and loaded.metadata.target.classes is not None:
-            classes = np.asarray(loaded.metadata.target.classes)
-        self.classes: np.ndarray | None = None if classes is None else np.asarray(classes)
-        self.is_classifier = loaded.metadata.task != "regression" and self.classes is not None
-        self.has_proba = self.is_classifier and callable(
-            getattr(self.estimator, "predict_proba", None)
-        )
-        fitted = getattr(self.estimator, "feature_names_in_", None)
-        numeric_only = all(f.kind == "numeric" for f in self.features)
-        # As the server: a pipeline fitted on a DataFrame gets one; a bare model a matrix.
-        self.frame_mode = fitted is not None or not numeric_only
+        # The same answers as the model server's, from the same code.
+        self.predictor = Predictor(loaded, use_onnx=runtime != "sklearn", onnx_threads=onnx_threads)
+        self.runtime: Literal["onnx", "sklearn"] = self.predictor.runtime
+        self.classes = self.predictor.classes
+        self.is_classifier = self.predictor.is_classifier
+        self.has_proba = self.predictor.has_proba
+        self.frame_mode = self.predictor.frame_mode
 
     @property
     def probability_columns(self) -> list[str]:
@@ -109,26 +93,10 @@ class BatchModel:
                 out.append(column.to_pandas().to_numpy())
         return out
 
-    def predict(self, table: pa.Table, want_proba: bool) -> Outputs:
-        columns = self.columns(table)
-        rows = table.num_rows
-        if self._session is not None and self.metadata.onnx is not None:
-            values = self._session.run(None, feeds(self.metadata.onnx, columns, rows))
-            labels, proba = read_outputs(values, self.classes if self.is_classifier else None)
-            return Outputs(labels, proba if want_proba else None)
-        if self.frame_mode:
-            X: Any = pd.DataFrame(dict(zip(self.feature_names, columns, strict=True)), copy=False)
-        else:
-            X = np.column_stack(columns) if columns else np.empty((rows, 0))
-        if want_proba and self.has_proba:
-            # A pipeline's preprocessing runs once for both answers: what Pipeline.predict and
-            # predict_proba each do, shared (the same numbers, half the work).
-            final, X = _preprocessed(self.estimator, X)
-            proba = np.asarray(final.predict_proba(X), dtype=np.float64)
-            return Outputs(np.asarray(final.predict(X)), proba)
-        return Outputs(np.asarray(self.estimator.predict(X)), None)
+    def predict(self, table: pa.Table, want_proba: bool) -> Prediction:
+        return self.predictor.predict(self.columns(table), want_proba)
 
-    def output_columns(self, outputs: Outputs) -> dict[str, pa.Array]:
+    def output_columns(self, outputs: Prediction) -> dict[str, pa.Array]:
         """`prediction`, then `proba_<class>` per class when probabilities were asked for."""
         labels = outputs.labels
         if labels.dtype.kind == "O":
@@ -138,12 +106,3 @@ class BatchModel:
             for i, name in enumerate(self.probability_columns):
                 result[name] = pa.array(outputs.proba[:, i], type=pa.float64())
         return result
-
-
-def _preprocessed(estimator: Any, X: Any) -> tuple[Any, Any]:
-    """(final estimator, X through every step before it) for a Pipeline; (estimator, X) else."""
-    from sklearn.pipeline import Pipeline
-
-    if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
-        return estimator.steps[-1][1], estimator[:-1].transform(X)
-    return estimator, X
