@@ -125,9 +125,9 @@ def crd(kind: str, plural: str, short: str, spec_model: Any, status_model: Any,
         columns: list[dict[str, str]], description: str,
         name_rules: list[tuple[str, str]]) -> dict[str, Any]:
     spec = model_schema(spec_model)
+    # The status declares every field the operator and the workloads write: the API server
+    # prunes anything else (the operator's framework keeps its bookkeeping in annotations).
     status = model_schema(status_model)
-    # The operator's framework keeps bookkeeping of its own under status.
-    status["x-kubernetes-preserve-unknown-fields"] = True
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -89,6 +89,20 @@ def test_lifecycle_launch_run_succeed() -> None:
     assert d.status["manifest"].endswith("manifest.json") and d.status["drifted"] is False
     assert d.status["progress"]["rowsWritten"] == 100 and d.status["progress"]["percent"] == 100
     assert ("Normal", "Scored") in [(e[0], e[1]) for e in d.events]
+    # Ready once its output is committed, as every resource says when it is ready.
+    ready = next(c for c in d.status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "OutputCommitted"
+    assert ("Normal", "OutputCommitted") in [(e[0], e[1]) for e in d.events]
+
+
+def test_ready_is_false_until_output_and_names_a_failure() -> None:
+    d = decide({}, RunObservation("absent"))
+    ready = next(c for c in d.status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "NoOutputYet"
+    failed = decide({**d.status, "appliedHash": plan().hash},
+                    RunObservation("failed", reason="DeadlineExceeded", message="too slow"))
+    ready = next(c for c in failed.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "DeadlineExceeded")
 
 
 def test_a_schema_mismatch_fails_with_the_runtimes_message() -> None:

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from modelfactory_api.base import STORAGE_URI, ApiModel, Condition, cel
 from modelfactory_api.modelservice import ModelSource
 from modelfactory_api.pod import PodSettings
+from modelfactory_api.run import RunPhase
 from modelfactory_api.trainingjob import ComputeSpec, ScheduleSpec, TriggerStatus
 from modelfactory_api.uris import dot_dot_rule, no_dot_dot
 
@@ -166,7 +167,7 @@ class BatchResult(ApiModel):
 
 
 class BatchPredictionStatus(ApiModel):
-    phase: str | None = Field(None, description="Pending, Running, Succeeded or Failed.")
+    phase: RunPhase | None = Field(None, description="Pending, Running, Succeeded or Failed.")
     conditions: list[Condition] = Field(default_factory=list, description="Latest observations.")
     observedGeneration: int | None = Field(None, description="Generation last acted upon.")
     runId: str | None = Field(None, description="Identifier of the current run.")
@@ -191,3 +192,4 @@ class BatchPredictionStatus(ApiModel):
         None, description="The last scheduled time acted upon (run or skipped)."
     )
     releaseRevision: int | None = Field(None, description="Helm release revision.")
+    appliedHash: str | None = Field(None, description="Hash of the run configuration applied.")

@@ -42,8 +42,8 @@ class ModelSource(ApiModel):
 
     trainingJob: str | None = Field(
         None,
-        description="Name of a TrainingJob in the same namespace; its latest good version is "
-        "served unless version pins one.",
+        description="Name of a TrainingJob in the same namespace; the version it promoted (its "
+        "status.model) is used unless version pins one.",
         max_length=253,
     )
     version: int | None = Field(
@@ -572,8 +572,11 @@ class RolloutStatus(ApiModel):
     message: str | None = Field(None, description="What the rollout is doing and why.")
 
 
+ServicePhase = Literal["Pending", "Ready", "Degraded", "Failed"]
+
+
 class ModelServiceStatus(ApiModel):
-    phase: str | None = Field(None, description="Pending, Ready, Degraded or Failed.")
+    phase: ServicePhase | None = Field(None, description="Pending, Ready, Degraded or Failed.")
     conditions: list[Condition] = Field(default_factory=list, description="Latest observations.")
     observedGeneration: int | None = Field(None, description="Generation last acted upon.")
     url: str | None = Field(None, description="Base URL of the inference endpoints.")

@@ -19,6 +19,7 @@ from modelfactory_api.base import (
     cel,
 )
 from modelfactory_api.pod import PodSettings
+from modelfactory_api.run import RunPhase
 from modelfactory_api.uris import dot_dot_rule, no_dot_dot
 
 GROUP = "modelfactory.dev"
@@ -549,7 +550,9 @@ class TrainingResult(ApiModel):
 
 
 class TrainingJobStatus(ApiModel):
-    phase: str | None = Field(None, description="Pending, Running, Succeeded, Failed or Suspended.")
+    phase: RunPhase | None = Field(
+        None, description="Pending, Running, Succeeded, Failed or Suspended."
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Latest observations.")
     observedGeneration: int | None = Field(None, description="Generation last acted upon.")
     attempts: int = Field(0, description="Training runs started for the current generation.")
@@ -591,3 +594,4 @@ class TrainingJobStatus(ApiModel):
         None, description="Raw report of the latest run, written by the training runtime."
     )
     releaseRevision: int | None = Field(None, description="Helm release revision.")
+    appliedHash: str | None = Field(None, description="Hash of the run configuration applied.")

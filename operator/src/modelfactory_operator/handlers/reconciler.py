@@ -150,6 +150,9 @@ class Reconciler:
         failure = self.failures.get(key)
         if decision.launch and release.may_apply(failure, plan_hash, time.monotonic()):
             decision = await self.apply(key, meta.get("generation"), decision, launch, plan_hash)
+        # What is written is what the CRD declares (a mismatch is a bug: it fails loudly here
+        # instead of being pruned by the API server without a word).
+        kinds.checked(kinds.of(plural), decision.status)
         patch = status_patch(dict(body.get("status") or {}), decision.status)
         if patch:
             await asyncio.to_thread(

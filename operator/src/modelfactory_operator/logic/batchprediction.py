@@ -133,6 +133,8 @@ class ScoringRules(runs.RunRules):
     and commits its output with a manifest; the resource is Ready once that output is
     committed."""
 
+    kind = BATCHPREDICTION
+
     what = "scoring"
     running_reason = RunReason.SCORING
     failed_reason = RunReason.SCORING_FAILED

@@ -6,6 +6,9 @@ looks it up here instead of keeping a table of its own."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
 
 from modelfactory_api.base import ApiModel
 from modelfactory_api.batchprediction import (
@@ -73,3 +76,24 @@ def parent_of(labels: dict[str, str]) -> tuple[Kind, str] | None:
     if kind is None or not instance:
         return None
     return kind, instance
+
+
+class UndeclaredStatus(ValueError):
+    """A status a decision wrote that its kind's status model (and so its CRD) does not
+    declare: the API server would drop it silently."""
+
+
+def declared(kind: Kind, status: dict[str, Any]) -> dict[str, Any]:
+    """A status as read, without top-level fields the kind no longer declares (written by an
+    older version): a decision starts from what the CRD holds."""
+    fields = kind.status.model_fields
+    return {k: v for k, v in status.items() if k in fields}
+
+
+def checked(kind: Kind, status: dict[str, Any]) -> dict[str, Any]:
+    """`status` unchanged, once it validates against the kind's status model."""
+    try:
+        kind.status.model_validate(status)
+    except ValidationError as exc:
+        raise UndeclaredStatus(f"{kind.kind} status does not match its CRD: {exc}") from exc
+    return status

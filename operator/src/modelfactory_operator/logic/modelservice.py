@@ -9,7 +9,8 @@ from modelfactory_api.modelservice import ModelServiceSpec, ModelSource
 from modelfactory_api.runtime import ServingRuntimeConfig
 from modelfactory_api.uris import DOT_DOT_MESSAGE, has_dot_dot
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import drift, names, pod, rollout, storage
+from modelfactory_operator.logic import drift, kinds, names, pod, rollout, storage
+from modelfactory_operator.logic.kinds import MODELSERVICE
 from modelfactory_operator.logic.plans import Decision, ServiceObservation, ServingPlan
 from modelfactory_operator.logic.runs import split_image
 
@@ -288,7 +289,7 @@ def decide(
     spec.gateway asks for an HTTPRoute (None otherwise)."""
     conds = cond.Rewrite(status.get("conditions") or [], generation, now)
     before = conds.before
-    new = dict(status)
+    new = kinds.declared(MODELSERVICE, status)
     setc = conds.set
 
     launch = False
@@ -402,4 +403,5 @@ def decide(
         events.append(
             ("Warning" if warn else "Normal", change["reason"], change["message"] or change["type"])
         )
+    kinds.checked(MODELSERVICE, new)
     return Decision(status=new, launch=launch, events=events)

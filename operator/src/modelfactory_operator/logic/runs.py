@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from modelfactory_api.run import ExitCode, RunPhase, RunReason
 from modelfactory_api.runtime import RAY_VERSION, BatchRuntimeConfig, TrainingRuntimeConfig
 from modelfactory_operator.logic import conditions as cond
-from modelfactory_operator.logic import names, pod
+from modelfactory_operator.logic import kinds, names, pod
 from modelfactory_operator.logic.kinds import Kind
 from modelfactory_operator.logic.plans import Decision, RunObservation, RunPlan
 
@@ -187,6 +187,8 @@ def invalid(message: str) -> Blocked:
 class RunRules:
     """What a kind adds to the run lifecycle (a subclass per kind)."""
 
+    kind: ClassVar[Kind]
+
     # Words of its conditions: "training" / "scoring", and its reasons while it runs and when
     # it fails without saying why.
     what: ClassVar[str]
@@ -242,7 +244,7 @@ def decide(
 ) -> Decision:
     """The next status of a resource that starts runs, and whether its run must be launched."""
     conds = cond.Rewrite(status.get("conditions") or [], generation, now)
-    new = dict(status)
+    new = kinds.declared(rules.kind, status)
     launch = False
     kind_events: list[Event] = []
     if plan is None or blocked is not None:
@@ -267,6 +269,7 @@ def decide(
     new["conditions"] = conds.conditions
     new["observedGeneration"] = generation
     new["phase"] = phase(conds.conditions)
+    kinds.checked(rules.kind, new)
     return Decision(status=new, launch=launch, events=kind_events + transition_events(conds))
 
 

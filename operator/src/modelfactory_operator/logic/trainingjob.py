@@ -240,6 +240,8 @@ class TrainingRules(runs.RunRules):
     """What a TrainingJob adds to the run lifecycle: a succeeded run is a new model version
     that the promotion gate decides on; the resource is Ready once a version is promoted."""
 
+    kind = TRAININGJOB
+
     what = "training"
     running_reason = RunReason.TRAINING
     failed_reason = RunReason.TRAINING_FAILED
