@@ -15,7 +15,9 @@ import pytest
 
 from modelfactory_artifacts.read import load_artifact
 from modelfactory_serving.batcher import Batcher
-from modelfactory_serving.codec import decode_v1, decode_v2, encode_v2, parse_json
+from modelfactory_serving.codec.request import parse_json
+from modelfactory_serving.codec.v1 import decode_v1
+from modelfactory_serving.codec.v2 import decode_v2, encode_v2
 from modelfactory_serving.dataplane import DataPlane
 from modelfactory_serving.errors import BadRequest, InferenceError, NotFound, NotReady
 from modelfactory_serving.model import ModelRuntime
@@ -512,7 +514,7 @@ def test_v1_hostile_strings_are_refused_cheaply(runtimes: dict[str, ModelRuntime
 
 
 def test_long_strings_are_refused(runtimes: dict[str, ModelRuntime]) -> None:
-    from modelfactory_serving.codec import Limits
+    from modelfactory_serving.codec.tensors import Limits
 
     rt = runtimes["mixed"]
     obj = {"inputs": [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelfactory_serving.app import RequestIds
+from modelfactory_serving.rest.middleware import RequestIds
 
 pytestmark = pytest.mark.unit
 

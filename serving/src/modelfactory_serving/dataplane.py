@@ -19,15 +19,10 @@ from typing import Any, Literal
 from modelfactory_artifacts.read import ArtifactError, load_artifact
 from modelfactory_artifacts.window import WindowError
 from modelfactory_serving.batcher import Batcher, PredictCost
-from modelfactory_serving.codec import (
-    Decoded,
-    Limits,
-    decode_v1,
-    decode_v2,
-    encode_v1,
-    encode_v2,
-    parse_json,
-)
+from modelfactory_serving.codec.request import Decoded, parse_json
+from modelfactory_serving.codec.tensors import Limits
+from modelfactory_serving.codec.v1 import decode_v1, encode_v1
+from modelfactory_serving.codec.v2 import decode_v2, encode_v2
 from modelfactory_serving.cpus import cpu_budget
 from modelfactory_serving.drift_monitor import DriftConfig, DriftMonitor
 from modelfactory_serving.errors import (

@@ -85,7 +85,7 @@ def inherited_socket(settings: Settings) -> socket.socket | None:
 
 def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     """One server process (the whole server, or one worker of several)."""
-    from modelfactory_serving.app import create_app
+    from modelfactory_serving.rest.app import create_app
 
     if sockets is None and (inherited := inherited_socket(settings)) is not None:
         sockets = [inherited]
