@@ -2,7 +2,7 @@
 
 import pytest
 
-from modelfactory_serving.cpus import cpu_budget, cpus_from_cpu_max
+from modelfactory_serving.cpus import cpu_budget, cpus_from_cpu_max, threads_for
 
 pytestmark = pytest.mark.unit
 
@@ -21,3 +21,12 @@ def test_cpu_max(text: str, affinity: int, cpus: int) -> None:
 
 def test_budget_is_at_least_one() -> None:
     assert cpu_budget() >= 1
+
+
+@pytest.mark.parametrize(("asked", "budget", "threads"), [
+    (1, 4, 1),      # one by default, whatever the pod has
+    (2, 2, 2),      # the pod's CPUs when asked for
+    (8, 2, 2),      # never past the pod's limit
+])
+def test_onnx_threads_never_pass_the_cpu_budget(asked: int, budget: int, threads: int) -> None:
+    assert threads_for(asked, budget) == threads

@@ -29,3 +29,9 @@ def cpu_budget() -> int:
         return cpus_from_cpu_max(CPU_MAX.read_text(), affinity)
     except OSError:
         return affinity
+
+
+def threads_for(asked: int, budget: int) -> int:
+    """Threads for one model run: what was asked for, never more than the CPUs the process
+    may use."""
+    return max(1, min(asked, budget))

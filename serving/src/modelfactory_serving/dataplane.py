@@ -23,7 +23,7 @@ from modelfactory_serving.codec.request import Decoded, parse_json
 from modelfactory_serving.codec.tensors import Limits
 from modelfactory_serving.codec.v1 import decode_v1, encode_v1
 from modelfactory_serving.codec.v2 import decode_v2, encode_v2
-from modelfactory_serving.cpus import cpu_budget
+from modelfactory_serving.cpus import cpu_budget, threads_for
 from modelfactory_serving.drift_monitor import DriftConfig, DriftMonitor
 from modelfactory_serving.errors import (
     BadRequest,
@@ -241,7 +241,7 @@ class DataPlane:
             )
         runtime = ModelRuntime(
             loaded, s.model_name, s.model_version,
-            onnx_threads=min(s.onnx_threads, cpu_budget()),
+            onnx_threads=threads_for(s.onnx_threads, cpu_budget()),
         )
         runtime.warm_up(s.max_batch_size)
         # The cost of one row beside the warm-up's full batch: where each batch is predicted
