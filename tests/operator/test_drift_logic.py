@@ -28,7 +28,7 @@ def test_windows_of_the_served_version_add_up() -> None:
     assert merged["samples"] == 1200 and merged["replicas"] == 2
     assert merged["counts"] == {"x0": [2, 4, 6], "x1": [8, 10]}
     assert merged["prediction_counts"] == [14, 16]
-    assert len(merged["sample"]["x0"]) == drift.SAMPLE_MAX
+    assert len(merged["sample"]["x0"]) == drift.SAMPLE_LIMIT
     assert drift.merge_windows([window(version="2")], "1") is None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from modelfactory_api.drift_window import SAMPLE_LIMIT, DriftWindow
 from modelfactory_artifacts.drift import (
     Binner,
     DriftReport,
@@ -33,10 +34,6 @@ from modelfactory_artifacts.profile import (
     ReferenceProfile,
     numeric_values,
 )
-
-# Values per feature a window handed in for evaluation may carry (the sum of the replicas'
-# samples, thinned by the operator to this).
-SAMPLE_LIMIT = 10_000
 
 
 class WindowError(ValueError):
@@ -144,7 +141,7 @@ class LiveWindow:
         rows, counts, predictions, samples = self.totals()
         return evaluate(self.profile, counts, rows, thresholds, predictions, samples)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> DriftWindow:
         """The window as JSON: what the operator sums over replicas."""
         rows, counts, predictions, samples = self.totals()
         return {

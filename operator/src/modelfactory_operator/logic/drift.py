@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from modelfactory_api.drift_window import SAMPLE_LIMIT, DriftAnswer, DriftWindow
 from modelfactory_operator.logic import conditions as cond
 
-# What one server accepts per feature in an evaluation request.
-SAMPLE_MAX = 10_000
 CONDITION = "DataDrift"
 
 
@@ -56,7 +55,7 @@ def _thin(values: list[float], limit: int) -> list[float]:
     return [values[int(i * step)] for i in range(limit)]
 
 
-def serving(windows: list[dict[str, Any]], version: str | None) -> list[dict[str, Any]]:
+def serving(windows: list[DriftAnswer], version: str | None) -> list[DriftAnswer]:
     return [
         w
         for w in windows
@@ -64,7 +63,7 @@ def serving(windows: list[dict[str, Any]], version: str | None) -> list[dict[str
     ]
 
 
-def merge_windows(windows: list[dict[str, Any]], version: str | None) -> dict[str, Any] | None:
+def merge_windows(windows: list[DriftAnswer], version: str | None) -> dict[str, Any] | None:
     """The sum of the windows of the replicas that serve `version` (others are mid-roll and
     compare against another profile); None when none does."""
     same = serving(windows, version)
@@ -75,7 +74,7 @@ def merge_windows(windows: list[dict[str, Any]], version: str | None) -> dict[st
     samples = 0
     sample: dict[str, list[float]] = {}
     for w in same:
-        window = w.get("window") or {}
+        window: DriftWindow | dict[str, Any] = w.get("window") or {}
         samples += int(window.get("samples") or 0)
         for feature, c in (window.get("counts") or {}).items():
             counts[feature] = _add(counts.get(feature), c)
@@ -86,7 +85,7 @@ def merge_windows(windows: list[dict[str, Any]], version: str | None) -> dict[st
         "samples": samples,
         "counts": counts,
         "prediction_counts": predictions,
-        "sample": {f: _thin(v, SAMPLE_MAX) for f, v in sample.items()},
+        "sample": {f: _thin(v, SAMPLE_LIMIT) for f, v in sample.items()},
         "replicas": len(same),
     }
 
@@ -234,7 +233,10 @@ def observe(
             message=str(off[0].get("reason") or "the servers do not measure drift"),
         )
     label = str(version) if version is not None else None
-    merged = merge_windows(windows, label)
+    # The servers' answers are JSON from the network in the shape of DriftAnswer: every field
+    # is read defensively (.get) before use.
+    answers = cast(list[DriftAnswer], windows)
+    merged = merge_windows(answers, label)
     if merged is None:
         return DriftObservation(
             True,
@@ -242,7 +244,7 @@ def observe(
             reason="NotMeasured",
             message=f"no replica reports drift for model version {version} yet",
         )
-    same = serving(windows, label)
+    same = serving(answers, label)
     if len(same) == 1 and same[0].get("report") is not None:
         report = same[0]["report"]
     else:
