@@ -4,7 +4,6 @@ pass the operator's own checks for a cluster, and the chart names every CRD it i
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
