@@ -20,7 +20,8 @@ def example_values(chart: str) -> Path:
     return CHARTS / chart / "ci" / "example-values.yaml"
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Where hack/cluster.py keeps what it builds, resolved as hack/hostprocs.py cache_dir does."""
     base = os.environ.get("MF_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "modelfactory"
     )
@@ -29,7 +30,7 @@ def _cache_dir() -> Path:
 
 def find_helm() -> str | None:
     """The helm that hack/cluster.py builds (newest version first), else the one on PATH."""
-    built = sorted((_cache_dir() / "bin").glob("helm-*/helm"), reverse=True)
+    built = sorted((cache_dir() / "bin").glob("helm-*/helm"), reverse=True)
     for candidate in built:
         if os.access(candidate, os.X_OK):
             return str(candidate)

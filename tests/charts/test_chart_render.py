@@ -18,6 +18,7 @@ from chart_helpers import (
     Helm,
     assert_restricted,
     by_kind,
+    cache_dir,
     example_values,
     one,
     pod_specs,
@@ -449,9 +450,7 @@ def test_training_job_mode_rayjob(helm: Helm) -> None:
 
 def test_training_job_rayjob_crd_fields(helm: Helm) -> None:
     """Every field the RayJob sets exists in KubeRay v1.5.1's RayJob CRD (when it is built)."""
-    crd_file = Path(
-        os.path.expanduser("~/.cache/modelfactory/kuberay-crds/v1.5.1/ray.io_rayjobs.yaml")
-    )
+    crd_file = cache_dir() / "kuberay-crds" / "v1.5.1" / "ray.io_rayjobs.yaml"
     if not crd_file.exists():
         pytest.skip("KubeRay CRDs not built yet (python3 hack/cluster.py build)")
     crd = yaml.safe_load(crd_file.read_text())
