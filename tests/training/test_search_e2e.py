@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,11 @@ from modelfactory_training.main import main
 from modelfactory_training.prepare import prepare
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("ray_local")]
+# Past its time budget: Ray Tune stopping the trials in flight.
+SEARCH_STOP_ALLOWANCE_S = 5
+# Past its time budget, the whole run in this process (Ray already up): the data, the refit, the
+# ONNX check and the artifact, on a shared 2-core machine.
+RUN_ALLOWANCE_S = 15
 
 
 def run(config: Path, report: Path) -> int:
@@ -72,6 +78,7 @@ def test_a_time_budget_stops_the_search_and_keeps_the_best(
     write_config: Callable[..., Path],
     result_of: Callable[[Path], dict[str, Any]],
     verified_loader: Callable[[Path], Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = tmp_path / "store"
     budget = 30  # enough for the first trials on a loaded 2-core machine
@@ -89,6 +96,7 @@ def test_a_time_budget_stops_the_search_and_keeps_the_best(
         },
     )
     report = tmp_path / "result.json"
+    caplog.set_level(logging.INFO, logger="modelfactory_training.search")
     started = time.monotonic()
     assert run(config, report) == 0
     elapsed = time.monotonic() - started
@@ -102,8 +110,15 @@ def test_a_time_budget_stops_the_search_and_keeps_the_best(
     assert metadata.trialsPlanned == planned and len(metadata.trials) == ran
     best = max(metadata.trials, key=lambda t: t.score if t.score is not None else -np.inf)
     assert metadata.bestParams == best.params
-    # The budget bounds the search; the rest is data, Ray start-up and the refit.
-    assert elapsed < budget + 60
+    # timeBudgetSeconds promises that no trial starts and running ones stop once it is spent:
+    # the search ends at the budget, give or take Ray Tune's loop noticing it and stopping
+    # the running trials' actors (a second or two).
+    (finished,) = [r for r in caplog.records if r.getMessage() == "search finished"]
+    searched = float(finished.__dict__["seconds"])
+    assert budget <= searched < budget + SEARCH_STOP_ALLOWANCE_S, searched
+    # The whole run is the search plus reading 569 rows and refitting, checking and writing one
+    # LogisticRegression: the budget is what the spec says the run spends searching.
+    assert elapsed < budget + RUN_ALLOWANCE_S, (elapsed, searched)
 
 
 def test_a_budget_spent_before_any_trial_finished_says_so(
