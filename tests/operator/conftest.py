@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+from modelfactory_operator.logic import trainingjob as tj
+from modelfactory_operator.logic import validate
+from modelfactory_operator.logic.plans import RunObservation
 from tests.conftest import Kube, eventually
 
 
@@ -110,3 +113,95 @@ def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
         if c["type"] == ctype:
             return dict(c)
     return {}
+
+
+# --- helpers shared by the operator's tests against the control plane
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DIGEST = "sha256:" + "ab" * 32
+# Where the training and serving pods mount claims.
+MOUNT_ROOT = "/mnt/pvc"
+
+
+def workload_uri(uri: str) -> str:
+    """The URI a training pod sees and reports: pvc://<claim>/<path> is a mounted file path."""
+    return uri.replace("pvc://", f"file://{MOUNT_ROOT}/", 1)
+
+
+def apply(kube: Kube, namespace: str, manifest: str | dict[str, Any]) -> None:
+    text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input_text=text)
+
+
+def report_result(kube: Kube, namespace: str, name: str, version: int = 1,
+                  ok: bool = True) -> None:
+    """Write status.result exactly as the training pod does: as its own ServiceAccount."""
+    tj = get(kube, "tj", name, namespace)
+    run_id = eventually(lambda: (get(kube, "tj", name, namespace).get("status") or {})
+                        .get("runId"), what="runId")
+    result: dict[str, Any] = {"runId": run_id, "succeeded": ok}
+    if ok:
+        result.update(metric="accuracy", metrics={"test_accuracy": 0.96, "cv_mean": 0.95},
+                      bestParams={"n_estimators": 50},
+                      model={"version": version,
+                             "uri": workload_uri(f"{tj['spec']['output']['storageUri']}/{version}"),
+                             "digest": DIGEST},
+                      progress={"trialsTotal": 6, "trialsCompleted": 6})
+    else:
+        result.update(reason="TargetNotFound",
+                      message="dataset: column 'label' (target) not found")
+    kube.kubectl("patch", "tj", name, "-n", namespace, "--subresource=status", "--type=merge",
+                 "-p", json.dumps({"status": {"result": result}}),
+                 f"--as=system:serviceaccount:{namespace}:{name}-trainer")
+
+
+def status(kube: Kube, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    return dict(get(kube, kind, name, namespace).get("status") or {})
+
+
+def helm_releases(kube: Kube, namespace: str) -> list[str]:
+    out = kube.helm("list", "-n", namespace, "-a", "-o", "json").stdout
+    return sorted(r["name"] for r in json.loads(out))
+
+
+def start_operator(kube: Kube, tmp_path: Path, namespace: str, **env: str) -> OperatorProcess:
+    op = OperatorProcess(kube, tmp_path, ["--namespace", namespace],
+                         {"MF_LAUNCHER": "kubernetes", **env})
+    op.start()
+    return op
+
+
+def modelservice(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+            "metadata": {"name": name},
+            "spec": {"model": {"uri": f"s3://models/{name}/1", "digest": DIGEST}, **spec}}
+
+
+def apply_list(kube: Kube, namespace: str, *objs: dict[str, Any]) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", "-",
+                 input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}))
+
+
+# --- a TrainingJob for the logic tests (dict in, dict out)
+
+TJ_BODY: dict[str, Any] = {
+    "apiVersion": "modelfactory.dev/v1alpha1",
+    "kind": "TrainingJob",
+    "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 1},
+    "spec": {
+        "dataset": {"uri": "sklearn://iris"},
+        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "output": {"storageUri": "s3://models/iris"},
+    },
+}
+
+
+def tj_plan(body: dict[str, Any] = TJ_BODY, **spec_changes: Any) -> tj.RunPlan:
+    spec = validate.trainingjob_spec({**body["spec"], **spec_changes})
+    return tj.render(body, spec, "ghcr.io/modelfactory/training:0.1.0")
+
+
+def tj_decide(status: dict[str, Any], obs: RunObservation, p: tj.RunPlan | None = None,
+           **kw: Any) -> Any:
+    return tj.decide(1, status, p or tj_plan(), kw.get("spec_error"), obs,
+                     kw.get("rayjob_available", True), "2026-01-01T00:00:00Z")

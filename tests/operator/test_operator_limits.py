@@ -14,28 +14,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import Kube, eventually
-from tests.operator.conftest import OperatorProcess, condition, get
+from tests.operator.conftest import (
+    OperatorProcess,
+    apply_list,
+    condition,
+    get,
+    modelservice,
+    start_operator,
+)
 
 pytestmark = pytest.mark.integration
-DIGEST = "sha256:" + "ab" * 32
-
-
-def start_operator(kube: Kube, tmp_path: Path, namespace: str, **env: str) -> OperatorProcess:
-    op = OperatorProcess(kube, tmp_path, ["--namespace", namespace],
-                         {"MF_LAUNCHER": "kubernetes", **env})
-    op.start()
-    return op
-
-
-def modelservice(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
-            "metadata": {"name": name},
-            "spec": {"model": {"uri": f"s3://models/{name}/1", "digest": DIGEST}, **spec}}
-
-
-def apply(kube: Kube, namespace: str, *objs: dict[str, Any]) -> None:
-    kube.kubectl("apply", "-n", namespace, "-f", "-",
-                 input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}))
 
 
 def events(kube: Kube, namespace: str, reason: str) -> list[dict[str, Any]]:
@@ -101,7 +89,7 @@ def test_failing_releases_back_off_and_helm_stays_bounded(crds: Kube, own_namesp
     op = start_operator(crds, tmp_path, ns, **env)
     try:
         with HelmWatch(op) as watch:
-            apply(crds, ns, *(modelservice(f"burst-{i}", replicas={"min": 1, "max": 2})
+            apply_list(crds, ns, *(modelservice(f"burst-{i}", replicas={"min": 1, "max": 2})
                               for i in range(count)))
 
             def all_failed() -> bool:
@@ -188,7 +176,7 @@ def test_a_release_that_cannot_be_removed_does_not_hold_the_delete(
     op = start_operator(crds, tmp_path, ns, MF_DELETE_RETRIES="3")
     policy = f"no-delete-{ns}"
     try:
-        apply(crds, ns, modelservice("stuck"))
+        apply_list(crds, ns, modelservice("stuck"))
         eventually(lambda: crds.kubectl_json("get", "deployments", "-n", ns)["items"],
                    what="Deployment")
         crds.kubectl("apply", "-f", "-",
@@ -228,7 +216,7 @@ def test_the_longest_names_make_every_child(crds: Kube, own_namespace: str,
                    "output": {"storageUri": "s3://models/long"}}}
     op = start_operator(crds, tmp_path, ns)
     try:
-        apply(crds, ns, modelservice(long_ms, replicas={"min": 1, "max": 2}), tj)
+        apply_list(crds, ns, modelservice(long_ms, replicas={"min": 1, "max": 2}), tj)
 
         def made() -> bool:
             return all(crds.kubectl_json("get", kind, "-n", ns)["items"]
@@ -258,7 +246,7 @@ def test_an_operator_upgrade_never_wedges_training_runs(crds: Kube, own_namespac
     """A new default training image (an operator upgrade) changes every rendered plan. A
     finished run is not applied again; a run not finished keeps its image when its run control
     changes (here: its deadline), so its Job's immutable pod template is never touched."""
-    from tests.operator.test_operator_cluster import report_result
+    from tests.operator.conftest import report_result
 
     ns = own_namespace
     spec = {"dataset": {"uri": "sklearn://iris"},
@@ -270,7 +258,7 @@ def test_an_operator_upgrade_never_wedges_training_runs(crds: Kube, own_namespac
     tjs[1]["spec"] = {**spec, "pod": {"nodeSelector": {"modelfactory.dev/nowhere": "true"}}}
     op = start_operator(crds, tmp_path, ns)
     try:
-        apply(crds, ns, *tjs)
+        apply_list(crds, ns, *tjs)
         eventually(lambda: len(crds.kubectl_json("get", "jobs", "-n", ns)["items"]) == 2,
                    what="two Jobs")
         report_result(crds, ns, "done")

@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import Kube, eventually
-from tests.operator.conftest import OperatorProcess, get
-from tests.operator.test_operator_cluster import EXAMPLES, report_result
+from tests.operator.conftest import EXAMPLES, OperatorProcess, get, report_result
 
 pytestmark = pytest.mark.integration
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelfactory"

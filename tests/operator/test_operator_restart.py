@@ -13,8 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Kube, eventually
-from tests.operator.conftest import OperatorProcess, get
-from tests.operator.test_operator_limits import apply, modelservice, start_operator
+from tests.operator.conftest import (
+    OperatorProcess,
+    apply_list,
+    get,
+    modelservice,
+    start_operator,
+)
 
 pytestmark = pytest.mark.integration
 DIGEST = "sha256:" + "cd" * 32
@@ -117,7 +122,7 @@ def test_a_restart_runs_helm_only_for_releases_whose_inputs_changed(
     (tmp_path / "first").mkdir()
     op = start_operator(crds, tmp_path / "first", ns, **env)
     try:
-        apply(crds, ns, *tjs, *services)
+        apply_list(crds, ns, *tjs, *services)
         eventually(settled, timeout=90, interval=1, what="five resources settled")
     finally:
         op.stop()

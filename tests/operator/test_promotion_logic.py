@@ -8,8 +8,9 @@ from modelfactory_api.trainingjob import PromotionSpec, TrainingResult
 from modelfactory_operator.logic import promotion
 from modelfactory_operator.logic import trainingjob as tj
 from modelfactory_operator.logic.plans import RunObservation
-
-from .test_trainingjob_logic import BODY, decide, plan
+from tests.operator.conftest import TJ_BODY as BODY
+from tests.operator.conftest import tj_decide as decide
+from tests.operator.conftest import tj_plan as plan
 
 pytestmark = pytest.mark.unit
 

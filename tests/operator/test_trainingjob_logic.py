@@ -6,30 +6,12 @@ import pytest
 from modelfactory_operator.logic import names, validate
 from modelfactory_operator.logic import trainingjob as tj
 from modelfactory_operator.logic.plans import RunObservation, config_hash
+from tests.operator.conftest import TJ_BODY as BODY
+from tests.operator.conftest import tj_decide as decide
+from tests.operator.conftest import tj_plan as plan
 
 pytestmark = pytest.mark.unit
 
-BODY: dict[str, Any] = {
-    "apiVersion": "modelfactory.dev/v1alpha1",
-    "kind": "TrainingJob",
-    "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 1},
-    "spec": {
-        "dataset": {"uri": "sklearn://iris"},
-        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-        "output": {"storageUri": "s3://models/iris"},
-    },
-}
-
-
-def plan(body: dict[str, Any] = BODY, **spec_changes: Any) -> tj.RunPlan:
-    spec = validate.trainingjob_spec({**body["spec"], **spec_changes})
-    return tj.render(body, spec, "ghcr.io/modelfactory/training:0.1.0")
-
-
-def decide(status: dict[str, Any], obs: RunObservation, p: tj.RunPlan | None = None,
-           **kw: Any) -> Any:
-    return tj.decide(1, status, p or plan(), kw.get("spec_error"), obs,
-                     kw.get("rayjob_available", True), "2026-01-01T00:00:00Z")
 
 
 def result(p: tj.RunPlan, ok: bool = True, version: int = 1) -> dict[str, Any]:

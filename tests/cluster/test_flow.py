@@ -10,20 +10,18 @@ import contextlib
 import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from tests.cluster_path.conftest import IRIS_ROWS, NODE, RealCluster
+from tests.cluster.conftest import EXAMPLES, IRIS_ROWS, NODE, RealCluster, claim_directory
 from tests.conftest import eventually
 from tests.serving.conftest import numeric_data, numeric_features, write_artifact
 from tests.serving.hostile import write_hostile
 
 pytestmark = pytest.mark.cluster
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DIGEST = "sha256:" + "ef" * 32
 
 
@@ -146,13 +144,6 @@ def test_iris_example_trains_in_a_pod_and_serves_from_pods(real_cluster: RealClu
     logs = rc.kubectl("logs", "-n", rc.ns, servers[0]["metadata"]["name"])
     records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     assert records, logs[-2000:]
-
-
-def claim_directory(rc: RealCluster, claim: str) -> Path:
-    """Where a bound claim's files live on the node (local-path volumes are host directories)."""
-    pv = rc.get("pvc", claim, rc.ns)["spec"]["volumeName"]
-    spec = rc.get("pv", pv)["spec"]
-    return Path((spec.get("hostPath") or spec.get("local") or {})["path"])
 
 
 def test_a_tampered_artifact_is_refused_and_the_status_says_why(

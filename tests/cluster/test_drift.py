@@ -13,7 +13,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_iris
 
-from tests.cluster_path.conftest import RealCluster
+from tests.cluster.conftest import RealCluster
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.cluster

@@ -9,8 +9,14 @@ import json
 import pytest
 
 from tests.conftest import Kube, eventually
-from tests.operator.conftest import OperatorProcess, condition, get
-from tests.operator.test_operator_cluster import EXAMPLES, report_result, status
+from tests.operator.conftest import (
+    EXAMPLES,
+    OperatorProcess,
+    condition,
+    get,
+    report_result,
+    status,
+)
 
 pytestmark = pytest.mark.integration
 

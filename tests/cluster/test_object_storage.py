@@ -20,7 +20,7 @@ import pytest
 import s3fs
 from sklearn.datasets import load_iris
 
-from tests.cluster_path.conftest import IRIS_ROWS, NODE, RealCluster
+from tests.cluster.conftest import IRIS_ROWS, NODE, RealCluster
 from tests.conftest import eventually, s3server_module
 
 pytestmark = pytest.mark.cluster

@@ -13,8 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.cluster_path.conftest import NODE, RealCluster
-from tests.cluster_path.test_cluster_path import EXAMPLES, claim_directory
+from tests.cluster.conftest import EXAMPLES, NODE, RealCluster, claim_directory
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.cluster

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CLUSTER, Kube, eventually
-from tests.operator.conftest import OperatorProcess, condition, get
-from tests.operator.test_operator_cluster import apply
+from tests.operator.conftest import OperatorProcess, apply, condition, get
 
 pytestmark = pytest.mark.integration
 V1 = "sha256:" + "ab" * 32

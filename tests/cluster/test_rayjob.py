@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster_path.conftest import NODE, RealCluster
+from tests.cluster.conftest import NODE, RealCluster
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.cluster

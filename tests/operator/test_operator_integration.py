@@ -4,60 +4,24 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import Kube, eventually
-from tests.operator.conftest import OperatorProcess, condition, get
+from tests.operator.conftest import (
+    DIGEST,
+    EXAMPLES,
+    MOUNT_ROOT,
+    OperatorProcess,
+    apply,
+    condition,
+    get,
+    helm_releases,
+    report_result,
+    status,
+)
 
 pytestmark = pytest.mark.integration
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-DIGEST = "sha256:" + "ab" * 32
-# Where the training and serving pods mount claims.
-MOUNT_ROOT = "/mnt/pvc"
-
-
-def workload_uri(uri: str) -> str:
-    """The URI a training pod sees and reports: pvc://<claim>/<path> is a mounted file path."""
-    return uri.replace("pvc://", f"file://{MOUNT_ROOT}/", 1)
-
-
-def apply(kube: Kube, namespace: str, manifest: str | dict[str, Any]) -> None:
-    text = manifest if isinstance(manifest, str) else json.dumps(manifest)
-    kube.kubectl("apply", "-n", namespace, "-f", "-", input_text=text)
-
-
-def report_result(kube: Kube, namespace: str, name: str, version: int = 1,
-                  ok: bool = True) -> None:
-    """Write status.result exactly as the training pod does: as its own ServiceAccount."""
-    tj = get(kube, "tj", name, namespace)
-    run_id = eventually(lambda: (get(kube, "tj", name, namespace).get("status") or {})
-                        .get("runId"), what="runId")
-    result: dict[str, Any] = {"runId": run_id, "succeeded": ok}
-    if ok:
-        result.update(metric="accuracy", metrics={"test_accuracy": 0.96, "cv_mean": 0.95},
-                      bestParams={"n_estimators": 50},
-                      model={"version": version,
-                             "uri": workload_uri(f"{tj['spec']['output']['storageUri']}/{version}"),
-                             "digest": DIGEST},
-                      progress={"trialsTotal": 6, "trialsCompleted": 6})
-    else:
-        result.update(reason="TargetNotFound",
-                      message="dataset: column 'label' (target) not found")
-    kube.kubectl("patch", "tj", name, "-n", namespace, "--subresource=status", "--type=merge",
-                 "-p", json.dumps({"status": {"result": result}}),
-                 f"--as=system:serviceaccount:{namespace}:{name}-trainer")
-
-
-def status(kube: Kube, kind: str, name: str, namespace: str) -> dict[str, Any]:
-    return dict(get(kube, kind, name, namespace).get("status") or {})
-
-
-def helm_releases(kube: Kube, namespace: str) -> list[str]:
-    out = kube.helm("list", "-n", namespace, "-a", "-o", "json").stdout
-    return sorted(r["name"] for r in json.loads(out))
 
 
 def test_iris_example_trains_then_serves(operator: OperatorProcess, kube: Kube, namespace: str,

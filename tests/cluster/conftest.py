@@ -116,3 +116,13 @@ def real_cluster(kube: Kube) -> Iterator[RealCluster]:
     kube.helm("uninstall", "modelfactory", "-n", operator_ns, check=False)
     for name in (ns, operator_ns):
         kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def claim_directory(rc: RealCluster, claim: str) -> Path:
+    """Where a bound claim's files live on the node (local-path volumes are host directories)."""
+    pv = rc.get("pvc", claim, rc.ns)["spec"]["volumeName"]
+    spec = rc.get("pv", pv)["spec"]
+    return Path((spec.get("hostPath") or spec.get("local") or {})["path"])
