@@ -35,7 +35,9 @@ class Rollouts:
         self.namespace = namespace
         self.root = root
         self.operator = OperatorProcess(
-            kube, root, ["--namespace", namespace, "--launcher", "local"],
+            kube,
+            root,
+            ["--namespace", namespace, "--launcher", "local"],
             {"MF_LOCAL_STATE_DIR": str(root / "local")},
         )
         X, y = numeric_data(n_features=4)
@@ -43,12 +45,20 @@ class Rollouts:
         # Versions 1, 2 and 4 are the same model (they agree on every row); version 3 expects
         # three features, so every request with four fails there.
         self.versions = {
-            v: write_artifact(root / "m" / str(v), LogisticRegression(), X, y,
-                              numeric_features(4), "binary", version=v)
+            v: write_artifact(
+                root / "m" / str(v),
+                LogisticRegression(),
+                X,
+                y,
+                numeric_features(4),
+                "binary",
+                version=v,
+            )
             for v in (1, 2, 4)
         }
-        self.versions[3] = write_artifact(root / "m" / "3", LogisticRegression(), X3, y3,
-                                          numeric_features(3), "binary", version=3)
+        self.versions[3] = write_artifact(
+            root / "m" / "3", LogisticRegression(), X3, y3, numeric_features(3), "binary", version=3
+        )
 
     def apply(self, obj: dict[str, Any]) -> None:
         self.kube.kubectl("apply", "-n", self.namespace, "-f", "-", input_text=json.dumps(obj))
@@ -56,12 +66,15 @@ class Rollouts:
     def service(self, name: str, version: int, rollout: dict[str, Any]) -> dict[str, Any]:
         a = self.versions[version]
         return {
-            "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+            "apiVersion": "modelfactory.dev/v1alpha1",
+            "kind": "ModelService",
             "metadata": {"name": name},
-            "spec": {"model": {"uri": a.uri, "digest": a.digest},
-                     "batching": {"maxBatchSize": 16, "maxLatencyMs": 1},
-                     "monitoring": {"drift": {"enabled": False}},
-                     "rollout": rollout},
+            "spec": {
+                "model": {"uri": a.uri, "digest": a.digest},
+                "batching": {"maxBatchSize": 16, "maxLatencyMs": 1},
+                "monitoring": {"drift": {"enabled": False}},
+                "rollout": rollout,
+            },
         }
 
     def status(self, name: str) -> dict[str, Any]:
@@ -78,8 +91,11 @@ class Rollouts:
         def check() -> dict[str, Any] | None:
             s = last["status"] = self.status(name)
             r = s.get("rollout") or {}
-            if (s.get("phase") == "Ready" and (r.get("stable") or {}).get("digest") == digest
-                    and r.get("phase") not in ("Progressing", "Promoting", "Paused")):
+            if (
+                s.get("phase") == "Ready"
+                and (r.get("stable") or {}).get("digest") == digest
+                and r.get("phase") not in ("Progressing", "Promoting", "Paused")
+            ):
                 return s
             return None
 
@@ -90,36 +106,42 @@ class Rollouts:
 
     def events(self, name: str) -> list[dict[str, Any]]:
         out = self.kube.kubectl_json(
-            "get", "events", "-n", self.namespace,
-            "--field-selector", f"involvedObject.name={name},involvedObject.kind=ModelService")
+            "get",
+            "events",
+            "-n",
+            self.namespace,
+            "--field-selector",
+            f"involvedObject.name={name},involvedObject.kind=ModelService",
+        )
         items = sorted(out.get("items") or [], key=lambda e: e.get("firstTimestamp") or "")
         return list(items)
 
 
 class Client:
-    """Requests without pause from a few threads; what each got back."""
+    """Requests without pause from a few threads; what each got back. A failure is
+    (sent, answered, status code or the exception), times from time.monotonic()."""
 
     def __init__(self, url: str, name: str, threads: int = 3) -> None:
         self.url, self.name = url, name
         self.answers: Counter[str] = Counter()
-        self.failures: list[tuple[float, int | str]] = []
+        self.failures: list[tuple[float, float, int | str]] = []
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
 
     def run(self) -> None:
-        body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                            "data": ROW}]}
+        body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}
         with httpx.Client(timeout=10) as s:
             while not self.stop.is_set():
+                sent = time.monotonic()
                 try:
                     r = s.post(f"{self.url}/v2/models/{self.name}/infer", json=body)
                 except httpx.HTTPError as exc:
-                    self.failures.append((time.monotonic(), repr(exc)))
+                    self.failures.append((sent, time.monotonic(), repr(exc)))
                     continue
                 if r.status_code == 200:
                     self.answers[r.json()["model_version"]] += 1
                 else:
-                    self.failures.append((time.monotonic(), r.status_code))
+                    self.failures.append((sent, time.monotonic(), r.status_code))
                 time.sleep(0.005)
 
     def __enter__(self) -> Client:
@@ -131,6 +153,20 @@ class Client:
         self.stop.set()
         for t in self.threads:
             t.join(timeout=30)
+
+
+def rollback_in_effect(env: Rollouts, name: str) -> float | None:
+    """When the launcher serves from a stable server that routes nowhere and the other version's
+    server is gone from its record: from then on no request can reach the rolled-back version."""
+    path = env.root / "local" / env.namespace / f"msvc-{name}" / "service.json"
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:  # read while the launcher rewrites it
+        return None
+    active = record.get("active") or {}
+    if record.get("candidate") is None and active.get("ready") and active.get("peer") == 0:
+        return time.monotonic()
+    return None
 
 
 def answers(url: str) -> bool:
@@ -152,8 +188,13 @@ def env(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rollou
     kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
-CANARY = {"strategy": "Canary", "steps": [20, 50, 100], "stepIntervalSeconds": 4,
-          "minRequests": 20, "analysis": {"failureThreshold": 2}}
+CANARY = {
+    "strategy": "Canary",
+    "steps": [20, 50, 100],
+    "stepIntervalSeconds": 4,
+    "minRequests": 20,
+    "analysis": {"failureThreshold": 2},
+}
 
 
 def test_good_canary_is_promoted_with_no_failed_request(env: Rollouts) -> None:
@@ -162,8 +203,11 @@ def test_good_canary_is_promoted_with_no_failed_request(env: Rollouts) -> None:
     with Client(url, "good") as client:
         time.sleep(1)
         env.apply(env.service("good", 2, CANARY))
-        seen = eventually(lambda: (r := env.rollout("good")).get("phase") == "Progressing"
-                          and r, timeout=30, what="canary progressing")
+        seen = eventually(
+            lambda: (r := env.rollout("good")).get("phase") == "Progressing" and r,
+            timeout=30,
+            what="canary progressing",
+        )
         assert seen["candidate"]["digest"] == env.versions[2].digest
         traffic = {t["role"]: t["weight"] for t in env.status("good")["traffic"]}
         assert traffic == {"stable": 80, "canary": 20}
@@ -171,8 +215,7 @@ def test_good_canary_is_promoted_with_no_failed_request(env: Rollouts) -> None:
         time.sleep(2)
     assert done["rollout"]["phase"] == "Promoted"
     # A URI-pinned model has no version number: its digest names it.
-    assert done["traffic"] == [{"digest": env.versions[2].digest, "weight": 100,
-                                "role": "stable"}]
+    assert done["traffic"] == [{"digest": env.versions[2].digest, "weight": 100, "role": "stable"}]
     assert client.failures == [], client.failures[:5]
     assert client.answers["1"] > 50 and client.answers["2"] > 50
     reasons = [e["reason"] for e in env.events("good")]
@@ -181,8 +224,9 @@ def test_good_canary_is_promoted_with_no_failed_request(env: Rollouts) -> None:
     assert reasons.count("Promoting") == 1 and reasons.count("Promoted") == 1
     assert condition({"status": done}, "RolloutProgressing")["status"] == "False"
     # The candidate's server is gone: one server process is left for the service.
-    record = json.loads((env.root / "local" / env.namespace / "msvc-good" /
-                         "service.json").read_text())
+    record = json.loads(
+        (env.root / "local" / env.namespace / "msvc-good" / "service.json").read_text()
+    )
     assert record["candidate"] is None
 
 
@@ -194,25 +238,39 @@ def test_bad_canary_is_rolled_back_and_errors_only_its_share(env: Rollouts) -> N
         time.sleep(1)
         started = time.monotonic()
         env.apply(env.service("bad", 3, spec))
-        eventually(lambda: env.rollout("bad").get("phase") == "RolledBack", timeout=90,
-                   what="canary rolled back")
+        eventually(
+            lambda: env.rollout("bad").get("phase") == "RolledBack",
+            timeout=90,
+            what="canary rolled back",
+        )
         rolled_back = time.monotonic()
+        in_effect = eventually(
+            lambda: rollback_in_effect(env, "bad"),
+            timeout=60,
+            interval=0.1,
+            what="stable server without the canary",
+        )
         time.sleep(3)
     status = env.status("bad")
     assert status["rollout"]["rolledBack"]["digest"] == env.versions[3].digest
     assert status["rollout"]["stable"]["digest"] == env.versions[1].digest
     assert condition({"status": status}, "RolledBack")["status"] == "True"
     assert "error rate" in status["rollout"]["message"]
-    # Errors only from the canary's share (20 %), and none after the rollback took effect.
-    errors = [f for f in client.failures]
+    # The rollback never costs a client a request: every request got a model's answer (no
+    # connection error, no 5xx); the only refusals are the bad version's own 400s, from its
+    # share (20 %), and no request sent once the rollback is in effect gets one.
+    errors = client.failures
     assert errors, "the bad version never got traffic"
-    assert all(code == 400 for _, code in errors), errors[:5]
+    assert all(code == 400 for _, _, code in errors), errors[:5]
     total = sum(client.answers.values()) + len(errors)
     assert len(errors) <= 0.3 * total
-    assert max(t for t, _ in errors) <= rolled_back + 2
-    first_error = min(t for t, _ in errors)
-    print(f"first canary error to rollback: {rolled_back - first_error:.1f}s "
-          f"(apply to rollback {rolled_back - started:.1f}s)")
+    late = [f for f in errors if f[0] >= in_effect]
+    assert late == [], (late[:5], in_effect - rolled_back)
+    first_error = min(answered for _, answered, _ in errors)
+    print(
+        f"first canary error to rollback: {rolled_back - first_error:.1f}s "
+        f"(apply to rollback {rolled_back - started:.1f}s)"
+    )
     assert set(client.answers) == {"1"}
     # It stays rolled back: the same version is not tried again.
     time.sleep(3)
@@ -220,14 +278,21 @@ def test_bad_canary_is_rolled_back_and_errors_only_its_share(env: Rollouts) -> N
 
 
 def test_shadow_is_compared_and_never_answers(env: Rollouts) -> None:
-    spec = {"strategy": "Shadow", "stepIntervalSeconds": 4, "minRequests": 20,
-            "shadow": {"percent": 50, "minAgreement": 0.99}}
+    spec = {
+        "strategy": "Shadow",
+        "stepIntervalSeconds": 4,
+        "minRequests": 20,
+        "shadow": {"percent": 50, "minAgreement": 0.99},
+    }
     env.apply(env.service("shadow", 1, spec))
     url = env.ready("shadow", 1)["url"]
     with Client(url, "shadow") as client:
         env.apply(env.service("shadow", 4, spec))
-        eventually(lambda: env.rollout("shadow").get("phase") == "Promoting", timeout=90,
-                   what="shadow judged")
+        eventually(
+            lambda: env.rollout("shadow").get("phase") == "Promoting",
+            timeout=90,
+            what="shadow judged",
+        )
         answers_while_shadowing = dict(client.answers)
         status = env.status("shadow")
         env.ready("shadow", 4)
@@ -246,9 +311,14 @@ def test_operator_restart_mid_rollout_resumes_at_the_same_step(env: Rollouts) ->
     url = env.ready("restart", 1)["url"]
     with Client(url, "restart") as client:
         env.apply(env.service("restart", 2, spec))
-        eventually(lambda: env.rollout("restart").get("step") == 1
-                   and env.rollout("restart").get("stepStartedAt"), timeout=90,
-                   what="second step under way")
+        eventually(
+            lambda: (
+                env.rollout("restart").get("step") == 1
+                and env.rollout("restart").get("stepStartedAt")
+            ),
+            timeout=90,
+            what="second step under way",
+        )
         before = env.rollout("restart")
         killed = time.monotonic()
         env.operator.kill()
@@ -256,8 +326,7 @@ def test_operator_restart_mid_rollout_resumes_at_the_same_step(env: Rollouts) ->
         env.operator.start()
         # The local launcher's stable port is the operator's own: it is back once the
         # operator has adopted the servers, which kept running.
-        eventually(lambda: answers(f"{url}/v2/health/ready"), timeout=60,
-                   what="stable port back")
+        eventually(lambda: answers(f"{url}/v2/health/ready"), timeout=60, what="stable port back")
         back = time.monotonic()
         done = env.ready("restart", 2)
     assert before["step"] == 1
@@ -265,5 +334,5 @@ def test_operator_restart_mid_rollout_resumes_at_the_same_step(env: Rollouts) ->
     steps = [e["message"] for e in env.events("restart") if e["reason"] == "RolloutStep"]
     weights = [m.rsplit(" ", 1)[-1] for m in steps]
     assert weights == ["30%", "60%"], steps
-    outside = [f for f in client.failures if not killed <= f[0] <= back + 1]
+    outside = [f for f in client.failures if not killed <= f[1] <= back + 1]
     assert outside == [], outside[:5]
