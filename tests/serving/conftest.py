@@ -37,6 +37,8 @@ from modelfactory_artifacts.metadata import (
     sha256_hex,
 )
 from modelfactory_artifacts.profile import build_profile
+from modelfactory_artifacts.read import load_artifact
+from modelfactory_serving.model import ModelRuntime
 
 SERVE = Path(sys.executable).parent / "modelfactory-serve"
 
@@ -170,6 +172,36 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
     }
 
 
+@pytest.fixture(scope="session")
+def runtimes(artifacts: dict[str, Artifact]) -> dict[str, ModelRuntime]:
+    """The hand-made artifacts loaded and warmed up as a server does."""
+    out = {}
+    for name, art in artifacts.items():
+        rt = ModelRuntime(load_artifact(art.uri, art.digest), name)
+        rt.warm_up(8)
+        out[name] = rt
+    return out
+
+
+def _v2_request(data: list[Any], shape: list[int], datatype: str = "FP64",
+                name: str = "input-0", **extra: Any) -> dict[str, Any]:
+    return {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}],
+            **extra}
+
+
+@pytest.fixture
+def v2_request() -> Callable[..., dict[str, Any]]:
+    """A v2 inference request of one tensor: v2_request(data, shape, datatype, name, **body)."""
+    return _v2_request
+
+
+@pytest.fixture
+def hostile_strings() -> list[str]:
+    """A 50 KB body's worth of short strings and one long one (numpy would size every element
+    to the longest)."""
+    return ["a"] * 2_499 + ["b" * 40_000]
+
+
 # ---------------------------------------------------------------------------- server process
 def free_port() -> int:
     with socket.socket() as s:
@@ -286,3 +318,35 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     yield start
     for s in started:
         s.stop()
+
+
+def _assert_not_ready(server: Server, reason: str, fragment: str) -> None:
+    url = server.url
+    server.wait_state(lambda: httpx.get(url + "/v2/health/ready").json().get("reason")
+                      not in (None, "Loading"))
+    assert httpx.get(url + "/v2/health/live").status_code == 200
+    r = httpx.get(url + "/v2/health/ready")
+    assert r.status_code == 503 and r.json()["reason"] == reason, r.text
+    r = httpx.get(url + f"/v2/models/{server.name}/ready")
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["ready"] is False and body["reason"] == reason and fragment in body["message"]
+    r = httpx.get(url + f"/v1/models/{server.name}")
+    assert r.status_code == 503 and r.json()["ready"] is False
+    r = httpx.post(url + f"/v2/models/{server.name}/infer", json={"inputs": [
+        {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]})
+    assert r.status_code == 503 and r.json()["reason"] == reason
+    r = httpx.post(url + f"/v1/models/{server.name}:predict", json={"instances": [[1, 2]]})
+    assert r.status_code == 503
+    assert httpx.get(url + f"/v2/models/{server.name}").status_code == 503
+    errors = [rec for rec in server.log_records()
+              if rec.get("level") == "error" and rec.get("reason") == reason]
+    assert errors and fragment in errors[0]["msg"], server.logs()
+    assert server.proc.poll() is None  # still up
+
+
+@pytest.fixture
+def assert_not_ready() -> Callable[[Server, str, str], None]:
+    """assert_not_ready(server, reason, fragment): the server is up, live, not ready for
+    `reason` on every route, and logged why (the message holds `fragment`)."""
+    return _assert_not_ready

@@ -8,7 +8,6 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -37,67 +36,63 @@ def untrusted(tmp_path: Path) -> Artifact:
     return write_artifact(tmp_path / "untrusted" / "1", pipe, X, y, numeric_features(2), "binary")
 
 
-def assert_not_ready(server: Server, reason: str, fragment: str) -> None:
-    url = server.url
-    server.wait_state(lambda: httpx.get(url + "/v2/health/ready").json().get("reason")
-                      not in (None, "Loading"))
-    assert httpx.get(url + "/v2/health/live").status_code == 200
-    r = httpx.get(url + "/v2/health/ready")
-    assert r.status_code == 503 and r.json()["reason"] == reason, r.text
-    r = httpx.get(url + f"/v2/models/{server.name}/ready")
-    assert r.status_code == 503, r.text
-    body = r.json()
-    assert body["ready"] is False and body["reason"] == reason and fragment in body["message"]
-    r = httpx.get(url + f"/v1/models/{server.name}")
-    assert r.status_code == 503 and r.json()["ready"] is False
-    r = httpx.post(url + f"/v2/models/{server.name}/infer", json={"inputs": [
-        {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]})
-    assert r.status_code == 503 and r.json()["reason"] == reason
-    r = httpx.post(url + f"/v1/models/{server.name}:predict", json={"instances": [[1, 2]]})
-    assert r.status_code == 503
-    assert httpx.get(url + f"/v2/models/{server.name}").status_code == 503
-    errors = [rec for rec in server.log_records()
-              if rec.get("level") == "error" and rec.get("reason") == reason]
-    assert errors and fragment in errors[0]["msg"], server.logs()
-    assert server.proc.poll() is None  # still up
-
-
 @pytest.mark.parametrize("workers", [1, 2])
-def test_missing_artifact(start_server: Callable[..., Server], tmp_path: Path,
-                          workers: int) -> None:
-    server = start_server("m", str(tmp_path / "does-not-exist"), wait_ready=False,
-                          workers=workers)
+def test_missing_artifact(
+    assert_not_ready: Callable[..., None],
+    start_server: Callable[..., Server],
+    tmp_path: Path,
+    workers: int,
+) -> None:
+    server = start_server("m", str(tmp_path / "does-not-exist"), wait_ready=False, workers=workers)
     assert_not_ready(server, "MissingArtifact", "no model version directory")
 
 
-def test_tampered_artifact(start_server: Callable[..., Server], artifacts: dict[str, Artifact],
-                           tmp_path: Path) -> None:
+def test_tampered_artifact(
+    assert_not_ready: Callable[..., None],
+    start_server: Callable[..., Server],
+    artifacts: dict[str, Artifact],
+    tmp_path: Path,
+) -> None:
     art = artifacts["lr"]
     server = start_server("m", tampered(art, tmp_path), art.digest, wait_ready=False)
     assert_not_ready(server, "DigestMismatch", "model.skops has sha256:")
 
 
-def test_digest_differs_from_the_one_given(start_server: Callable[..., Server],
-                                           artifacts: dict[str, Artifact]) -> None:
+def test_digest_differs_from_the_one_given(
+    assert_not_ready: Callable[..., None],
+    start_server: Callable[..., Server],
+    artifacts: dict[str, Artifact],
+) -> None:
     server = start_server("m", artifacts["lr"].uri, artifacts["rf"].digest, wait_ready=False)
     assert_not_ready(server, "DigestMismatch", artifacts["rf"].digest)
 
 
-def test_untrusted_artifact(start_server: Callable[..., Server], tmp_path: Path) -> None:
+def test_untrusted_artifact(
+    assert_not_ready: Callable[..., None], start_server: Callable[..., Server], tmp_path: Path
+) -> None:
     art = untrusted(tmp_path)
     server = start_server("m", art.uri, art.digest, wait_ready=False)
     assert_not_ready(server, "UntrustedType", "_operator.neg")
 
 
 @pytest.mark.parametrize("label", sorted(HOSTILE))
-def test_hostile_artifact(start_server: Callable[..., Server], tmp_path: Path, label: str) -> None:
+def test_hostile_artifact(
+    assert_not_ready: Callable[..., None],
+    start_server: Callable[..., Server],
+    tmp_path: Path,
+    label: str,
+) -> None:
     art, type_name = write_hostile(tmp_path / label / "1", label)
     server = start_server("m", art.uri, art.digest, wait_ready=False)
     assert_not_ready(server, "UntrustedType", type_name)
 
 
-def test_metadata_permuting_the_features(start_server: Callable[..., Server],
-                                         artifacts: dict[str, Artifact], tmp_path: Path) -> None:
+def test_metadata_permuting_the_features(
+    assert_not_ready: Callable[..., None],
+    start_server: Callable[..., Server],
+    artifacts: dict[str, Artifact],
+    tmp_path: Path,
+) -> None:
     art = artifacts["mixed"]
     dest = tmp_path / "permuted" / "1"
     shutil.copytree(art.uri, dest)

@@ -13,14 +13,14 @@ import pytest
 import s3fs
 
 from .conftest import Artifact, Server
-from .test_not_ready_e2e import assert_not_ready
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def s3_model(s3: Any, s3_env: dict[str, str],
-             artifacts: dict[str, Artifact]) -> tuple[str, Artifact]:
+def s3_model(
+    s3: Any, s3_env: dict[str, str], artifacts: dict[str, Artifact]
+) -> tuple[str, Artifact]:
     """The logistic-regression artifact uploaded to s3://bucket/<id>/1."""
     art = artifacts["lr"]
     key = f"{s3.bucket}/serve-{uuid.uuid4().hex[:8]}/1"
@@ -28,8 +28,9 @@ def s3_model(s3: Any, s3_env: dict[str, str],
     return f"s3://{key}", art
 
 
-def test_serves_a_version_from_s3(start_server: Callable[..., Server],
-                                  s3_model: tuple[str, Artifact]) -> None:
+def test_serves_a_version_from_s3(
+    start_server: Callable[..., Server], s3_model: tuple[str, Artifact]
+) -> None:
     uri, art = s3_model
     server = start_server("m", uri, art.digest)
     rows = art.X[:3].tolist()
@@ -41,8 +42,11 @@ def test_serves_a_version_from_s3(start_server: Callable[..., Server],
 
 
 def test_refused_credentials_are_storage_access_denied(
-    start_server: Callable[..., Server], s3_model: tuple[str, Artifact],
-    s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    assert_not_ready: Callable[..., None],
+    start_server: Callable[..., Server],
+    s3_model: tuple[str, Artifact],
+    s3_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     uri, art = s3_model
     wrong = "wrong-" + uuid.uuid4().hex
@@ -56,7 +60,9 @@ def test_refused_credentials_are_storage_access_denied(
 
 
 def test_no_credentials_are_storage_access_denied(
-    start_server: Callable[..., Server], s3_model: tuple[str, Artifact],
+    assert_not_ready: Callable[..., None],
+    start_server: Callable[..., Server],
+    s3_model: tuple[str, Artifact],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     uri, art = s3_model
