@@ -4,11 +4,13 @@ pass the operator's own checks for a cluster, and the chart names every CRD it i
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import CHARTS
+from chart_helpers import CHARTS, Helm
 
 from modelfactory_operator.logic import validate
 
@@ -77,3 +79,33 @@ def test_the_chart_describes_every_crd_it_installs() -> None:
     for kind in kinds:
         assert kind in said, kind
         assert f"`{kind}`" in readme.split("\n\n", 2)[1], kind
+
+
+def rendered_notes(helm: Helm, tmp_path: Path, *sets: str) -> str:
+    """The NOTES as `helm install` prints them: helm template leaves NOTES.txt out, so a copy of
+    the chart renders the same text through a named template into a ConfigMap."""
+    chart = tmp_path / "modelfactory"
+    shutil.copytree(CHART, chart, symlinks=False)
+    templates = chart / "templates"
+    notes = (templates / "NOTES.txt").read_text()
+    (templates / "_notes.tpl").write_text('{{- define "notes" -}}' + notes + "{{- end -}}")
+    (templates / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data:\n  notes: {{ include "notes" . | quote }}\n'
+    )
+    args = ["template", "t", str(chart), "-n", "mf", "--show-only", "templates/notes.yaml"]
+    for value in sets:
+        args += ["--set", value]
+    return str(yaml.safe_load(helm.run(*args).stdout)["data"]["notes"])
+
+
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a,team-b}",)])
+def test_the_notes_render_with_a_namespace_to_apply_in(
+    helm: Helm, tmp_path: Path, sets: tuple[str, ...]
+) -> None:
+    text = rendered_notes(helm, tmp_path, *sets)
+    namespace = "team-a" if sets else "default"
+    for example in notes_examples():
+        if f"-f {example}" in NOTES.read_text():
+            assert f"kubectl apply -n {namespace} -f {example}" in text, text
+    assert "{{" not in text and "file://" not in text
