@@ -202,6 +202,15 @@ def hostile_strings() -> list[str]:
     return ["a"] * 2_499 + ["b" * 40_000]
 
 
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    """A forest whose predict of 10,000 rows takes a good fraction of a second (~0.3 s)."""
+    X, y = numeric_data(n=3000, n_features=4)
+    return write_artifact(tmp_path_factory.mktemp("slow") / "1",
+                          RandomForestClassifier(n_estimators=600, max_depth=14, random_state=0),
+                          X, y, numeric_features(4), "binary")
+
+
 # ---------------------------------------------------------------------------- server process
 def free_port() -> int:
     with socket.socket() as s:

@@ -6,16 +6,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
+import numpy as np
+import orjson
 import pytest
 
 from tests.conftest import eventually
 
 from .conftest import Artifact, Server, free_port
-from .test_overload_e2e import ROWS, big_body, post, slow  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.e2e
+
+ROWS = 10_000  # a predict of this many rows by the `slow` model holds the event loop ~0.3 s
 
 
 def probe(url: str) -> tuple[int, float]:
@@ -25,7 +29,7 @@ def probe(url: str) -> tuple[int, float]:
 
 
 def test_health_port_answers_while_the_event_loop_is_blocked(
-        start_server: Callable[..., Server], slow: Artifact) -> None:  # noqa: F811
+        start_server: Callable[..., Server], slow: Artifact, v2_request: Any) -> None:
     health = free_port()
     # Predict inline: each 10,000-row request holds the event loop for a good fraction of a
     # second, so the main port's probes wait behind it; the health port's must not.
@@ -36,7 +40,13 @@ def test_health_port_answers_while_the_event_loop_is_blocked(
     assert httpx.get(side + "/v2/health/ready").json() == {"ready": True}
     assert httpx.get(side + "/v2/health/live").json() == {"live": True}
     assert httpx.get(side + "/metrics").status_code == 404
-    body = big_body()
+    data = np.random.default_rng(0).normal(size=(ROWS, 4)).round(4).ravel().tolist()
+    body = orjson.dumps(v2_request(data, [ROWS, 4]))
+    infer = f"{server.url}/v2/models/{server.name}/infer"
+
+    def post(server: Server, body: bytes) -> httpx.Response:
+        return httpx.post(infer, content=body, timeout=60)
+
     side_probes: list[tuple[int, float]] = []
     main_probes: list[tuple[int, float]] = []
     with ThreadPoolExecutor(6) as pool:

@@ -11,22 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from sklearn.ensemble import RandomForestClassifier
 
-from .conftest import Artifact, Server, numeric_data, numeric_features, write_artifact
+from .conftest import Artifact, Server
 
 pytestmark = pytest.mark.e2e
 
 ROWS = 10_000
-
-
-@pytest.fixture(scope="module")
-def slow(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
-    """A forest whose predict of 10,000 rows takes a good fraction of a second (~0.3 s)."""
-    X, y = numeric_data(n=3000, n_features=4)
-    return write_artifact(tmp_path_factory.mktemp("slow") / "1",
-                          RandomForestClassifier(n_estimators=600, max_depth=14, random_state=0),
-                          X, y, numeric_features(4), "binary")
 
 
 def big_body(rows: int = ROWS) -> bytes:
