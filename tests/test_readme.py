@@ -49,7 +49,9 @@ def local_dependencies(package: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "doc", [README, *sorted((ROOT / "charts").glob("*/README.md"))], ids=lambda p: str(p)
+    "doc",
+    [README, *sorted((ROOT / "charts").glob("*/README.md"))],
+    ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_every_install_line_names_the_local_packages_it_needs(doc: Path) -> None:
     text = " ".join(doc.read_text().split())
