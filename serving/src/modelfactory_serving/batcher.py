@@ -109,8 +109,9 @@ class Batcher:
         self._arriving = 0  # requests admitted but not yet submitted (reading/decoding)
         self._wake = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = (
-            None if mode == "inline" else
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+            None
+            if mode == "inline"
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         )
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -232,12 +233,12 @@ class Batcher:
             if item.future.done():
                 continue
             if item.gone is not None and item.gone():
-                self._drop(item, ClientGone("the client disconnected before predict"),
-                           "disconnected")
+                self._drop(
+                    item, ClientGone("the client disconnected before predict"), "disconnected"
+                )
                 continue
             if item.deadline is not None and now >= item.deadline:
-                self._drop(item, DeadlineExceeded("the request timed out in the queue"),
-                           "timeout")
+                self._drop(item, DeadlineExceeded("the request timed out in the queue"), "timeout")
                 continue
             items.append(item)
             rows += item.rows
@@ -263,8 +264,9 @@ class Batcher:
         # model's fixed overhead; a large one goes to the thread whatever else is in flight.
         return cost <= self.inline_seconds or (lone and cost <= 2 * self.cost.fixed)
 
-    async def _call(self, loop: asyncio.AbstractEventLoop, batch: Batch, rows: int,
-                    want_proba: bool, lone: bool) -> Prediction:
+    async def _call(
+        self, loop: asyncio.AbstractEventLoop, batch: Batch, rows: int, want_proba: bool, lone: bool
+    ) -> Prediction:
         if self._inline(rows, lone):
             return self.runtime.predict(batch, want_proba)
         return await loop.run_in_executor(self._executor, self.runtime.predict, batch, want_proba)

@@ -240,7 +240,9 @@ class DataPlane:
                 f"ONNX model: {why}",
             )
         runtime = ModelRuntime(
-            loaded, s.model_name, s.model_version,
+            loaded,
+            s.model_name,
+            s.model_version,
             onnx_threads=threads_for(s.onnx_threads, cpu_budget()),
         )
         runtime.warm_up(s.max_batch_size)
@@ -263,8 +265,13 @@ class DataPlane:
         if not config.enabled or profile is None:
             return None
         monitor = DriftMonitor(
-            profile, runtime.features, config, self.settings.model_name, runtime.version,
-            self.metrics, concat=runtime.concat,
+            profile,
+            runtime.features,
+            config,
+            self.settings.model_name,
+            runtime.version,
+            self.metrics,
+            concat=runtime.concat,
         )
         monitor.start()
         return monitor
@@ -278,9 +285,13 @@ class DataPlane:
         if self.metrics is not None:
             self.metrics.ready.set(0)
         log.error(
-            "model not loaded: %s", message,
-            extra={"model": self.settings.model_name, "uri": self.settings.model_uri,
-                   "reason": reason},
+            "model not loaded: %s",
+            message,
+            extra={
+                "model": self.settings.model_name,
+                "uri": self.settings.model_uri,
+                "reason": reason,
+            },
         )
 
     # ------------------------------------------------------------------ health and metadata
@@ -289,8 +300,11 @@ class DataPlane:
 
     def server_ready(self) -> tuple[bool, dict[str, Any]]:
         if self.draining:
-            return False, {"ready": False, "reason": "ShuttingDown",
-                           "message": "the server is shutting down"}
+            return False, {
+                "ready": False,
+                "reason": "ShuttingDown",
+                "message": "the server is shutting down",
+            }
         st = self.state
         if st.status == "Ready":
             return True, {"ready": True}
@@ -319,8 +333,7 @@ class DataPlane:
             raise NotReady(f"model '{name}' is not ready: {st.message}", st.reason)
         if version is not None and version != rt.version:
             raise NotFound(
-                f"model '{name}' has no version '{version}' here (serving version "
-                f"'{rt.version}')"
+                f"model '{name}' has no version '{version}' here (serving version '{rt.version}')"
             )
         return rt
 
@@ -331,8 +344,13 @@ class DataPlane:
         except NotReady as e:
             return False, {"name": name, "ready": False, "reason": e.reason, "message": e.message}
         if self.draining:
-            return False, {"name": name, "version": rt.version, "ready": False,
-                           "reason": "ShuttingDown", "message": "the server is shutting down"}
+            return False, {
+                "name": name,
+                "version": rt.version,
+                "ready": False,
+                "reason": "ShuttingDown",
+                "message": "the server is shutting down",
+            }
         return True, {"name": name, "version": rt.version, "ready": True}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
@@ -379,8 +397,7 @@ class DataPlane:
         if self._in_flight >= s.max_concurrent_requests:
             self._dropped("concurrency")
             raise Overloaded(
-                f"the server is at capacity ({self._in_flight} requests in progress); retry "
-                "later",
+                f"the server is at capacity ({self._in_flight} requests in progress); retry later",
                 batcher.retry_after(),
             )
         loop = asyncio.get_running_loop()

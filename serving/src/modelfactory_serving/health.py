@@ -56,8 +56,11 @@ def probe_answers(
     def live() -> tuple[int, dict[str, Any]]:
         stalled = heartbeat.stalled_for()
         if stalled > stall_seconds:
-            return 503, {"live": False, "reason": "EventLoopStalled",
-                         "message": f"the event loop has not run for {stalled:.0f} s"}
+            return 503, {
+                "live": False,
+                "reason": "EventLoopStalled",
+                "message": f"the event loop has not run for {stalled:.0f} s",
+            }
         return 200, {"live": True}
 
     def ready_answer() -> tuple[int, dict[str, Any]]:
@@ -134,8 +137,10 @@ class HealthServer:
         handler = type("HealthHandler", (_Handler,), {"answers": answers})
         self._server = _BoundedServer((host, port), handler, limit)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-            name="health", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.5},
+            name="health",
+            daemon=True,
         )
 
     @property

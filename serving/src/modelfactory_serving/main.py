@@ -118,8 +118,11 @@ def supervise(settings: Settings) -> int:
         return proc
 
     workers = [spawn(i) for i in range(settings.workers)]
-    log.info("started %d worker processes", len(workers),
-             extra={"pids": [w.pid for w in workers], "port": settings.port})
+    log.info(
+        "started %d worker processes",
+        len(workers),
+        extra={"pids": [w.pid for w in workers], "port": settings.port},
+    )
 
     def on_signal(sig: int, frame: FrameType | None) -> None:
         nonlocal stopping

@@ -159,8 +159,9 @@ class ModelRuntime:
             listed = [str(n) for n in fitted_names]
             if sorted(listed) != sorted(self.feature_names):
                 log.warning(
-                    "model was fitted on columns %s but metadata lists %s", listed,
-                    list(self.feature_names)
+                    "model was fitted on columns %s but metadata lists %s",
+                    listed,
+                    list(self.feature_names),
                 )
         self.classes = self.predictor.classes
         self.is_classifier = self.predictor.is_classifier
@@ -189,9 +190,7 @@ class ModelRuntime:
         """Python rows (already checked) -> the model's input form; used by the warm-up."""
         if not self.frame_mode:
             return np.asarray(rows, dtype=np.float64).reshape(len(rows), self.n_features)
-        return [
-            self.empty_column(f, [row[f.index] for row in rows]) for f in self.features
-        ]
+        return [self.empty_column(f, [row[f.index] for row in rows]) for f in self.features]
 
     def concat(self, parts: Sequence[Batch]) -> Batch:
         if len(parts) == 1:
@@ -215,20 +214,31 @@ class ModelRuntime:
         if first.labels.shape[0] != 1:
             raise ValueError(f"predict() returned {first.labels.shape[0]} results for 1 row")
         self.predict_datatype = datatype_of_kind(first.labels.dtype.kind)
-        if self.has_proba and first.proba is not None and self.classes is not None and (
-            first.proba.shape != (1, len(self.classes))
+        if (
+            self.has_proba
+            and first.proba is not None
+            and self.classes is not None
+            and (first.proba.shape != (1, len(self.classes)))
         ):
             raise ValueError(
                 f"predict_proba() returned shape {first.proba.shape}, expected "
                 f"(1, {len(self.classes)})"
             )
         self._warm_row = row
-        self.allow_nan = self._accepts(
-            [math.nan if f.kind == "numeric" else row[f.index] for f in self.features]
-        ) if any(f.kind == "numeric" for f in self.features) else False
-        self.allow_missing_category = self._accepts(
-            [math.nan if f.kind == "categorical" else row[f.index] for f in self.features]
-        ) if any(f.kind == "categorical" for f in self.features) else False
+        self.allow_nan = (
+            self._accepts(
+                [math.nan if f.kind == "numeric" else row[f.index] for f in self.features]
+            )
+            if any(f.kind == "numeric" for f in self.features)
+            else False
+        )
+        self.allow_missing_category = (
+            self._accepts(
+                [math.nan if f.kind == "categorical" else row[f.index] for f in self.features]
+            )
+            if any(f.kind == "categorical" for f in self.features)
+            else False
+        )
         full = self.rows_to_batch([row] * max_batch_size)
         timings = []
         for _ in range(3):

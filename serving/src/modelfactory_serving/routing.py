@@ -25,9 +25,7 @@ from modelfactory_serving.settings import Settings
 log = logging.getLogger("modelfactory_serving.routing")
 
 # Headers passed to the other version with a request, and back with its answer.
-FORWARD_HEADERS = frozenset(
-    {"content-type", "content-encoding", "inference-header-content-length"}
-)
+FORWARD_HEADERS = frozenset({"content-type", "content-encoding", "inference-header-content-length"})
 RETURN_HEADERS = frozenset({"content-type", "inference-header-content-length"})
 # An answer of our own server is proportional to its request; a peer that sends more is cut off.
 MAX_ANSWER_BYTES = 256 * 2**20
@@ -131,8 +129,7 @@ class Router:
         """In the event loop: the connection pool and the readiness watch."""
         self.session = aiohttp.ClientSession(
             # No DNS cache: a rolled-back version's Service name must stop resolving at once.
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=15,
-                                           use_dns_cache=False),
+            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=15, use_dns_cache=False),
             timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
         )
         self._watch = asyncio.ensure_future(self._watch_peer())
@@ -142,14 +139,18 @@ class Router:
         timeout = aiohttp.ClientTimeout(total=READY_TIMEOUT_SECONDS)
         while True:
             try:
-                async with self.session.get(self.peer + READY_PATH, timeout=timeout,
-                                            headers={"x-request-id": PROBE_ID}) as r:
+                async with self.session.get(
+                    self.peer + READY_PATH, timeout=timeout, headers={"x-request-id": PROBE_ID}
+                ) as r:
                     ready = r.status == 200 and r.headers.get("x-request-id") == PROBE_ID
             except (TimeoutError, aiohttp.ClientError, OSError):
                 ready = False
             if ready != self.peer_ready:
-                log.info("the %s version is %s", self.pin_peer.decode(),
-                         "ready" if ready else "not ready")
+                log.info(
+                    "the %s version is %s",
+                    self.pin_peer.decode(),
+                    "ready" if ready else "not ready",
+                )
             self.peer_ready = ready
             await asyncio.sleep(READY_POLL_SECONDS)
 
@@ -169,8 +170,7 @@ class Router:
 
     def mirror_now(self) -> bool:
         """Whether this request is mirrored (mirror mode): its share, while room is left."""
-        return (self.peer_ready and self.share.take()
-                and self.mirrors_in_flight < self.max_mirrors)
+        return self.peer_ready and self.share.take() and self.mirrors_in_flight < self.max_mirrors
 
     async def forward(
         self, path: str, headers: list[tuple[bytes, bytes]], body: bytes
@@ -179,8 +179,11 @@ class Router:
         answers itself: a canary that is gone never fails a request), PeerTimeout when it did
         not answer in time, PeerBroken when the connection broke."""
         assert self.session is not None, "start() first"
-        out = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers
-               if k.decode("latin-1") in FORWARD_HEADERS}
+        out = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in headers
+            if k.decode("latin-1") in FORWARD_HEADERS
+        }
         # Our model servers echo the request id: an answer without it is not the other
         # version's (a stale address of a deleted Service routed elsewhere) and is dropped.
         rid = request_id_var.get() or ""
@@ -190,8 +193,11 @@ class Router:
                 if not rid or r.headers.get("x-request-id") != rid:
                     raise PeerUnreachable(f"an answer ({r.status}) not from a model server")
                 answer = await _read_bounded(r)
-                back = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in r.headers.items()
-                        if k.lower() in RETURN_HEADERS]
+                back = [
+                    (k.encode("latin-1"), v.encode("latin-1"))
+                    for k, v in r.headers.items()
+                    if k.lower() in RETURN_HEADERS
+                ]
                 return r.status, answer, back
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as e:
             raise PeerUnreachable(str(e)) from e
@@ -206,17 +212,32 @@ class Router:
             if result != "unreachable":
                 self.metrics.routed_latency.labels(self.model, self.peer_version).observe(seconds)
 
-    def mirror(self, path: str, headers: list[tuple[bytes, bytes]], body: bytes,
-               local_status: int, local_answer: bytes, classifier: bool) -> None:
+    def mirror(
+        self,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        local_status: int,
+        local_answer: bytes,
+        classifier: bool,
+    ) -> None:
         """Send a copy in the background; its answer is compared with ours and dropped."""
         self.mirrors_in_flight += 1
         task = asyncio.ensure_future(
-            self._mirror(path, headers, body, local_status, local_answer, classifier))
+            self._mirror(path, headers, body, local_status, local_answer, classifier)
+        )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _mirror(self, path: str, headers: list[tuple[bytes, bytes]], body: bytes,
-                      local_status: int, local_answer: bytes, classifier: bool) -> None:
+    async def _mirror(
+        self,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        local_status: int,
+        local_answer: bytes,
+        classifier: bool,
+    ) -> None:
         m = self.metrics
         started = time.perf_counter()
         try:
@@ -232,7 +253,8 @@ class Router:
             return
         m.shadow_requests.labels(self.model, self.peer_version, outcome(status)).inc()
         m.shadow_latency.labels(self.model, self.peer_version).observe(
-            time.perf_counter() - started)
+            time.perf_counter() - started
+        )
         if status >= 400 or local_status >= 400:
             return
         result = compare(local_answer, answer, classifier)
@@ -275,7 +297,6 @@ async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
     async for chunk in response.content.iter_chunked(65536):
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
-            raise aiohttp.ClientPayloadError(
-                f"the peer's answer exceeds {MAX_ANSWER_BYTES} bytes")
+            raise aiohttp.ClientPayloadError(f"the peer's answer exceeds {MAX_ANSWER_BYTES} bytes")
         parts.append(chunk)
     return b"".join(parts)

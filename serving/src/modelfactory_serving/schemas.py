@@ -11,8 +11,10 @@ from modelfactory_api.oip import Datatype
 
 
 class RequestInput(BaseModel):
-    name: str = Field(description="'input-0' for one 2-D [rows, features] tensor, or a feature "
-                                  "name for one 1-D tensor per feature.")
+    name: str = Field(
+        description="'input-0' for one 2-D [rows, features] tensor, or a feature "
+        "name for one 1-D tensor per feature."
+    )
     shape: list[int]
     datatype: Datatype
     data: list[Any] = Field(description="Row-major tensor data.")
@@ -25,10 +27,16 @@ class RequestOutput(BaseModel):
 
 
 class InferenceRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {
-        "inputs": [{"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [0.5, 1.5]}],
-        "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
-    }})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "inputs": [
+                    {"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [0.5, 1.5]}
+                ],
+                "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+            }
+        }
+    )
 
     id: str | None = None
     parameters: dict[str, Any] | None = None

@@ -26,6 +26,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def add_routes(app: FastAPI, dataplane: DataPlane, metrics: Metrics, limit: int) -> None:
     """The server's routes on `app`; inference bodies are read up to `limit` bytes."""
+
     # ---------------- health and metadata
     @app.get("/", tags=["kserve-v1"], responses={200: {"model": dict[str, str]}})
     async def root() -> Response:
