@@ -114,9 +114,25 @@ def test_a_failing_canary_is_rolled_back_after_the_threshold() -> None:
     assert [e[0] for e in failed.events] == ["Warning"]
     assert {c[0]: c[1] for c in rollout.conditions(failed.status)}["RolloutDegraded"] is True
     # The next interval starts from the snapshot the first ended with.
-    again = rollout.advance(spec, failed.status, V2, None,
-                            snap(part(180), part(60, errors=30)), True, at(65))
-    assert again.status["phase"] == "RolledBack"
+    rolling = rollout.advance(spec, failed.status, V2, None,
+                              snap(part(180), part(60, errors=30)), True, at(65))
+    # First the stable servers stop sending it requests; its servers stay until they have.
+    assert rolling.status["phase"] == "RollingBack" and rolling.status["rolledBack"] == V2
+    assert rolling.traffic == rollout.Traffic(stable=V1, candidate=V2)
+    assert rolling.traffic.mode == "none" and rolling.recheck is not None
+    assert [e[1] for e in rolling.events] == ["RollingBack"]
+    assert rollout.traffic_status(rolling.status) == [
+        {"version": 1, "digest": V1["digest"], "weight": 100, "role": "stable"}]
+    assert {c[0]: c[1] for c in rollout.conditions(rolling.status)}["RolledBack"] is False
+    waiting = rollout.advance(spec, rolling.status, V2, None, None, False, at(66))
+    assert waiting.status["phase"] == "RollingBack" and waiting.traffic == rolling.traffic
+    # Rolled out: the replaced stable servers drain (kept-alive connections) before the
+    # candidate's servers go.
+    draining = rollout.advance(spec, rolling.status, V2, None, None, True, at(67))
+    assert draining.status["phase"] == "RollingBack"
+    assert draining.recheck == rollout.ROLLBACK_DRAIN_SECONDS
+    again = rollout.advance(spec, draining.status, V2, None, None, True, at(78))
+    assert again.status["phase"] == "RolledBack" and "error rate" in again.status["message"]
     assert again.status["rolledBack"] == V2 and again.traffic == rollout.Traffic(stable=V1)
     assert [e[1] for e in again.events] == ["RolledBack"]
     assert {c[0]: c[1] for c in rollout.conditions(again.status)}["RolledBack"] is True
@@ -133,7 +149,7 @@ def test_a_slow_canary_fails_on_latency() -> None:
     # The canary's requests all take over 2 ms; the stable's all under.
     out = run_interval(spec, state, 5, snap(part(0), part(0)),
                        snap(part(100), part(30, fast=0)))
-    assert out.status["phase"] == "RolledBack"
+    assert out.status["phase"] == "RollingBack"
     assert "p95" in out.status["message"]
 
 
@@ -144,7 +160,7 @@ def test_the_reference_holds_when_the_stable_side_is_quiet() -> None:
     # Only 5 stable requests (pinned clients): the recorded reference judges the canary.
     out = run_interval(spec, state, 5, snap(part(0), part(0)),
                        snap(part(5, errors=0), part(40, errors=8)))
-    assert out.status["phase"] == "RolledBack"
+    assert out.status["phase"] == "RollingBack"
 
 
 def test_a_restart_mid_step_neither_skips_nor_repeats() -> None:
@@ -209,7 +225,9 @@ def test_shadow_that_disagrees_is_rolled_back() -> None:
     state = rollout.advance(spec, first.status, V2, None, None, True, at(1)).status
     shadow = part(0, rows=40.0, agreeing=20.0, compare="labels")
     out = run_interval(spec, state, 5, snap(part(0)), snap(part(80), part(40), shadow))
-    assert out.status["phase"] == "RolledBack" and "agreement 0.5000" in out.status["message"]
+    assert out.status["phase"] == "RollingBack" and "agreement 0.5000" in out.status["message"]
+    # The servers stop mirroring to the shadow first.
+    assert out.traffic.mode == "none" and out.traffic.candidate == V2
 
 
 def test_experiment_splits_for_good_and_reports_each_variant() -> None:
@@ -286,10 +304,13 @@ def test_a_canary_whose_servers_never_become_ready_is_rolled_back_at_the_deadlin
     still = rollout.advance(spec, waiting.status, V2, None, None, False, at(61))
     assert still.status["phase"] == "Progressing"
     late = rollout.advance(spec, still.status, V2, None, None, False, at(63))
-    assert late.status["phase"] == "RolledBack"
+    assert late.status["phase"] == "RollingBack"
     assert "not ready within 60s" in late.status["message"]
-    assert late.traffic == rollout.Traffic(stable=V1)
-    assert [e[1] for e in late.events] == ["RolledBack"]
+    assert [e[1] for e in late.events] == ["RollingBack"]
+    draining = rollout.advance(spec, late.status, V2, None, None, True, at(65))
+    gone = rollout.advance(spec, draining.status, V2, None, None, True, at(80))
+    assert gone.status["phase"] == "RolledBack" and "not ready within 60s" in gone.status["message"]
+    assert gone.traffic == rollout.Traffic(stable=V1)
     # Ready in time: the wait ends and does not count against the next step.
     ok = rollout.advance(spec, waiting.status, V2, None, snap(part(0)), True, at(50))
     assert ok.status["phase"] == "Progressing" and "waitingSince" not in ok.status

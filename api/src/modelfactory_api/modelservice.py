@@ -545,7 +545,8 @@ class RolloutStatus(ApiModel):
     phase: str | None = Field(
         None,
         description="Progressing, Paused (waiting for approval), Promoting, Promoted, "
-        "RolledBack or Experiment.",
+        "RollingBack (the stable servers roll to sending the candidate nothing), RolledBack "
+        "or Experiment.",
     )
     stable: dict[str, Any] | None = Field(
         None, description="The stable version: uri, digest, version."
@@ -568,6 +569,9 @@ class RolloutStatus(ApiModel):
     )
     rolledBack: dict[str, Any] | None = Field(
         None, description="The last version rolled back (not tried again until it changes)."
+    )
+    rollbackReason: str | None = Field(
+        None, description="Why the candidate is being rolled back (while RollingBack)."
     )
     message: str | None = Field(None, description="What the rollout is doing and why.")
 

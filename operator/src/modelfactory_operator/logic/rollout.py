@@ -17,9 +17,13 @@ from modelfactory_operator.logic import traffic_metrics as tm
 
 Ref = dict[str, Any]  # {"uri", "digest", "version"}
 Event = tuple[str, str, str]
-ACTIVE = ("Progressing", "Paused", "Promoting", "Experiment")
+ACTIVE = ("Progressing", "Paused", "Promoting", "RollingBack", "Experiment")
 # How soon to look again while waiting for a roll or for requests.
 WAIT_SECONDS = 2.0
+# How long a replaced stable server still answers: kept-alive connections reach it through its
+# preStop pause (5 s, charts/model-service) and its drain, and it forwards what it answers.
+# A rollback waits this long once the stable servers that send the candidate nothing are out.
+ROLLBACK_DRAIN_SECONDS = 10.0
 # Stable requests an interval needs to be its own reference; fewer (at a high canary weight)
 # and the last interval that had them is the reference.
 MIN_REFERENCE_REQUESTS = 20
@@ -71,6 +75,11 @@ def traffic_of(spec: RolloutSpec, state: dict[str, Any]) -> Traffic:
         # The stable servers roll to the new version; until the last old one is gone, the old
         # ones keep sending their share to the candidate's servers, which stay meanwhile.
         return Traffic(stable=candidate, candidate=candidate)
+    if phase == "RollingBack":
+        # The stable servers roll to sending the candidate nothing; its servers stay until the
+        # last stable server that still forwards is gone, so no forwarded request meets a
+        # server on its way out.
+        return Traffic(stable=stable, candidate=candidate)
     if phase == "Experiment":
         return Traffic(stable, candidate, "split", int(state.get("weight", 0)), "a", "b")
     if state.get("strategy") == "Shadow":
@@ -86,7 +95,7 @@ def traffic_status(state: dict[str, Any]) -> list[dict[str, Any]]:
     def target(r: Ref, w: int, role: str) -> dict[str, Any]:
         return {"version": r.get("version"), "digest": r.get("digest"), "weight": w, "role": role}
 
-    if candidate is None or phase not in ACTIVE or phase == "Promoting":
+    if candidate is None or phase not in ACTIVE or phase in ("Promoting", "RollingBack"):
         return [target(candidate if phase == "Promoting" and candidate else stable, 100, "stable")]
     if phase == "Experiment":
         return [target(stable, 100 - weight, "a"), target(candidate, weight, "b")]
@@ -141,6 +150,23 @@ def advance(
     if phase == "Experiment":
         state.update(phase="Stable", candidate=None, weight=0)
         candidate = None
+    if phase == "RollingBack" and candidate is not None:
+        if not in_effect:
+            return _step(spec, state, events, WAIT_SECONDS)
+        state["stepStartedAt"] = state.get("stepStartedAt") or stamp
+        left = ROLLBACK_DRAIN_SECONDS - _seconds_since(state["stepStartedAt"], now)
+        if left > 0:
+            return _step(spec, state, events, left)
+        state.update(
+            phase="RolledBack",
+            candidate=None,
+            weight=0,
+            message=f"{label(candidate)} rolled back {state.get('rollbackReason') or ''}",
+            rollbackReason=None,
+            stepStartedAt=None,
+        )
+        events.append(("Warning", "RolledBack", state["message"]))
+        return _step(spec, state, events)
     if phase == "Promoting" and candidate is not None:
         if in_effect:
             state.update(
@@ -266,19 +292,21 @@ def _interval(
 
 
 def _roll_back(spec: RolloutSpec, state: dict[str, Any], events: list[Event], why: str) -> Step:
+    """Stop sending the candidate requests; it is rolled back (RolledBack, its servers gone)
+    once the stable servers that send it none are rolled out."""
     candidate = state["candidate"]
     state.update(
-        phase="RolledBack",
-        candidate=None,
+        phase="RollingBack",
         weight=0,
         rolledBack=candidate,
+        rollbackReason=why,
         baseline=None,
         stepStartedAt=None,
         waitingSince=None,
-        message=f"{label(candidate)} rolled back {why}",
+        message=f"rolling back {label(candidate)} {why}",
     )
-    events.append(("Warning", "RolledBack", state["message"]))
-    return _step(spec, state, events)
+    events.append(("Warning", "RollingBack", state["message"]))
+    return _step(spec, state, events, WAIT_SECONDS)
 
 
 def _late(
@@ -461,7 +489,7 @@ def conditions(state: dict[str, Any]) -> list[tuple[str, bool, str, str]]:
     """RolloutProgressing, RolloutDegraded and RolledBack from a rollout state."""
     phase = state.get("phase") or "Stable"
     message = state.get("message") or ""
-    progressing = phase in ("Progressing", "Paused", "Promoting")
+    progressing = phase in ("Progressing", "Paused", "Promoting", "RollingBack")
     failures = int(state.get("failures", 0))
     return [
         (
