@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import pytest
+import skops.io as sio
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelfactory_artifacts.metadata import FeatureInfo
+from modelfactory_artifacts.metadata import ArtifactMetadata, FeatureInfo, sha256_hex
 from modelfactory_artifacts.predict import (
     Predictor,
     batch_rows,
@@ -16,6 +22,9 @@ from modelfactory_artifacts.predict import (
     takes_frame,
 )
 from modelfactory_artifacts.read import load_artifact
+from modelfactory_training.onnx_export import compile_model
+from modelfactory_training.pipeline import build_pipeline
+from modelfactory_training.store import ModelStore
 
 pytestmark = pytest.mark.unit
 
@@ -94,3 +103,58 @@ def test_a_regressor_has_no_classes_and_no_probabilities(artifacts: dict) -> Non
     answer = predictor.predict(X, want_proba=True)
     assert answer.proba is None
     np.testing.assert_allclose(answer.labels, artifacts["ridge"].estimator.predict(X))
+
+
+def _compiled(root: Path) -> tuple[str, Any, pd.DataFrame]:
+    """The trainer's pipeline on numbers and a category, written with its verified ONNX model."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.normal(40, 12, 400), "city": rng.choice(["a", "b", "c"], 400)})
+    y = np.where(X["age"] + 10 * (X["city"] == "a") > 45, "leave", "stay")
+    feats = [
+        FeatureInfo(name="age", dtype="float64", kind="numeric"),
+        FeatureInfo(name="city", dtype="object", kind="categorical"),
+    ]
+    model = build_pipeline(
+        RandomForestClassifier,
+        {},
+        preprocessing=True,
+        numeric=["age"],
+        categorical=["city"],
+        seed=0,
+    ).fit(X, y)
+    compiled = compile_model(model, X[:100], feats, classifier=True)
+    assert compiled.info.status == "verified", compiled.info.reason
+    data = sio.dumps(model)
+    meta = ArtifactMetadata(
+        version=1,
+        createdAt="2026-01-01T00:00:00Z",
+        task="binary",
+        modelSha256=sha256_hex(data),
+        libraries={},
+        features=feats,
+        target={"name": "y", "classes": ["leave", "stay"]},  # type: ignore[arg-type]
+        estimator="RandomForestClassifier",
+        metric="accuracy",
+        metrics={},
+        bestParams={},
+        trials=[],
+        onnx=compiled.info,
+    )
+    ModelStore.open(f"file://{root}").write(1, data, meta, compiled.data)
+    return str(root / "1"), model, X
+
+
+def test_the_compiled_model_answers_as_scikit_learn_with_the_threads_given(
+    tmp_path: Path,
+) -> None:
+    uri, model, X = _compiled(tmp_path)
+    loaded = load_artifact(uri, None, with_onnx=True)
+    onnx = Predictor(loaded, onnx_threads=2)
+    assert onnx.runtime == "onnx" and onnx.frame_mode
+    assert onnx._session.get_session_options().intra_op_num_threads == 2
+    columns = [X[name].to_numpy() for name in onnx.feature_names]
+    answer = onnx.predict(columns, want_proba=True)
+    np.testing.assert_array_equal(answer.labels, model.predict(X))
+    assert answer.proba is not None
+    np.testing.assert_allclose(answer.proba, model.predict_proba(X), atol=1e-4)
+    assert Predictor(loaded, use_onnx=False).runtime == "sklearn"
