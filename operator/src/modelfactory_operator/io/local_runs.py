@@ -67,7 +67,7 @@ class LocalRuns(LocalBase):
             **pod.literal_env(plan.chart_values.get("pod") or {}),
             **plan.runtime.to_env(),
         }
-        pid = spawn([entrypoint(plan.entrypoint)], env, d / "train.log", d / "exit")
+        pid = spawn([entrypoint(plan.entrypoint)], env, d / "run.log", d / "exit")
         rec = {
             "runId": plan.run_id,
             "pid": pid,
@@ -138,7 +138,7 @@ class LocalRuns(LocalBase):
             reason="ProcessFailed",
             message=(
                 f"{plan.entrypoint} exited with code {rec.get('exitCode')}: "
-                f"{tail(folder / 'train.log')}"
+                f"{tail(folder / 'run.log')}"
             ),
             completion_time=rec.get("completionTime"),
             **common,
