@@ -28,13 +28,16 @@ class Kube:
 
     @property
     def env(self) -> dict[str, str]:
-        return dict(os.environ, KUBECONFIG=self.kubeconfig,
-                    PATH=f"{self.bin_path}:{os.environ['PATH']}")
+        return dict(
+            os.environ, KUBECONFIG=self.kubeconfig, PATH=f"{self.bin_path}:{os.environ['PATH']}"
+        )
 
-    def run(self, *args: str, input_text: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(list(args), input=input_text, capture_output=True, text=True,
-                             env=self.env)
+    def run(
+        self, *args: str, input_text: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            list(args), input=input_text, capture_output=True, text=True, env=self.env
+        )
         if check and res.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({res.returncode}): {res.stderr}")
         return res
@@ -48,8 +51,9 @@ class Kube:
     def wait_established(self, *crds: str) -> None:
         """`kubectl wait --for=condition=Established` fails at once on a CRD without conditions
         (as right after it is created); the cluster script polls instead."""
-        res = subprocess.run([*CLUSTER, "wait-crds", *crds], capture_output=True, text=True,
-                             env=self.env)
+        res = subprocess.run(
+            [*CLUSTER, "wait-crds", *crds], capture_output=True, text=True, env=self.env
+        )
         if res.returncode != 0:
             raise AssertionError(res.stderr)
 
@@ -149,8 +153,9 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def eventually(check: Callable[[], Any], timeout: float = 60, interval: float = 0.5,
-               what: str = "condition") -> Any:
+def eventually(
+    check: Callable[[], Any], timeout: float = 60, interval: float = 0.5, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -170,8 +175,9 @@ LAYERS = ("unit", "integration", "e2e", "cluster")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test belongs to exactly one layer, so `-m` selections never miss one silently."""
-    unmarked = [i.nodeid for i in items
-                if sum(1 for m in LAYERS if i.get_closest_marker(m)) != 1]
+    unmarked = [i.nodeid for i in items if sum(1 for m in LAYERS if i.get_closest_marker(m)) != 1]
     if unmarked:
-        raise pytest.UsageError("tests without exactly one of the markers "
-                                f"{', '.join(LAYERS)}: {', '.join(unmarked[:10])}")
+        raise pytest.UsageError(
+            "tests without exactly one of the markers "
+            f"{', '.join(LAYERS)}: {', '.join(unmarked[:10])}"
+        )

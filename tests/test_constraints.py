@@ -8,8 +8,21 @@ import pytest
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
-PINNED = {"numpy", "pandas", "ray", "scikit-learn", "scipy", "skops", "fsspec", "gcsfs", "s3fs",
-          "onnx", "onnxruntime", "skl2onnx", "aiohttp"}
+PINNED = {
+    "numpy",
+    "pandas",
+    "ray",
+    "scikit-learn",
+    "scipy",
+    "skops",
+    "fsspec",
+    "gcsfs",
+    "s3fs",
+    "onnx",
+    "onnxruntime",
+    "skl2onnx",
+    "aiohttp",
+}
 
 
 def pins() -> dict[str, str]:

@@ -15,8 +15,15 @@ def test_whole_cpus_round_up_to_at_least_one(text: str, cpus: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("512Mi", 512 * 2**20), ("2Gi", 2 * 2**30), ("1G", 10**9), ("1.5Gi", 3 * 2**29),
-     ("100k", 100_000), ("1024", 1024), ("1Ti", 2**40)],
+    [
+        ("512Mi", 512 * 2**20),
+        ("2Gi", 2 * 2**30),
+        ("1G", 10**9),
+        ("1.5Gi", 3 * 2**29),
+        ("100k", 100_000),
+        ("1024", 1024),
+        ("1Ti", 2**40),
+    ],
 )
 def test_memory_bytes(text: str, size: int) -> None:
     assert quantity.memory_bytes(text) == size

@@ -9,8 +9,15 @@ from modelfactory_api.uris import DOT_DOT, check_uri, dot_dot_rule, has_dot_dot
 
 pytestmark = pytest.mark.unit
 
-STEPS_OUT = ["pvc://c/../../etc", "pvc://c/a/..", "/data/../x", "..", "s3://b/%2e%2e/k",
-             "gs://b/.%2E/k", "file:///m/%2E./1"]
+STEPS_OUT = [
+    "pvc://c/../../etc",
+    "pvc://c/a/..",
+    "/data/../x",
+    "..",
+    "s3://b/%2e%2e/k",
+    "gs://b/.%2E/k",
+    "file:///m/%2E./1",
+]
 STAYS = ["pvc://c/a..b", "pvc://c/..a/b..", "s3://b/v1.../k", "/data/x.csv", "pvc://c/./a"]
 
 

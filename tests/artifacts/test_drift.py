@@ -38,7 +38,7 @@ def test_a_mean_shift_raises_psi(shift: float, drifted: bool) -> None:
 def test_more_missing_values_are_drift() -> None:
     p = profile_numeric(RNG.normal(size=10_000))
     live = RNG.normal(size=5_000)
-    live[: 2_000] = np.nan
+    live[:2_000] = np.nan
     assert window_psi(p, live) > drift.Thresholds().psi
 
 
@@ -63,11 +63,17 @@ def test_the_reservoir_is_bounded_and_uniform() -> None:
 
 def test_evaluate_names_the_drifted_features_and_the_verdict() -> None:
     n = 5_000
-    train = pd.DataFrame({"a": RNG.normal(size=n), "b": RNG.normal(size=n),
-                          "c": RNG.choice(["x", "y"], n)})
+    train = pd.DataFrame(
+        {"a": RNG.normal(size=n), "b": RNG.normal(size=n), "c": RNG.choice(["x", "y"], n)}
+    )
     profile = build_profile(train, {"a": "numeric", "b": "numeric", "c": "categorical"})
-    live = pd.DataFrame({"a": RNG.normal(loc=1.0, size=2_000), "b": RNG.normal(size=2_000),
-                         "c": RNG.choice(["x", "y"], 2_000)})
+    live = pd.DataFrame(
+        {
+            "a": RNG.normal(loc=1.0, size=2_000),
+            "b": RNG.normal(size=2_000),
+            "c": RNG.choice(["x", "y"], 2_000),
+        }
+    )
     counts = {name: drift.count(profile.features[name], live[name]) for name in live}
     samples = {"a": live["a"].to_numpy()[:1000], "b": live["b"].to_numpy()[:1000]}
     report = drift.evaluate(profile, counts, 2_000, live_samples=samples)

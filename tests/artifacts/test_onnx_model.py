@@ -22,7 +22,10 @@ from modelfactory_artifacts.onnx_model import (
 pytestmark = pytest.mark.unit
 
 COLUMNS = OnnxInfo(
-    status="verified", file="model.onnx", sha256="a" * 64, layout="columns",
+    status="verified",
+    file="model.onnx",
+    sha256="a" * 64,
+    layout="columns",
     inputs=[OnnxInput(name="age", kind="float"), OnnxInput(name="city", kind="string")],
 )
 
@@ -31,8 +34,15 @@ def test_missing_categories_of_every_kind_become_the_sentinel() -> None:
     values = np.array(["paris", None, float("nan"), pd.NA, "", True, 3], dtype=object)
     text = category_text(values)
     assert text.shape == (7, 1) and text.dtype == object
-    assert text[:, 0].tolist() == ["paris", MISSING_CATEGORY, MISSING_CATEGORY, MISSING_CATEGORY,
-                                   "", "True", "3"]
+    assert text[:, 0].tolist() == [
+        "paris",
+        MISSING_CATEGORY,
+        MISSING_CATEGORY,
+        MISSING_CATEGORY,
+        "",
+        "True",
+        "3",
+    ]
 
 
 def test_pandas_string_columns_keep_their_values() -> None:
@@ -57,8 +67,9 @@ def test_feeds_per_feature_from_columns_or_matrix() -> None:
 
 
 def test_feeds_one_matrix() -> None:
-    info = COLUMNS.model_copy(update={"layout": "matrix",
-                                      "inputs": [OnnxInput(name="X", kind="float")]})
+    info = COLUMNS.model_copy(
+        update={"layout": "matrix", "inputs": [OnnxInput(name="X", kind="float")]}
+    )
     matrix = np.arange(6, dtype=np.float64).reshape(3, 2)
     for given in (matrix, [matrix[:, 0], matrix[:, 1]]):
         got = feeds(info, given, 3)
@@ -79,7 +90,8 @@ def test_outputs_take_the_classes_type() -> None:
 
 def test_relative_difference() -> None:
     assert relative_difference(np.array([1.0, 200.0]), np.array([1.0, 200.02])) == pytest.approx(
-        1e-4, rel=1e-3)
+        1e-4, rel=1e-3
+    )
     assert relative_difference(np.array([0.5]), np.array([0.50001])) == pytest.approx(1e-5)
     assert relative_difference(np.array([np.nan]), np.array([np.nan])) == 0.0
     assert relative_difference(np.array([np.nan]), np.array([1.0])) == float("inf")
@@ -98,10 +110,21 @@ def test_unavailable_is_never_verified_and_metadata_round_trips() -> None:
     assert not info.verified and COLUMNS.verified
     with pytest.raises(ValueError):
         OnnxInfo(status="verified", sha256="not-hex")
-    meta = {"version": 1, "createdAt": "t", "task": "binary", "modelSha256": "b" * 64,
-            "libraries": {}, "features": [{"name": "age", "dtype": "float64", "kind": "numeric"}],
-            "target": {"name": "y"}, "estimator": "e", "metric": "accuracy", "metrics": {},
-            "bestParams": {}, "trials": [], "onnx": COLUMNS.model_dump()}
+    meta = {
+        "version": 1,
+        "createdAt": "t",
+        "task": "binary",
+        "modelSha256": "b" * 64,
+        "libraries": {},
+        "features": [{"name": "age", "dtype": "float64", "kind": "numeric"}],
+        "target": {"name": "y"},
+        "estimator": "e",
+        "metric": "accuracy",
+        "metrics": {},
+        "bestParams": {},
+        "trials": [],
+        "onnx": COLUMNS.model_dump(),
+    }
     parsed = ArtifactMetadata.model_validate(meta)
     assert parsed.onnx == COLUMNS
     assert ArtifactMetadata.model_validate({**meta, "onnx": None}).onnx is None

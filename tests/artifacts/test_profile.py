@@ -52,8 +52,13 @@ def test_build_profile_holds_target_predictions_and_a_bounded_sample() -> None:
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"x": rng.normal(size=5000), "colour": rng.choice(["r", "g"], 5000)})
     target = pd.Series(rng.integers(0, 2, 5000))
-    profile = build_profile(frame, {"x": "numeric", "colour": "categorical"}, target=target,
-                            target_kind="categorical", predictions=np.zeros(300, dtype=int))
+    profile = build_profile(
+        frame,
+        {"x": "numeric", "colour": "categorical"},
+        target=target,
+        target_kind="categorical",
+        predictions=np.zeros(300, dtype=int),
+    )
     assert profile.rows == 5000
     assert profile.target is not None and profile.target.kind == "categorical"
     assert profile.predictions is not None and profile.predictions.categories == ["0"]

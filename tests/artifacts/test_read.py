@@ -109,13 +109,16 @@ def test_missing_model_file(artifacts: dict[str, Artifact], tmp_path: Path) -> N
     assert MODEL_FILENAME in err.value.message
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda m: m.pop("features"),
-    lambda m: m.update(task="clustering"),
-    lambda m: m.update(modelSha256="xyz"),
-    lambda m: m.update(features=[]),
-    lambda m: m.update(modelFile="../../etc/passwd"),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda m: m.pop("features"),
+        lambda m: m.update(task="clustering"),
+        lambda m: m.update(modelSha256="xyz"),
+        lambda m: m.update(features=[]),
+        lambda m: m.update(modelFile="../../etc/passwd"),
+    ],
+)
 def test_invalid_metadata(artifacts: dict[str, Artifact], tmp_path: Path, mutate: object) -> None:
     dest = copy(artifacts["lr"], tmp_path)
     meta = json.loads((dest / METADATA_FILENAME).read_text())
@@ -158,16 +161,19 @@ def test_not_a_skops_file(artifacts: dict[str, Artifact], tmp_path: Path) -> Non
     assert err.value.reason == "LoadFailed"
 
 
-@pytest.mark.parametrize("name", [
-    "numpy.load",
-    "numpy.lib.npyio.NpzFile",
-    "builtins.eval",
-    "os.system",
-    "sklearnx.Evil",
-    "_operator.neg",
-    "numpy.fromregex",
-    "scipy.io.loadmat",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "numpy.load",
+        "numpy.lib.npyio.NpzFile",
+        "builtins.eval",
+        "os.system",
+        "sklearnx.Evil",
+        "_operator.neg",
+        "numpy.fromregex",
+        "scipy.io.loadmat",
+    ],
+)
 def test_functions_and_foreign_types_are_not_on_the_allow_list(name: str) -> None:
     assert untrusted_types([name, "sklearn.tree._tree.Tree", "numpy.ndarray"]) == [name]
 
@@ -212,11 +218,14 @@ def test_metadata_with_another_feature_count_is_refused(
     assert "fitted on 4 features" in err.value.message
 
 
-@pytest.mark.parametrize("uri", [
-    "{root}/../1",
-    "file://{root}/../../etc",
-    "{root}/%2e%2E/1",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "{root}/../1",
+        "file://{root}/../../etc",
+        "{root}/%2e%2E/1",
+    ],
+)
 def test_uri_with_dot_dot_segments_is_refused(artifacts: dict[str, Artifact], uri: str) -> None:
     with pytest.raises(ArtifactError) as err:
         load_artifact(uri.format(root=artifacts["lr"].uri), None)
@@ -239,8 +248,10 @@ class _RefusingFS:
 @pytest.mark.parametrize(
     ("exc", "reason"),
     [
-        (PermissionError("The request signature we calculated does not match"),
-         "StorageAccessDenied"),
+        (
+            PermissionError("The request signature we calculated does not match"),
+            "StorageAccessDenied",
+        ),
         (ConnectionError("connection refused"), "MissingArtifact"),
     ],
 )

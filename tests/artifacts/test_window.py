@@ -14,16 +14,24 @@ RNG = np.random.default_rng(11)
 
 
 def reference(n: int = 3_000) -> ReferenceProfile:
-    train = pd.DataFrame({"a": RNG.normal(size=n), "b": RNG.normal(size=n),
-                          "c": RNG.choice(["x", "y", "z"], n)})
-    return build_profile(train, {"a": "numeric", "b": "numeric", "c": "categorical"},
-                         target=pd.Series(RNG.choice(["no", "yes"], n)), target_kind="categorical",
-                         predictions=RNG.choice(["no", "yes"], n))
+    train = pd.DataFrame(
+        {"a": RNG.normal(size=n), "b": RNG.normal(size=n), "c": RNG.choice(["x", "y", "z"], n)}
+    )
+    return build_profile(
+        train,
+        {"a": "numeric", "b": "numeric", "c": "categorical"},
+        target=pd.Series(RNG.choice(["no", "yes"], n)),
+        target_kind="categorical",
+        predictions=RNG.choice(["no", "yes"], n),
+    )
 
 
 def batch(rows: int, shift: float = 0.0) -> dict[str, np.ndarray]:
-    return {"a": RNG.normal(loc=shift, size=rows), "b": RNG.normal(size=rows),
-            "c": RNG.choice(["x", "y", "z"], rows)}
+    return {
+        "a": RNG.normal(loc=shift, size=rows),
+        "b": RNG.normal(size=rows),
+        "c": RNG.choice(["x", "y", "z"], rows),
+    }
 
 
 def test_the_window_forgets_old_rows_and_samples_only_the_window() -> None:
@@ -70,21 +78,24 @@ def test_the_same_distribution_is_not_drift() -> None:
     assert report.sufficient and not report.drifted, report.as_dict()
 
 
-@pytest.mark.parametrize("change, problem", [
-    ({"samples": -1}, "samples"),
-    ({"samples": True}, "samples"),
-    ({"counts": {"a": [1] * 21, "b": [1] * 21}}, "no counts for feature"),
-    ({"counts": "x"}, "counts must map"),
-    ({"extra_counts": {"zzz": [1]}}, "does not have"),
-    ({"a_counts": [1, 2]}, "list of 21"),
-    ({"a_counts": [-1] * 21}, "negative"),
-    ({"a_counts": ["1"] * 20 + [{}]}, "integers"),
-    ({"a_counts": [10**30] * 21}, "integers"),
-    ({"sample": {"a": list(range(10_001))}}, "at most 10000"),
-    ({"sample": {"a": [[1, 2]]}}, "flat list"),
-    ({"sample": {"a": ["x"]}}, "numbers"),
-    ([], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"samples": -1}, "samples"),
+        ({"samples": True}, "samples"),
+        ({"counts": {"a": [1] * 21, "b": [1] * 21}}, "no counts for feature"),
+        ({"counts": "x"}, "counts must map"),
+        ({"extra_counts": {"zzz": [1]}}, "does not have"),
+        ({"a_counts": [1, 2]}, "list of 21"),
+        ({"a_counts": [-1] * 21}, "negative"),
+        ({"a_counts": ["1"] * 20 + [{}]}, "integers"),
+        ({"a_counts": [10**30] * 21}, "integers"),
+        ({"sample": {"a": list(range(10_001))}}, "at most 10000"),
+        ({"sample": {"a": [[1, 2]]}}, "flat list"),
+        ({"sample": {"a": ["x"]}}, "numbers"),
+        ([], "JSON object"),
+    ],
+)
 def test_a_window_that_does_not_fit_the_profile_is_refused(change, problem) -> None:  # type: ignore[no-untyped-def]
     profile = reference()
     window = LiveWindow(profile, size=1_000)

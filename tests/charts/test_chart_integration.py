@@ -411,7 +411,11 @@ def run_charts_as(kube: Any, khelm: Helm, user: str, namespace: str) -> None:
 
 
 def test_operator_rbac_cluster_wide(
-    kube: Any, khelm: Helm, rayjob_crd: None, crds: Any, namespace: str,
+    kube: Any,
+    khelm: Helm,
+    rayjob_crd: None,
+    crds: Any,
+    namespace: str,
     extra_namespaces: tuple[str, str],
 ) -> None:
     watched, other = extra_namespaces
@@ -423,7 +427,11 @@ def test_operator_rbac_cluster_wide(
 
 
 def test_operator_rbac_namespaced(
-    kube: Any, khelm: Helm, rayjob_crd: None, crds: Any, namespace: str,
+    kube: Any,
+    khelm: Helm,
+    rayjob_crd: None,
+    crds: Any,
+    namespace: str,
     extra_namespaces: tuple[str, str],
 ) -> None:
     watched, unwatched = extra_namespaces

@@ -520,8 +520,10 @@ def test_model_service_deployment(helm: Helm) -> None:
     (c,) = podspec["containers"]
     assert c["image"] == "ghcr.io/modelfactory/serving:0.1.0"
     assert c["command"] == ["modelfactory-serve"]
-    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
-                          {"name": "health", "containerPort": 8081, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "health", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert (
         c["env"]
         == [{"name": "MF_HEALTH_PORT", "value": "8081"}]
@@ -591,7 +593,8 @@ def test_model_service_pod_settings(helm: Helm) -> None:
         "Deployment",
     )
     assert deploy["spec"]["template"]["spec"]["containers"][0]["env"] == [
-        {"name": "MF_HEALTH_PORT", "value": "8081"}, {"name": "LOG_FORMAT", "value": "json"}
+        {"name": "MF_HEALTH_PORT", "value": "8081"},
+        {"name": "LOG_FORMAT", "value": "json"},
     ]
 
 
@@ -841,27 +844,36 @@ def test_package_contains_the_crds(helm: Helm, tmp_path: Path) -> None:
 
 
 def test_model_service_candidate_has_its_own_deployment_and_service(
-        helm: Helm, tmp_path: Path) -> None:
+    helm: Helm, tmp_path: Path
+) -> None:
     """During a rollout: the other version's Deployment and Service, which the stable ones'
     selectors never match, with fixed replicas and no autoscaler or disruption budget."""
-    candidate = {"candidate": {
-        "name": "iris-svc-candidate",
-        "labels": {"app.kubernetes.io/name": "modelfactory-serving-candidate",
-                   "app.kubernetes.io/instance": "iris",
-                   "app.kubernetes.io/part-of": "modelfactory",
-                   "app.kubernetes.io/managed-by": "modelfactory-operator",
-                   "modelfactory.dev/track": "candidate"},
-        "env": {"MF_MODEL_URI": "/models/iris/2", "MF_ROUTE_TRACK": "candidate"},
-        "modelVersion": "2",
-        "replicas": 2,
-    }}
+    candidate = {
+        "candidate": {
+            "name": "iris-svc-candidate",
+            "labels": {
+                "app.kubernetes.io/name": "modelfactory-serving-candidate",
+                "app.kubernetes.io/instance": "iris",
+                "app.kubernetes.io/part-of": "modelfactory",
+                "app.kubernetes.io/managed-by": "modelfactory-operator",
+                "modelfactory.dev/track": "candidate",
+            },
+            "env": {"MF_MODEL_URI": "/models/iris/2", "MF_ROUTE_TRACK": "candidate"},
+            "modelVersion": "2",
+            "replicas": 2,
+        }
+    }
     extra = tmp_path / "candidate.yaml"
     extra.write_text(yaml.safe_dump(candidate))
     docs = helm.template("model-service", extra=("-f", str(extra)))
     assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
-        ("Deployment", "iris-svc"), ("Deployment", "iris-svc-candidate"),
-        ("HorizontalPodAutoscaler", "iris-svc"), ("PodDisruptionBudget", "iris-svc"),
-        ("Service", "iris-svc"), ("Service", "iris-svc-candidate")]
+        ("Deployment", "iris-svc"),
+        ("Deployment", "iris-svc-candidate"),
+        ("HorizontalPodAutoscaler", "iris-svc"),
+        ("PodDisruptionBudget", "iris-svc"),
+        ("Service", "iris-svc"),
+        ("Service", "iris-svc-candidate"),
+    ]
     deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
     services = {d["metadata"]["name"]: d for d in by_kind(docs, "Service")}
     stable, cand = deployments["iris-svc"], deployments["iris-svc-candidate"]
@@ -874,34 +886,50 @@ def test_model_service_candidate_has_its_own_deployment_and_service(
     for name, other in (("iris-svc", cand_pod), ("iris-svc-candidate", stable["spec"]["template"])):
         selector = services[name]["spec"]["selector"]
         assert not selector.items() <= other["metadata"]["labels"].items()
-        assert not deployments[name]["spec"]["selector"]["matchLabels"].items() <= other[
-            "metadata"]["labels"].items()
+        assert (
+            not deployments[name]["spec"]["selector"]["matchLabels"].items()
+            <= other["metadata"]["labels"].items()
+        )
     assert cand["metadata"]["ownerReferences"] == stable["metadata"]["ownerReferences"]
 
 
 def test_model_service_http_route_carries_weights_and_pins(helm: Helm, tmp_path: Path) -> None:
-    values = {"httpRoute": {
-        "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "http"}],
-        "hostnames": ["models.example.com"],
-        "backends": [{"name": "iris-svc", "weight": 90},
-                     {"name": "iris-svc-candidate", "weight": 10}],
-        "pins": [{"header": "x-model-variant", "value": "canary",
-                  "backend": "iris-svc-candidate"}],
-    }}
+    values = {
+        "httpRoute": {
+            "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "http"}],
+            "hostnames": ["models.example.com"],
+            "backends": [
+                {"name": "iris-svc", "weight": 90},
+                {"name": "iris-svc-candidate", "weight": 10},
+            ],
+            "pins": [
+                {"header": "x-model-variant", "value": "canary", "backend": "iris-svc-candidate"}
+            ],
+        }
+    }
     extra = tmp_path / "route.yaml"
     extra.write_text(yaml.safe_dump(values))
     route = one(helm.template("model-service", extra=("-f", str(extra))), "HTTPRoute")
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
-    assert route["spec"]["parentRefs"] == [{
-        "group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public",
-        "namespace": "gateways", "sectionName": "http"}]
+    assert route["spec"]["parentRefs"] == [
+        {
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "name": "public",
+            "namespace": "gateways",
+            "sectionName": "http",
+        }
+    ]
     assert route["spec"]["hostnames"] == ["models.example.com"]
     pin, split = route["spec"]["rules"]
     assert pin["matches"][0]["headers"] == [
-        {"type": "Exact", "name": "x-model-variant", "value": "canary"}]
+        {"type": "Exact", "name": "x-model-variant", "value": "canary"}
+    ]
     assert pin["backendRefs"] == [{"name": "iris-svc-candidate", "port": 80}]
-    assert split["backendRefs"] == [{"name": "iris-svc", "port": 80, "weight": 90},
-                                    {"name": "iris-svc-candidate", "port": 80, "weight": 10}]
+    assert split["backendRefs"] == [
+        {"name": "iris-svc", "port": 80, "weight": 90},
+        {"name": "iris-svc-candidate", "port": 80, "weight": 10},
+    ]
     assert route["metadata"]["ownerReferences"][0]["kind"] == "ModelService"
     # None by default; a weight out of range is refused by the chart's schema.
     assert not by_kind(helm.template("model-service"), "HTTPRoute")

@@ -46,9 +46,12 @@ def test_configmap_carries_the_files_with_the_sidecar_label(helm: Helm) -> None:
 def test_label_namespace_and_annotations_are_configurable(helm: Helm) -> None:
     docs = helm.template(
         "modelfactory",
-        sets={**ENABLED, "grafana.dashboards.label": "dashboards.example.com/grafana",
-              "grafana.dashboards.labelValue": "serving", "grafana.dashboards.namespace":
-              "monitoring"},
+        sets={
+            **ENABLED,
+            "grafana.dashboards.label": "dashboards.example.com/grafana",
+            "grafana.dashboards.labelValue": "serving",
+            "grafana.dashboards.namespace": "monitoring",
+        },
         extra=("--set-string", "grafana.dashboards.annotations.grafana_folder=Model Factory"),
     )
     meta = one(docs, "ConfigMap")["metadata"]

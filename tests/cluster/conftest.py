@@ -25,21 +25,41 @@ IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
 def create_namespace(kube: Kube, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:5]}"
-    kube.kubectl("apply", "-f", "-", input_text=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {"pod-security.kubernetes.io/enforce": "restricted",
-                       "pod-security.kubernetes.io/enforce-version": "latest"},
-            "annotations": {
-                "scheduler.alpha.kubernetes.io/node-selector": f"kubernetes.io/hostname={NODE}",
-                "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
-                    [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}]),
-            },
-        },
-    }))
-    eventually(lambda: kube.run("kubectl", "get", "serviceaccount", "default", "-n", name,
-                                check=False).returncode == 0, what=f"{name}'s default SA")
+    kube.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input_text=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "pod-security.kubernetes.io/enforce": "restricted",
+                        "pod-security.kubernetes.io/enforce-version": "latest",
+                    },
+                    "annotations": {
+                        "scheduler.alpha.kubernetes.io/node-selector": (
+                            f"kubernetes.io/hostname={NODE}"
+                        ),
+                        "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+                            [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}]
+                        ),
+                    },
+                },
+            }
+        ),
+    )
+    eventually(
+        lambda: (
+            kube.run(
+                "kubectl", "get", "serviceaccount", "default", "-n", name, check=False
+            ).returncode
+            == 0
+        ),
+        what=f"{name}'s default SA",
+    )
     return name
 
 
@@ -69,8 +89,9 @@ class RealCluster:
         return f"http://{svc['spec']['clusterIP']}:{port}"
 
     def operator_pod(self) -> dict[str, Any]:
-        pods = self.kube.kubectl_json("get", "pods", "-n", self.operator_ns, "-l",
-                                      "app.kubernetes.io/name=modelfactory")["items"]
+        pods = self.kube.kubectl_json(
+            "get", "pods", "-n", self.operator_ns, "-l", "app.kubernetes.io/name=modelfactory"
+        )["items"]
         running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         assert running, "no operator pod"
         return dict(running[0])
@@ -88,8 +109,11 @@ def real_cluster(kube: Kube) -> Iterator[RealCluster]:
         pytest.skip("MF_NO_NODE=1: the cluster runs without its real node")
     state = json.loads(cluster_cli("status").stdout)
     if not state.get("node"):
-        pytest.fail("the local cluster runs without its real node: `hack/cluster.py down`, then "
-                    "`hack/cluster.py up`", pytrace=False)
+        pytest.fail(
+            "the local cluster runs without its real node: `hack/cluster.py down`, then "
+            "`hack/cluster.py up`",
+            pytrace=False,
+        )
     images = state.get("images") or {}
     if not {"operator", "training", "serving"} <= set(images):
         pytest.fail("the project's images are not built: `hack/cluster.py images`", pytrace=False)
@@ -99,16 +123,28 @@ def real_cluster(kube: Kube) -> Iterator[RealCluster]:
     repo, tag = images["operator"].rsplit(":", 1)
     values = {
         "image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
-        "trainingImage": dict(zip(("repository", "tag"),
-                                  images["training"].rsplit(":", 1), strict=True)),
-        "servingImage": dict(zip(("repository", "tag"),
-                                 images["serving"].rsplit(":", 1), strict=True)),
+        "trainingImage": dict(
+            zip(("repository", "tag"), images["training"].rsplit(":", 1), strict=True)
+        ),
+        "servingImage": dict(
+            zip(("repository", "tag"), images["serving"].rsplit(":", 1), strict=True)
+        ),
         "watchNamespaces": [ns],
     }
     values_file = Path(kube.kubeconfig).parent / f"values-{operator_ns}.json"
     values_file.write_text(json.dumps(values))
-    kube.helm("install", "modelfactory", str(ROOT / "charts" / "modelfactory"), "-n",
-              operator_ns, "-f", str(values_file), "--wait", "--timeout", "180s")
+    kube.helm(
+        "install",
+        "modelfactory",
+        str(ROOT / "charts" / "modelfactory"),
+        "-n",
+        operator_ns,
+        "-f",
+        str(values_file),
+        "--wait",
+        "--timeout",
+        "180s",
+    )
     cluster = RealCluster(kube, images, operator_ns, ns)
     yield cluster
     # The operator removes its resources' finalizers, so they go before it does.

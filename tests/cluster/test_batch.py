@@ -55,23 +55,29 @@ def test_batch_scoring_in_a_pod_and_on_a_rayjob(real_cluster: RealCluster) -> No
     assert done["model"]["version"] == tj["model"]["version"]
     assert done["progress"]["rowsWritten"] == 150
     assert done["manifest"] == "pvc://modelfactory-models/scores/iris/manifest.json"
-    pods = rc.kube.kubectl_json("get", "pods", "-n", rc.ns, "-l",
-                                "app.kubernetes.io/component=batch")["items"]
+    pods = rc.kube.kubectl_json(
+        "get", "pods", "-n", rc.ns, "-l", "app.kubernetes.io/component=batch"
+    )["items"]
     assert pods and all(p["spec"]["nodeName"] == NODE for p in pods)
     manifest, out = scores(claim, "scores/iris")
     source = pd.read_csv(DATA)
     assert list(out["flower_id"]) == list(source["flower_id"])
-    assert set(out["prediction"]) <= {0, 1, 2} and manifest["model"]["digest"] == \
-        tj["model"]["digest"]
+    assert (
+        set(out["prediction"]) <= {0, 1, 2} and manifest["model"]["digest"] == tj["model"]["digest"]
+    )
 
     # Two workers: a RayJob. A quarter CPU per pod (Ray counts one) so that the head and the
     # workers fit the 2-core node beside the iris server.
     ray = yaml.safe_load((EXAMPLES / "batch-scoring-ray.yaml").read_text())
     ray["spec"]["compute"] = {"workers": 2, "cpu": "250m", "memory": "1536Mi"}
     rc.apply(ray)
-    eventually(lambda: rc.kube.kubectl_json("get", "rayjobs", "-n", rc.ns, "-l",
-                                            "app.kubernetes.io/instance=iris-scores-ray")[
-        "items"], timeout=120, what="scoring RayJob")
+    eventually(
+        lambda: rc.kube.kubectl_json(
+            "get", "rayjobs", "-n", rc.ns, "-l", "app.kubernetes.io/instance=iris-scores-ray"
+        )["items"],
+        timeout=120,
+        what="scoring RayJob",
+    )
     wait_for(rc, "bp", "iris-scores-ray", "Succeeded", timeout=900)
     ray_manifest, ray_out = scores(claim, "scores/iris-ray")
     assert ray_manifest["rows"]["written"] == 150

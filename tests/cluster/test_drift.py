@@ -33,8 +33,11 @@ def iris_rows(n: int, shift: float, seed: int) -> list[dict[str, float]]:
 def send(url: str, rows: list[dict[str, float]], batch: int = 20) -> None:
     # A new connection per request: the Service spreads them over both pods.
     for start in range(0, len(rows), batch):
-        res = httpx.post(f"{url}/v1/models/iris-loop:predict",
-                         json={"instances": rows[start:start + batch]}, timeout=10)
+        res = httpx.post(
+            f"{url}/v1/models/iris-loop:predict",
+            json={"instances": rows[start : start + batch]},
+            timeout=10,
+        )
         assert res.status_code == 200, res.text
 
 
@@ -56,25 +59,36 @@ def test_drift_over_two_pods_retrains_and_the_gate_decides(real_cluster: RealClu
             doc["spec"]["retrain"]["minIntervalSeconds"] = 0
         if doc["kind"] == "ModelService":
             doc["spec"]["monitoring"]["drift"].update(
-                window=3000, evaluateEverySamples=100, evaluateSeconds=2, minSamples=300)
+                window=3000, evaluateEverySamples=100, evaluateSeconds=2, minSamples=300
+            )
         rc.apply(doc)
     try:
-        tj = eventually(lambda: (s := rc.status("tj", "iris-loop")).get("promotedVersion") == 1
-                        and s, timeout=600, interval=2, what="iris-loop version 1 promoted")
+        tj = eventually(
+            lambda: (s := rc.status("tj", "iris-loop")).get("promotedVersion") == 1 and s,
+            timeout=600,
+            interval=2,
+            what="iris-loop version 1 promoted",
+        )
         assert tj["history"][0]["phase"] == "Promoted"
-        eventually(lambda: rc.status("msvc", "iris-loop").get("readyReplicas") == 2,
-                   timeout=300, interval=2, what="two server pods ready")
+        eventually(
+            lambda: rc.status("msvc", "iris-loop").get("readyReplicas") == 2,
+            timeout=300,
+            interval=2,
+            what="two server pods ready",
+        )
         url = rc.cluster_ip("iris-loop")
 
         send(url, iris_rows(600, 0.0, seed=1))
-        calm = eventually(lambda: drift_reason(rc, "NoDrift"), timeout=90, interval=2,
-                          what="NoDrift")
+        calm = eventually(
+            lambda: drift_reason(rc, "NoDrift"), timeout=90, interval=2, what="NoDrift"
+        )
         drift = rc.status("msvc", "iris-loop")["drift"]
         assert drift["replicas"] == 2 and drift["samples"] >= 300, (drift, calm)
 
         send(url, iris_rows(1500, 4.0, seed=2))
-        detected = eventually(lambda: drift_reason(rc, "DriftDetected"), timeout=120,
-                              interval=2, what="DriftDetected")
+        detected = eventually(
+            lambda: drift_reason(rc, "DriftDetected"), timeout=120, interval=2, what="DriftDetected"
+        )
         drift = rc.status("msvc", "iris-loop")["drift"]
         assert drift["replicas"] == 2, drift
         assert {"petal length (cm)", "petal width (cm)"} <= set(drift["driftedFeatures"]), drift
@@ -90,9 +104,16 @@ def test_drift_over_two_pods_retrains_and_the_gate_decides(real_cluster: RealClu
         assert v2["baselineVersion"] == 1 and v2["baselineScore"] is not None, v2
         assert v2["dataDigest"].startswith("sha256:")
         time.sleep(1)
-        events = rc.kubectl("get", "events", "-n", rc.ns, "--field-selector",
-                            "involvedObject.name=iris-loop", "-o",
-                            "jsonpath={.items[*].reason}")
+        events = rc.kubectl(
+            "get",
+            "events",
+            "-n",
+            rc.ns,
+            "--field-selector",
+            "involvedObject.name=iris-loop",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        )
         assert "DriftDetected" in events and "DriftRetrain" in events, events
     except AssertionError:
         print(rc.diagnose())

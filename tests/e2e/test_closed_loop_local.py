@@ -61,16 +61,21 @@ def loop(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]
 
 def trainingjob(root: Path, max_depth: int) -> dict[str, Any]:
     return {
-        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
+        "apiVersion": "modelfactory.dev/v1alpha1",
+        "kind": "TrainingJob",
         "metadata": {"name": "shifty"},
         "spec": {
             "dataset": {"uri": f"file://{root}/data/train.csv", "target": "y", "seed": 3},
-            "model": {"estimator": "sklearn.tree.DecisionTreeClassifier",
-                      "params": {"max_depth": max_depth, "random_state": 0}},
+            "model": {
+                "estimator": "sklearn.tree.DecisionTreeClassifier",
+                "params": {"max_depth": max_depth, "random_state": 0},
+            },
             "tuning": {"metric": "accuracy", "trials": 1, "cvFolds": 2},
             "output": {"storageUri": f"file://{root}/models/shifty"},
-            "retrain": {"onDrift": {"modelService": "shifty", "forSeconds": 0},
-                        "minIntervalSeconds": 0},
+            "retrain": {
+                "onDrift": {"modelService": "shifty", "forSeconds": 0},
+                "minIntervalSeconds": 0,
+            },
             "promotion": {"minImprovement": 0.01},
         },
     }
@@ -79,7 +84,7 @@ def trainingjob(root: Path, max_depth: int) -> dict[str, Any]:
 def send(url: str, frame: pd.DataFrame, batch: int = 100) -> None:
     with httpx.Client(timeout=10) as client:
         for start in range(0, len(frame), batch):
-            body = {"instances": rows(frame.iloc[start:start + batch])}
+            body = {"instances": rows(frame.iloc[start : start + batch])}
             res = client.post(f"{url}/v1/models/shifty:predict", json=body)
             assert res.status_code == 200, res.text
 
@@ -93,13 +98,24 @@ def test_drift_retrains_promotes_the_better_version_and_rejects_a_worse_one(loop
     data.mkdir()
     dataset(3000, 0.0, seed=1).to_csv(data / "train.csv", index=False)
     loop.apply(trainingjob(loop.root, max_depth=6))
-    loop.apply({
-        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
-        "metadata": {"name": "shifty"},
-        "spec": {"model": {"trainingJob": "shifty"},
-                 "monitoring": {"drift": {"window": 2000, "evaluateEverySamples": 200,
-                                          "evaluateSeconds": 2, "minSamples": 500}}},
-    })
+    loop.apply(
+        {
+            "apiVersion": "modelfactory.dev/v1alpha1",
+            "kind": "ModelService",
+            "metadata": {"name": "shifty"},
+            "spec": {
+                "model": {"trainingJob": "shifty"},
+                "monitoring": {
+                    "drift": {
+                        "window": 2000,
+                        "evaluateEverySamples": 200,
+                        "evaluateSeconds": 2,
+                        "minSamples": 500,
+                    }
+                },
+            },
+        }
+    )
     tj = loop.wait_phase("tj", "shifty", "Succeeded")
     v1 = tj["history"][-1]
     assert v1["phase"] == "Promoted" and v1["trigger"] == "spec"
@@ -124,7 +140,7 @@ def test_drift_retrains_promotes_the_better_version_and_rejects_a_worse_one(loop
         i = 0
         with httpx.Client(timeout=10) as session:
             while not stop.is_set():
-                body = {"instances": rows(live.iloc[i:i + 20])}
+                body = {"instances": rows(live.iloc[i : i + 20])}
                 i = (i + 20) % (len(live) - 20)
                 try:
                     res = session.post(f"{url}/v1/models/shifty:predict", json=body)
@@ -139,18 +155,25 @@ def test_drift_retrains_promotes_the_better_version_and_rejects_a_worse_one(loop
     thread = threading.Thread(target=client)
     thread.start()
     try:
-        eventually(lambda: drift_reason(loop) == "DriftDetected", timeout=90,
-                   what="DataDrift DriftDetected")
+        eventually(
+            lambda: drift_reason(loop) == "DriftDetected",
+            timeout=90,
+            what="DataDrift DriftDetected",
+        )
         drift = loop.status("msvc", "shifty")["drift"]
         assert {"x0", "x2"} <= set(drift["driftedFeatures"]), drift
         assert "x1" not in drift["driftedFeatures"] and drift["drifted"] is True
 
         def promoted_v2() -> dict[str, Any]:
             status = loop.status("tj", "shifty")
-            seen = {k: status.get(k) for k in ("phase", "latestVersion", "promotedVersion",
-                                               "history", "conditions")}
-            if any(h.get("version") == 2 and h.get("phase") == "Rejected"
-                   for h in status.get("history") or []):
+            seen = {
+                k: status.get(k)
+                for k in ("phase", "latestVersion", "promotedVersion", "history", "conditions")
+            }
+            if any(
+                h.get("version") == 2 and h.get("phase") == "Rejected"
+                for h in status.get("history") or []
+            ):
                 raise RuntimeError(f"version 2 was rejected: {seen}")  # no use waiting
             assert status.get("promotedVersion") == 2, seen
             return status
@@ -160,9 +183,14 @@ def test_drift_retrains_promotes_the_better_version_and_rejects_a_worse_one(loop
         assert v2["trigger"] == "drift" and v2["decidedBy"] == "gate"
         assert v2["baselineVersion"] == 1 and v2["score"] > v2["baselineScore"] + 0.01, v2
         assert v2["dataDigest"] != v1["dataDigest"]
-        eventually(lambda: loop.status("msvc", "shifty").get("modelVersion") == 2
-                   and loop.status("msvc", "shifty").get("phase") == "Ready",
-                   timeout=120, what="service rolled to version 2")
+        eventually(
+            lambda: (
+                loop.status("msvc", "shifty").get("modelVersion") == 2
+                and loop.status("msvc", "shifty").get("phase") == "Ready"
+            ),
+            timeout=120,
+            what="service rolled to version 2",
+        )
         time.sleep(3)  # the old server drains and stops while requests keep coming
     finally:
         stop.set()
@@ -175,8 +203,11 @@ def test_drift_retrains_promotes_the_better_version_and_rejects_a_worse_one(loop
 
     def rejected_v3() -> dict[str, Any] | None:
         status = loop.status("tj", "shifty")
-        return status if status.get("latestVersion") == 3 and status.get(
-            "phase") == "Succeeded" else None
+        return (
+            status
+            if status.get("latestVersion") == 3 and status.get("phase") == "Succeeded"
+            else None
+        )
 
     tj = eventually(rejected_v3, timeout=300, what="version 3 trained")
     v3 = tj["history"][-1]
@@ -185,34 +216,54 @@ def test_drift_retrains_promotes_the_better_version_and_rejects_a_worse_one(loop
     assert tj["promotedVersion"] == 2 and tj["model"]["version"] == 2
     time.sleep(3)
     assert loop.status("msvc", "shifty")["modelVersion"] == 2
-    events = loop.kube.kubectl("get", "events", "-n", loop.namespace,
-                               "--field-selector", "involvedObject.name=shifty",
-                               "-o", "jsonpath={.items[*].reason}")
+    events = loop.kube.kubectl(
+        "get",
+        "events",
+        "-n",
+        loop.namespace,
+        "--field-selector",
+        "involvedObject.name=shifty",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    )
     assert "Rejected" in events and "Promoted" in events and "DriftDetected" in events
 
     # A person rolls back to version 1 on purpose; the status says who decided.
-    loop.kube.kubectl("annotate", "tj", "shifty", "-n", loop.namespace,
-                      "modelfactory.dev/promote=1")
-    eventually(lambda: loop.status("tj", "shifty").get("promotedVersion") == 1, timeout=60,
-               what="version 1 promoted by hand")
+    loop.kube.kubectl(
+        "annotate", "tj", "shifty", "-n", loop.namespace, "modelfactory.dev/promote=1"
+    )
+    eventually(
+        lambda: loop.status("tj", "shifty").get("promotedVersion") == 1,
+        timeout=60,
+        what="version 1 promoted by hand",
+    )
     assert loop.status("tj", "shifty")["promotion"]["decidedBy"].startswith("annotation")
-    eventually(lambda: loop.status("msvc", "shifty").get("modelVersion") == 1, timeout=120,
-               what="service back on version 1")
+    eventually(
+        lambda: loop.status("msvc", "shifty").get("modelVersion") == 1,
+        timeout=120,
+        what="service back on version 1",
+    )
 
 
 def scheduled_runs(loop: Flow) -> list[dict[str, Any]]:
-    return [h for h in loop.status("tj", "nightly").get("history") or []
-            if h.get("trigger") == "schedule"]
+    return [
+        h
+        for h in loop.status("tj", "nightly").get("history") or []
+        if h.get("trigger") == "schedule"
+    ]
 
 
 def test_a_schedule_fires_and_fires_once_after_the_operator_was_down(loop: Flow) -> None:
     job = {
-        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
+        "apiVersion": "modelfactory.dev/v1alpha1",
+        "kind": "TrainingJob",
         "metadata": {"name": "nightly"},
         "spec": {
             "dataset": {"uri": "sklearn://iris"},
-            "model": {"estimator": "sklearn.linear_model.LogisticRegression",
-                      "params": {"max_iter": 300}},
+            "model": {
+                "estimator": "sklearn.linear_model.LogisticRegression",
+                "params": {"max_iter": 300},
+            },
             "tuning": {"metric": "accuracy", "trials": 1, "cvFolds": 2},
             "output": {"storageUri": f"file://{loop.root}/models/nightly"},
             "retrain": {"schedule": {"cron": "* * * * *"}, "minIntervalSeconds": 0},
@@ -233,11 +284,21 @@ def test_a_schedule_fires_and_fires_once_after_the_operator_was_down(loop: Flow)
     stamp = "%Y-%m-%dT%H:%M:%SZ"
 
     def fired() -> set[str]:
-        messages = loop.kube.kubectl("get", "events", "-n", loop.namespace,
-                                     "--field-selector", "involvedObject.name=nightly",
-                                     "-o", "jsonpath={range .items[*]}{.message}{'\\n'}{end}")
-        return {line.rsplit(" ", 1)[-1] for line in messages.splitlines()
-                if line.startswith("retraining for the schedule at ")}
+        messages = loop.kube.kubectl(
+            "get",
+            "events",
+            "-n",
+            loop.namespace,
+            "--field-selector",
+            "involvedObject.name=nightly",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{'\\n'}{end}",
+        )
+        return {
+            line.rsplit(" ", 1)[-1]
+            for line in messages.splitlines()
+            if line.startswith("retraining for the schedule at ")
+        }
 
     def caught_up() -> dict[str, Any] | None:
         status = loop.status("tj", "nightly")

@@ -27,19 +27,25 @@ def local_operator(kube: Kube, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     namespace = f"e2e-examples-{uuid.uuid4().hex[:6]}"
     kube.kubectl("create", "namespace", namespace)
     state = tmp_path / "local"
-    op = OperatorProcess(kube, tmp_path, ["--namespace", namespace, "--launcher", "local"],
-                         {"MF_LOCAL_STATE_DIR": str(state)})
+    op = OperatorProcess(
+        kube,
+        tmp_path,
+        ["--namespace", namespace, "--launcher", "local"],
+        {"MF_LOCAL_STATE_DIR": str(state)},
+    )
     op.start()
     yield namespace, state
     for example in ("batch-scoring.yaml", "iris-classifier.yaml"):
-        kube.kubectl("delete", "-n", namespace, "-f", str(EXAMPLES / example), "--wait=false",
-                     check=False)
+        kube.kubectl(
+            "delete", "-n", namespace, "-f", str(EXAMPLES / example), "--wait=false", check=False
+        )
     op.stop()
     kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def test_iris_example_trains_and_serves_on_a_local_claim_directory(
-        kube: Kube, local_operator: tuple[str, Path]) -> None:
+    kube: Kube, local_operator: tuple[str, Path]
+) -> None:
     namespace, state = local_operator
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "iris-classifier.yaml"))
 
@@ -49,14 +55,17 @@ def test_iris_example_trains_and_serves_on_a_local_claim_directory(
             raise RuntimeError(f"{kind}/{name} failed: {status.get('conditions')}")
         return status if status.get("phase") == want else None
 
-    tj = eventually(lambda: phase("tj", "iris", "Succeeded"), timeout=600,
-                    what="TrainingJob Succeeded")
+    tj = eventually(
+        lambda: phase("tj", "iris", "Succeeded"), timeout=600, what="TrainingJob Succeeded"
+    )
     assert tj["model"]["uri"] == "pvc://modelfactory-models/iris/1"
     assert (state / "pvc" / "modelfactory-models" / "iris" / "1" / "metadata.json").exists()
-    ms = eventually(lambda: phase("msvc", "iris", "Ready"), timeout=300,
-                    what="ModelService Ready")
-    body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                        "data": [5.1, 3.5, 1.4, 0.2]}]}
+    ms = eventually(lambda: phase("msvc", "iris", "Ready"), timeout=300, what="ModelService Ready")
+    body = {
+        "inputs": [
+            {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+        ]
+    }
     res = httpx.post(f"{ms['url']}/v2/models/iris/infer", json=body, timeout=10)
     assert res.status_code == 200, res.text
     assert res.json()["outputs"][0]["data"] == [0]
@@ -65,8 +74,11 @@ def test_iris_example_trains_and_serves_on_a_local_claim_directory(
     data.mkdir(parents=True, exist_ok=True)
     shutil.copy(EXAMPLES / "data" / "iris-unlabelled.csv", data / "iris-unlabelled.csv")
     kube.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "batch-scoring.yaml"))
-    bp = eventually(lambda: phase("bp", "iris-scores", "Succeeded"), timeout=300,
-                    what="BatchPrediction Succeeded")
+    bp = eventually(
+        lambda: phase("bp", "iris-scores", "Succeeded"),
+        timeout=300,
+        what="BatchPrediction Succeeded",
+    )
     assert bp["progress"]["rowsWritten"] == 150 and bp["model"]["version"] == 1
     assert bp["manifest"] == "pvc://modelfactory-models/scores/iris/manifest.json"
     manifest = read_manifest(str(state / "pvc" / "modelfactory-models" / "scores" / "iris"))

@@ -25,8 +25,12 @@ def local_operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iter
     namespace = f"hostile-{uuid.uuid4().hex[:6]}"
     kube.kubectl("create", "namespace", namespace)
     root = tmp_path_factory.mktemp("hostile-operator")
-    operator = OperatorProcess(kube, root, ["--namespace", namespace, "--launcher", "local"],
-                               {"MF_LOCAL_STATE_DIR": str(root / "local")})
+    operator = OperatorProcess(
+        kube,
+        root,
+        ["--namespace", namespace, "--launcher", "local"],
+        {"MF_LOCAL_STATE_DIR": str(root / "local")},
+    )
     operator.start()
     yield namespace
     operator.stop()
@@ -35,7 +39,8 @@ def local_operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def modelservice(name: str, uri: str, digest: str) -> dict[str, Any]:
     return {
-        "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+        "apiVersion": "modelfactory.dev/v1alpha1",
+        "kind": "ModelService",
         "metadata": {"name": name},
         "spec": {"model": {"uri": f"file://{uri}", "digest": digest}},
     }
@@ -48,8 +53,14 @@ def test_every_hostile_artifact_is_refused_and_the_status_says_why(
     expected = {}
     for label in sorted(HOSTILE):
         art, type_name = write_hostile(tmp_path / label / "1", label)
-        kube.kubectl("apply", "-n", namespace, "-f", "-",
-                     input_text=json.dumps(modelservice(label, art.uri, art.digest)))
+        kube.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input_text=json.dumps(modelservice(label, art.uri, art.digest)),
+        )
         expected[label] = type_name
 
     def reported(label: str) -> dict[str, Any] | None:
@@ -58,8 +69,11 @@ def test_every_hostile_artifact_is_refused_and_the_status_says_why(
         return ready if "UntrustedType" in (ready.get("message") or "") else None
 
     for label, type_name in expected.items():
-        ready = eventually(lambda label=label: reported(label), timeout=60,  # type: ignore[misc]
-                           what=f"{label}: Ready condition naming the refused type")
+        ready = eventually(
+            lambda label=label: reported(label),
+            timeout=60,  # type: ignore[misc]
+            what=f"{label}: Ready condition naming the refused type",
+        )
         assert ready["status"] == "False" and type_name in ready["message"], ready
         ms = kube.kubectl_json("get", "msvc", label, "-n", namespace)
         assert ms["status"]["readyReplicas"] == 0

@@ -30,7 +30,9 @@ class Flow:
         self.root = root
         self.state = root / "local"
         self.operator = OperatorProcess(
-            kube, root, ["--namespace", namespace, "--launcher", "local"],
+            kube,
+            root,
+            ["--namespace", namespace, "--launcher", "local"],
             {"MF_LOCAL_STATE_DIR": str(self.state)},
         )
 
@@ -53,24 +55,34 @@ class Flow:
 
     def trainingjob(self, name: str, dataset: str = "iris", trials: int = 4) -> dict[str, Any]:
         return {
-            "apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
+            "apiVersion": "modelfactory.dev/v1alpha1",
+            "kind": "TrainingJob",
             "metadata": {"name": name},
             "spec": {
                 "dataset": {"uri": f"sklearn://{dataset}", "seed": 1},
-                "model": {"estimator": "sklearn.linear_model.LogisticRegression",
-                          "params": {"max_iter": 500}},
-                "tuning": {"metric": "accuracy", "trials": trials, "cvFolds": 3,
-                           "searchSpace": {"C": {"low": 0.1, "high": 10.0, "log": True}}},
+                "model": {
+                    "estimator": "sklearn.linear_model.LogisticRegression",
+                    "params": {"max_iter": 500},
+                },
+                "tuning": {
+                    "metric": "accuracy",
+                    "trials": trials,
+                    "cvFolds": 3,
+                    "searchSpace": {"C": {"low": 0.1, "high": 10.0, "log": True}},
+                },
                 "output": {"storageUri": f"file://{self.root}/models/{name}"},
             },
         }
 
     def modelservice(self, name: str, trainingjob: str) -> dict[str, Any]:
         return {
-            "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
+            "apiVersion": "modelfactory.dev/v1alpha1",
+            "kind": "ModelService",
             "metadata": {"name": name},
-            "spec": {"model": {"trainingJob": trainingjob},
-                     "batching": {"maxBatchSize": 16, "maxLatencyMs": 2}},
+            "spec": {
+                "model": {"trainingJob": trainingjob},
+                "batching": {"maxBatchSize": 16, "maxLatencyMs": 2},
+            },
         }
 
     def service_record(self, name: str) -> dict[str, Any]:
@@ -91,8 +103,16 @@ def flow(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]
 
 
 def predict_v2(url: str, name: str, rows: list[list[float]]) -> list[Any]:
-    body = {"inputs": [{"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64",
-                        "data": [v for row in rows for v in row]}]}
+    body = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [len(rows), 4],
+                "datatype": "FP64",
+                "data": [v for row in rows for v in row],
+            }
+        ]
+    }
     res = httpx.post(f"{url}/v2/models/{name}/infer", json=body, timeout=10)
     assert res.status_code == 200, res.text
     return list(res.json()["outputs"][0]["data"])
@@ -109,8 +129,9 @@ def test_from_nothing_to_predictions(flow: Flow) -> None:
     ms = flow.wait_phase("msvc", "iris", "Ready", timeout=120)
     assert ms["modelVersion"] == 1 and ms["url"].startswith("http://127.0.0.1:")
     assert predict_v2(ms["url"], "iris", IRIS_ROWS) == [0, 2, 1]
-    v1 = httpx.post(f"{ms['url']}/v1/models/iris:predict", json={"instances": IRIS_ROWS},
-                    timeout=10)
+    v1 = httpx.post(
+        f"{ms['url']}/v1/models/iris:predict", json={"instances": IRIS_ROWS}, timeout=10
+    )
     assert v1.status_code == 200 and v1.json()["predictions"] == [0, 2, 1]
 
 
@@ -123,8 +144,16 @@ def test_retrain_rolls_without_failed_requests(flow: Flow) -> None:
     def client() -> None:
         with httpx.Client(timeout=10) as session:
             while not stop.is_set():
-                body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                                    "data": IRIS_ROWS[0]}]}
+                body = {
+                    "inputs": [
+                        {
+                            "name": "input-0",
+                            "shape": [1, 4],
+                            "datatype": "FP64",
+                            "data": IRIS_ROWS[0],
+                        }
+                    ]
+                }
                 try:
                     res = session.post(f"{url}/v2/models/iris/infer", json=body)
                     ok = res.status_code == 200
@@ -138,13 +167,22 @@ def test_retrain_rolls_without_failed_requests(flow: Flow) -> None:
         t.start()
     try:
         time.sleep(1)
-        flow.kube.kubectl("annotate", "tj", "iris", "-n", flow.namespace,
-                          "modelfactory.dev/retrain=second")
-        eventually(lambda: flow.status("tj", "iris").get("model", {}).get("version") == 2,
-                   timeout=300, what="version 2 trained")
-        eventually(lambda: flow.status("msvc", "iris").get("modelVersion") == 2
-                   and flow.status("msvc", "iris").get("phase") == "Ready",
-                   timeout=120, what="service rolled to version 2")
+        flow.kube.kubectl(
+            "annotate", "tj", "iris", "-n", flow.namespace, "modelfactory.dev/retrain=second"
+        )
+        eventually(
+            lambda: flow.status("tj", "iris").get("model", {}).get("version") == 2,
+            timeout=300,
+            what="version 2 trained",
+        )
+        eventually(
+            lambda: (
+                flow.status("msvc", "iris").get("modelVersion") == 2
+                and flow.status("msvc", "iris").get("phase") == "Ready"
+            ),
+            timeout=120,
+            what="service rolled to version 2",
+        )
         time.sleep(3)  # the old server drains and stops while requests keep coming
     finally:
         stop.set()
@@ -159,8 +197,11 @@ def test_killed_server_comes_back(flow: Flow) -> None:
     ms = flow.wait_phase("msvc", "iris", "Ready", timeout=300)
     pid = flow.service_record("iris")["active"]["pid"]
     os.killpg(pid, signal.SIGKILL)
-    down = eventually(lambda: (s := flow.status("msvc", "iris")).get("phase") != "Ready" and s,
-                      timeout=30, what="status showing the server down")
+    down = eventually(
+        lambda: (s := flow.status("msvc", "iris")).get("phase") != "Ready" and s,
+        timeout=30,
+        what="status showing the server down",
+    )
     assert condition({"status": down}, "Available")["status"] == "False"
     assert "exited" in condition({"status": down}, "Available")["message"]
     flow.wait_phase("msvc", "iris", "Ready", timeout=120)
@@ -170,14 +211,19 @@ def test_killed_server_comes_back(flow: Flow) -> None:
 
 def test_operator_killed_mid_training_loses_and_duplicates_nothing(flow: Flow) -> None:
     flow.apply(flow.trainingjob("wine", dataset="wine", trials=6))
-    eventually(lambda: flow.status("tj", "wine").get("phase") == "Running", timeout=120,
-               interval=0.2, what="training running")
+    eventually(
+        lambda: flow.status("tj", "wine").get("phase") == "Running",
+        timeout=120,
+        interval=0.2,
+        what="training running",
+    )
     flow.operator.kill()
     time.sleep(2)
     flow.operator.start()
     tj = flow.wait_phase("tj", "wine", "Succeeded", timeout=300)
     assert tj["model"]["version"] == 1
-    versions = sorted(p.name for p in (flow.root / "models" / "wine").iterdir()
-                      if (p / "_COMPLETE").exists())
+    versions = sorted(
+        p.name for p in (flow.root / "models" / "wine").iterdir() if (p / "_COMPLETE").exists()
+    )
     assert versions == ["1"]
     assert [m["version"] for m in tj["history"]] == [1]

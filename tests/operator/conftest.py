@@ -22,8 +22,9 @@ from tests.conftest import Kube, eventually
 
 
 class OperatorProcess:
-    def __init__(self, kube: Kube, logdir: Path, args: list[str],
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kube: Kube, logdir: Path, args: list[str], env: dict[str, str] | None = None
+    ) -> None:
         self.kube = kube
         self.log = logdir / "operator.log"
         self.args = args
@@ -33,9 +34,13 @@ class OperatorProcess:
     def start(self) -> None:
         exe = str(Path(sys.executable).parent / "modelfactory-operator")
         out = self.log.open("ab")
-        self.proc = subprocess.Popen([exe, *self.args], stdout=out, stderr=subprocess.STDOUT,
-                                     env={**self.kube.env, **self.extra_env},
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [exe, *self.args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**self.kube.env, **self.extra_env},
+            start_new_session=True,
+        )
 
     def kill(self) -> None:
         """SIGKILL: no clean-up handlers run, exactly like a crashed pod."""
@@ -61,8 +66,10 @@ def own_namespace(crds: Kube) -> Iterator[str]:
     # Not "t-*": the session's operator must not reconcile here too.
     name = f"h-{uuid.uuid4().hex[:8]}"
     crds.kubectl("create", "namespace", name)
-    eventually(lambda: crds.kubectl("get", "serviceaccount", "default", "-n", name,
-                                    check=False), what="default ServiceAccount")
+    eventually(
+        lambda: crds.kubectl("get", "serviceaccount", "default", "-n", name, check=False),
+        what="default ServiceAccount",
+    )
     yield name
     crds.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -71,8 +78,12 @@ def own_namespace(crds: Kube) -> Iterator[str]:
 def operator(crds: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """One operator for the session, with the kubernetes launcher."""
     # Test namespaces start with "t-"; e2e tests run operators of their own elsewhere.
-    op = OperatorProcess(crds, tmp_path_factory.mktemp("operator"), ["--namespace", "t-*"],
-                         {"MF_LAUNCHER": "kubernetes", "MF_CRD_CACHE_SECONDS": "1"})
+    op = OperatorProcess(
+        crds,
+        tmp_path_factory.mktemp("operator"),
+        ["--namespace", "t-*"],
+        {"MF_LAUNCHER": "kubernetes", "MF_CRD_CACHE_SECONDS": "1"},
+    )
     op.start()
     time.sleep(2)
     yield op
@@ -90,16 +101,37 @@ def example_claim(kube: Kube, namespace: str) -> Iterator[str]:
     The volume takes the default StorageClass (the real node's), which the claim gets too."""
     pv = f"{namespace}-models"
     classes = kube.kubectl_json("get", "storageclasses")["items"]
-    default = next((c["metadata"]["name"] for c in classes
-                    if (c["metadata"].get("annotations") or {})
-                    .get("storageclass.kubernetes.io/is-default-class") == "true"), "")
-    kube.kubectl("apply", "-f", "-", input_text=json.dumps({
-        "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": pv},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": default,
-                 "claimRef": {"namespace": namespace, "name": EXAMPLE_CLAIM},
-                 "hostPath": {"path": f"/tmp/modelfactory-test-volumes/{namespace}"}}}))
+    default = next(
+        (
+            c["metadata"]["name"]
+            for c in classes
+            if (c["metadata"].get("annotations") or {}).get(
+                "storageclass.kubernetes.io/is-default-class"
+            )
+            == "true"
+        ),
+        "",
+    )
+    kube.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input_text=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": default,
+                    "claimRef": {"namespace": namespace, "name": EXAMPLE_CLAIM},
+                    "hostPath": {"path": f"/tmp/modelfactory-test-volumes/{namespace}"},
+                },
+            }
+        ),
+    )
     yield EXAMPLE_CLAIM
     kube.kubectl("delete", "persistentvolume", pv, "--wait=false", check=False)
 
@@ -133,26 +165,39 @@ def apply(kube: Kube, namespace: str, manifest: str | dict[str, Any]) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", "-", input_text=text)
 
 
-def report_result(kube: Kube, namespace: str, name: str, version: int = 1,
-                  ok: bool = True) -> None:
+def report_result(kube: Kube, namespace: str, name: str, version: int = 1, ok: bool = True) -> None:
     """Write status.result exactly as the training pod does: as its own ServiceAccount."""
     tj = get(kube, "tj", name, namespace)
-    run_id = eventually(lambda: (get(kube, "tj", name, namespace).get("status") or {})
-                        .get("runId"), what="runId")
+    run_id = eventually(
+        lambda: (get(kube, "tj", name, namespace).get("status") or {}).get("runId"), what="runId"
+    )
     result: dict[str, Any] = {"runId": run_id, "succeeded": ok}
     if ok:
-        result.update(metric="accuracy", metrics={"test_accuracy": 0.96, "cv_mean": 0.95},
-                      bestParams={"n_estimators": 50},
-                      model={"version": version,
-                             "uri": workload_uri(f"{tj['spec']['output']['storageUri']}/{version}"),
-                             "digest": DIGEST},
-                      progress={"trialsTotal": 6, "trialsCompleted": 6})
+        result.update(
+            metric="accuracy",
+            metrics={"test_accuracy": 0.96, "cv_mean": 0.95},
+            bestParams={"n_estimators": 50},
+            model={
+                "version": version,
+                "uri": workload_uri(f"{tj['spec']['output']['storageUri']}/{version}"),
+                "digest": DIGEST,
+            },
+            progress={"trialsTotal": 6, "trialsCompleted": 6},
+        )
     else:
-        result.update(reason="TargetNotFound",
-                      message="dataset: column 'label' (target) not found")
-    kube.kubectl("patch", "tj", name, "-n", namespace, "--subresource=status", "--type=merge",
-                 "-p", json.dumps({"status": {"result": result}}),
-                 f"--as=system:serviceaccount:{namespace}:{name}-trainer")
+        result.update(reason="TargetNotFound", message="dataset: column 'label' (target) not found")
+    kube.kubectl(
+        "patch",
+        "tj",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"result": result}}),
+        f"--as=system:serviceaccount:{namespace}:{name}-trainer",
+    )
 
 
 def status(kube: Kube, kind: str, name: str, namespace: str) -> dict[str, Any]:
@@ -165,21 +210,31 @@ def helm_releases(kube: Kube, namespace: str) -> list[str]:
 
 
 def start_operator(kube: Kube, tmp_path: Path, namespace: str, **env: str) -> OperatorProcess:
-    op = OperatorProcess(kube, tmp_path, ["--namespace", namespace],
-                         {"MF_LAUNCHER": "kubernetes", **env})
+    op = OperatorProcess(
+        kube, tmp_path, ["--namespace", namespace], {"MF_LAUNCHER": "kubernetes", **env}
+    )
     op.start()
     return op
 
 
 def modelservice(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
-            "metadata": {"name": name},
-            "spec": {"model": {"uri": f"s3://models/{name}/1", "digest": DIGEST}, **spec}}
+    return {
+        "apiVersion": "modelfactory.dev/v1alpha1",
+        "kind": "ModelService",
+        "metadata": {"name": name},
+        "spec": {"model": {"uri": f"s3://models/{name}/1", "digest": DIGEST}, **spec},
+    }
 
 
 def apply_list(kube: Kube, namespace: str, *objs: dict[str, Any]) -> None:
-    kube.kubectl("apply", "-n", namespace, "-f", "-",
-                 input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}))
+    kube.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}),
+    )
 
 
 # --- a TrainingJob for the logic tests (dict in, dict out)
@@ -201,7 +256,15 @@ def tj_plan(body: dict[str, Any] = TJ_BODY, **spec_changes: Any) -> tj.RunPlan:
     return tj.render(body, spec, "ghcr.io/modelfactory/training:0.1.0")
 
 
-def tj_decide(status: dict[str, Any], obs: RunObservation, p: tj.RunPlan | None = None,
-           **kw: Any) -> Any:
-    return tj.decide(1, status, p or tj_plan(), kw.get("spec_error"), obs,
-                     kw.get("rayjob_available", True), "2026-01-01T00:00:00Z")
+def tj_decide(
+    status: dict[str, Any], obs: RunObservation, p: tj.RunPlan | None = None, **kw: Any
+) -> Any:
+    return tj.decide(
+        1,
+        status,
+        p or tj_plan(),
+        kw.get("spec_error"),
+        obs,
+        kw.get("rayjob_available", True),
+        "2026-01-01T00:00:00Z",
+    )

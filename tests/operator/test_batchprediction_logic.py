@@ -64,8 +64,10 @@ def test_a_run_id_per_spec_and_the_model_kept_for_the_run() -> None:
     assert plan().run_id == plan().run_id
     other = plan({**SPEC, "batchSize": 100})
     assert other.run_id != plan().run_id
-    started = {"runId": plan().run_id, "model": {"uri": "pvc://models/churn/3",
-                                                 "digest": DIGEST, "version": 3}}
+    started = {
+        "runId": plan().run_id,
+        "model": {"uri": "pvc://models/churn/3", "digest": DIGEST, "version": 3},
+    }
     kept = bp.run_model(started, plan().run_id, MODEL)
     assert kept.version == 3
     assert bp.run_model(started, other.run_id, MODEL).version == 4
@@ -78,12 +80,19 @@ def test_lifecycle_launch_run_succeed() -> None:
     status = {**d.status, "appliedHash": plan().hash}
     d = decide(status, RunObservation("running", start_time="t0", attempts=1))
     assert not d.launch and d.status["phase"] == "Running"
-    status = {**d.status, "progress": {"rowsRead": 10, "rowsWritten": 10, "bytesTotal": 100,
-                                       "percent": 10.0},
-              "result": {"runId": plan().run_id, "succeeded": True, "rowsRead": 100,
-                         "rowsWritten": 100, "seconds": 2.0,
-                         "manifest": "pvc://data/scores/nightly/manifest.json",
-                         "drift": {"drifted": False}}}
+    status = {
+        **d.status,
+        "progress": {"rowsRead": 10, "rowsWritten": 10, "bytesTotal": 100, "percent": 10.0},
+        "result": {
+            "runId": plan().run_id,
+            "succeeded": True,
+            "rowsRead": 100,
+            "rowsWritten": 100,
+            "seconds": 2.0,
+            "manifest": "pvc://data/scores/nightly/manifest.json",
+            "drift": {"drifted": False},
+        },
+    }
     d = decide(status, RunObservation("succeeded", completion_time="t1", attempts=1))
     assert d.status["phase"] == "Succeeded" and not d.launch
     assert d.status["manifest"].endswith("manifest.json") and d.status["drifted"] is False
@@ -99,16 +108,25 @@ def test_ready_is_false_until_output_and_names_a_failure() -> None:
     d = decide({}, RunObservation("absent"))
     ready = next(c for c in d.status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "NoOutputYet"
-    failed = decide({**d.status, "appliedHash": plan().hash},
-                    RunObservation("failed", reason="DeadlineExceeded", message="too slow"))
+    failed = decide(
+        {**d.status, "appliedHash": plan().hash},
+        RunObservation("failed", reason="DeadlineExceeded", message="too slow"),
+    )
     ready = next(c for c in failed.status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "DeadlineExceeded")
 
 
 def test_a_schema_mismatch_fails_with_the_runtimes_message() -> None:
-    status = {"runId": plan().run_id, "appliedHash": plan().hash,
-              "result": {"runId": plan().run_id, "succeeded": False, "reason": "SchemaMismatch",
-                         "message": "input a.csv lacks feature column(s) 'tenure'"}}
+    status = {
+        "runId": plan().run_id,
+        "appliedHash": plan().hash,
+        "result": {
+            "runId": plan().run_id,
+            "succeeded": False,
+            "reason": "SchemaMismatch",
+            "message": "input a.csv lacks feature column(s) 'tenure'",
+        },
+    }
     d = decide(status, RunObservation("failed", attempts=1))
     assert d.status["phase"] == "Failed"
     failed = next(c for c in d.status["conditions"] if c["type"] == "Failed")
@@ -116,19 +134,29 @@ def test_a_schema_mismatch_fails_with_the_runtimes_message() -> None:
 
 
 def test_a_model_not_found_waits_and_a_bad_spec_fails_naming_the_field() -> None:
-    d = bp.decide(1, {}, None, None, ("NoModelYet", "TrainingJob 'churn' has not produced a "
-                                      "model yet"), None, RunObservation("absent"), True, "t")
+    d = bp.decide(
+        1,
+        {},
+        None,
+        None,
+        ("NoModelYet", "TrainingJob 'churn' has not produced a model yet"),
+        None,
+        RunObservation("absent"),
+        True,
+        "t",
+    )
     assert d.status["phase"] == "Pending" and not d.launch
     with pytest.raises(validate.SpecError, match=r"spec\.input\.uri"):
         validate.batchprediction_spec({**SPEC, "input": {"uri": "/tmp/local.csv"}})
     with pytest.raises(validate.SpecError, match="predictions, probabilities or both"):
-        validate.batchprediction_spec({**SPEC, "output": {"uri": "s3://b/o",
-                                                          "predictions": False}})
+        validate.batchprediction_spec({**SPEC, "output": {"uri": "s3://b/o", "predictions": False}})
     with pytest.raises(validate.SpecError, match="carry"):
-        validate.batchprediction_spec({**SPEC, "input": {"uri": "s3://b/i.csv",
-                                                         "carry": ["x"] * 65}})
-    d = bp.decide(1, {}, None, "spec.input.uri: bad", None, None, RunObservation("absent"),
-                  True, "t")
+        validate.batchprediction_spec(
+            {**SPEC, "input": {"uri": "s3://b/i.csv", "carry": ["x"] * 65}}
+        )
+    d = bp.decide(
+        1, {}, None, "spec.input.uri: bad", None, None, RunObservation("absent"), True, "t"
+    )
     assert d.status["phase"] == "Failed"
 
 
@@ -139,21 +167,29 @@ def test_a_schedule_starts_a_new_run_at_each_due_time() -> None:
     created = "2026-12-01T12:00:00Z"
     quiet = bp.schedule(spec, {}, created, dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC))
     assert quiet.fire is None and quiet.recheck == pytest.approx(3600)
-    due = bp.schedule(spec, {"phase": "Succeeded"}, created,
-                      dt.datetime(2026, 12, 2, 3, 0, 5, tzinfo=dt.UTC))
-    assert due.fire == {"kind": "schedule", "id": "schedule-2026-12-02T03:00:00Z",
-                        "time": "2026-12-02T03:00:00Z"}
+    due = bp.schedule(
+        spec, {"phase": "Succeeded"}, created, dt.datetime(2026, 12, 2, 3, 0, 5, tzinfo=dt.UTC)
+    )
+    assert due.fire == {
+        "kind": "schedule",
+        "id": "schedule-2026-12-02T03:00:00Z",
+        "time": "2026-12-02T03:00:00Z",
+    }
     assert [e[1] for e in due.events] == ["ScheduledRun"] and "scoring" in due.events[0][2]
     first = bp.run_id(BODY, spec)
     again = bp.run_id({**BODY, "status": {"lastTrigger": due.fire}}, spec)
     assert again != first
     # A run still going at the next time: skipped (concurrencyPolicy Forbid).
-    busy = bp.schedule(spec, {"phase": "Running", "runId": again,
-                              "lastScheduleTime": "2026-12-02T03:00:00Z"}, created,
-                       dt.datetime(2026, 12, 3, 3, 0, 5, tzinfo=dt.UTC))
+    busy = bp.schedule(
+        spec,
+        {"phase": "Running", "runId": again, "lastScheduleTime": "2026-12-02T03:00:00Z"},
+        created,
+        dt.datetime(2026, 12, 3, 3, 0, 5, tzinfo=dt.UTC),
+    )
     assert busy.fire is None and [e[1] for e in busy.events] == ["ScheduleSkipped"]
     with pytest.raises(validate.SpecError, match=r"spec\.schedule\.cron"):
         validate.batchprediction_spec({**SPEC, "schedule": {"cron": "61 * * * *"}})
     with pytest.raises(validate.SpecError, match="unknown time zone"):
-        validate.batchprediction_spec({**SPEC, "schedule": {"cron": "0 3 * * *",
-                                                            "timeZone": "Mars/Olympus"}})
+        validate.batchprediction_spec(
+            {**SPEC, "schedule": {"cron": "0 3 * * *", "timeZone": "Mars/Olympus"}}
+        )

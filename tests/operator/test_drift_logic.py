@@ -9,17 +9,32 @@ from modelfactory_operator.logic import drift
 
 pytestmark = pytest.mark.unit
 
-REPORT = {"samples": 1200, "sufficient": True, "drifted": True, "share": 0.5,
-          "driftedFeatures": ["x0"], "features": [{"name": "x0"}, {"name": "x1"}],
-          "prediction": {"name": "prediction", "score": 0.3}}
+REPORT = {
+    "samples": 1200,
+    "sufficient": True,
+    "drifted": True,
+    "share": 0.5,
+    "driftedFeatures": ["x0"],
+    "features": [{"name": "x0"}, {"name": "x1"}],
+    "prediction": {"name": "prediction", "score": 0.3},
+}
 
 
-def window(version: str = "1", samples: int = 600, report: Any = None,
-           enabled: bool = True) -> dict[str, Any]:
-    return {"model_name": "m", "model_version": version, "enabled": enabled,
-            "report": report,
-            "window": {"samples": samples, "counts": {"x0": [1, 2, 3], "x1": [4, 5]},
-                       "prediction_counts": [7, 8], "sample": {"x0": [0.5] * 8000}}}
+def window(
+    version: str = "1", samples: int = 600, report: Any = None, enabled: bool = True
+) -> dict[str, Any]:
+    return {
+        "model_name": "m",
+        "model_version": version,
+        "enabled": enabled,
+        "report": report,
+        "window": {
+            "samples": samples,
+            "counts": {"x0": [1, 2, 3], "x1": [4, 5]},
+            "prediction_counts": [7, 8],
+            "sample": {"x0": [0.5] * 8000},
+        },
+    }
 
 
 def test_windows_of_the_served_version_add_up() -> None:
@@ -89,11 +104,18 @@ def test_ready_pods() -> None:
         meta: dict[str, Any] = {"name": name}
         if deleting:
             meta["deletionTimestamp"] = "t"
-        return {"metadata": meta, "status": {"phase": phase, "conditions": [
-            {"type": "Ready", "status": ready}]}}
+        return {
+            "metadata": meta,
+            "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]},
+        }
 
-    pods = [pod("b", "True"), pod("a", "True"), pod("c", "False"), pod("d", "True", deleting=True),
-            pod("e", "True", phase="Pending")]
+    pods = [
+        pod("b", "True"),
+        pod("a", "True"),
+        pod("c", "False"),
+        pod("d", "True", deleting=True),
+        pod("e", "True", phase="Pending"),
+    ]
     assert drift.ready_pods(pods) == ["a", "b"]
 
 

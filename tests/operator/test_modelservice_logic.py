@@ -14,10 +14,15 @@ BODY: dict[str, Any] = {
     "metadata": {"name": "iris", "namespace": "ml", "uid": "u-2", "generation": 1},
     "spec": {"model": {"trainingJob": "iris"}},
 }
-TJ = {"status": {"model": {"version": 2, "uri": "file:///m/2", "digest": "sha256:" + "b" * 64},
-                 "history": [{"version": 1, "uri": "file:///m/1", "digest": "sha256:" + "a" * 64},
-                             {"version": 2, "uri": "file:///m/2",
-                              "digest": "sha256:" + "b" * 64}]}}
+TJ = {
+    "status": {
+        "model": {"version": 2, "uri": "file:///m/2", "digest": "sha256:" + "b" * 64},
+        "history": [
+            {"version": 1, "uri": "file:///m/1", "digest": "sha256:" + "a" * 64},
+            {"version": 2, "uri": "file:///m/2", "digest": "sha256:" + "b" * 64},
+        ],
+    }
+}
 
 
 def spec(**changes: Any) -> Any:
@@ -76,8 +81,17 @@ def test_lifecycle_apply_roll_ready() -> None:
     applied = {**d.status, "appliedHash": plan.hash}
     d2, _ = run(applied, ServiceObservation(exists=True, replicas=1, ready_replicas=0))
     assert not d2.launch and d2.status["phase"] == "Pending"
-    d3, _ = run(d2.status, ServiceObservation(exists=True, replicas=1, ready_replicas=1,
-                                              rolled_out=True, served_version=2, url="http://x"))
+    d3, _ = run(
+        d2.status,
+        ServiceObservation(
+            exists=True,
+            replicas=1,
+            ready_replicas=1,
+            rolled_out=True,
+            served_version=2,
+            url="http://x",
+        ),
+    )
     assert d3.status["phase"] == "Ready" and d3.status["modelVersion"] == 2
     d4, _ = run(d3.status, ServiceObservation(exists=True, replicas=1, ready_replicas=0))
     assert d4.status["phase"] == "Degraded"
@@ -91,11 +105,19 @@ def test_waits_for_the_trainingjob() -> None:
 
 
 def test_deployment_observation() -> None:
-    dep = {"metadata": {"generation": 2},
-           "spec": {"replicas": 2, "template": {"metadata": {"annotations": {
-               "modelfactory.dev/model-version": "3"}}}},
-           "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
-                      "readyReplicas": 2}}
+    dep = {
+        "metadata": {"generation": 2},
+        "spec": {
+            "replicas": 2,
+            "template": {"metadata": {"annotations": {"modelfactory.dev/model-version": "3"}}},
+        },
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+        },
+    }
     obs = observe.deployment(dep, "http://u")
     assert obs.rolled_out and obs.served_version == 3
     dep["status"]["updatedReplicas"] = 1
@@ -106,29 +128,52 @@ def test_deployment_observation() -> None:
 def test_job_observation() -> None:
     assert observe.job(None).state == "absent"
     assert observe.job({"status": {"active": 1, "ready": 1}}).state == "running"
-    failed = observe.job({"status": {"failed": 2, "conditions": [
-        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-         "message": "Job has reached the specified backoff limit"}]}})
+    failed = observe.job(
+        {
+            "status": {
+                "failed": 2,
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit",
+                    }
+                ],
+            }
+        }
+    )
     assert failed.state == "failed" and failed.attempts == 2
-    assert observe.job({"status": {"succeeded": 1, "conditions": [
-        {"type": "Complete", "status": "True"}]}}).state == "succeeded"
+    assert (
+        observe.job(
+            {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+        ).state
+        == "succeeded"
+    )
 
 
 def test_memory_is_limited_to_the_request_unless_the_spec_says() -> None:
     model = ms.resolve_model(spec(), TJ)
     plan = ms.render(BODY, spec(resources={"memory": "1Gi"}), model, "img:1")  # type: ignore[arg-type]
     assert plan.chart_values["resources"]["memoryLimit"] == "1Gi"
-    plan = ms.render(BODY, spec(resources={"memory": "1Gi", "memoryLimit": "2Gi"}), model,  # type: ignore[arg-type]
-                     "img:1")
+    plan = ms.render(
+        BODY,
+        spec(resources={"memory": "1Gi", "memoryLimit": "2Gi"}),
+        model,  # type: ignore[arg-type]
+        "img:1",
+    )
     assert plan.chart_values["resources"]["memoryLimit"] == "2Gi"
     assert plan.chart_values["resources"]["cpuLimit"] is None
 
 
 def test_pod_settings_reach_the_chart_values() -> None:
     model = ms.resolve_model(spec(), TJ)
-    pod = {"serviceAccountName": "reader", "imagePullSecrets": ["regcred"],
-           "env": [{"name": "LOG_FORMAT", "value": "json"}],
-           "envFrom": [{"secretRef": {"name": "tokens"}}]}
+    pod = {
+        "serviceAccountName": "reader",
+        "imagePullSecrets": ["regcred"],
+        "env": [{"name": "LOG_FORMAT", "value": "json"}],
+        "envFrom": [{"secretRef": {"name": "tokens"}}],
+    }
     plan = ms.render(BODY, spec(pod=pod), model, "img:1")  # type: ignore[arg-type]
     values = plan.chart_values["pod"]
     assert values["serviceAccountName"] == "reader"
@@ -146,8 +191,12 @@ def test_a_server_that_refuses_its_model_says_why() -> None:
     assert ready["status"] == "False" and ready["message"] == why
     # While an older version keeps serving, the rollout's condition carries the reason too.
     serving = {**applied, "modelVersion": 1}
-    rolling, _ = run(serving, ServiceObservation(exists=True, replicas=2, ready_replicas=1,
-                                                 served_version=1, message=why))
+    rolling, _ = run(
+        serving,
+        ServiceObservation(
+            exists=True, replicas=2, ready_replicas=1, served_version=1, message=why
+        ),
+    )
     ready = next(c for c in rolling.status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "RollingOut" and why in ready["message"]
 
@@ -170,8 +219,10 @@ def test_render_of_a_canary_runs_both_versions_and_routes_from_the_stable_one() 
     assert cand["env"]["MF_MODEL_URI"] == "file:///m/2"
     assert cand["env"]["MF_ROUTE_TRACK"] == "candidate" and cand["env"]["MF_ROUTE_MODE"] == "none"
     # Neither Service selects the other's pods.
-    assert cand["labels"]["app.kubernetes.io/name"] != plan.chart_values["labels"][
-        "app.kubernetes.io/name"]
+    assert (
+        cand["labels"]["app.kubernetes.io/name"]
+        != plan.chart_values["labels"]["app.kubernetes.io/name"]
+    )
     assert plan.candidate_version == 2
     # Without a rollout, no candidate and no routing.
     plain = ms.render(BODY, s, model, "img:1", traffic=rollout.Traffic(v2))  # type: ignore[arg-type]
@@ -179,8 +230,10 @@ def test_render_of_a_canary_runs_both_versions_and_routes_from_the_stable_one() 
     assert plain.chart_values["env"]["MF_ROUTE_MODE"] == "none"
 
 
-GATEWAY = {"parentRefs": [{"name": "public", "namespace": "gw", "sectionName": "http"}],
-           "hostnames": ["models.example.com"]}
+GATEWAY = {
+    "parentRefs": [{"name": "public", "namespace": "gw", "sectionName": "http"}],
+    "hostnames": ["models.example.com"],
+}
 
 
 def test_with_gateway_api_the_route_carries_a_canary_split_and_the_servers_do_not() -> None:
@@ -195,8 +248,10 @@ def test_with_gateway_api_the_route_carries_a_canary_split_and_the_servers_do_no
     route = plan.chart_values["httpRoute"]
     assert route["parentRefs"] == GATEWAY["parentRefs"]
     assert route["hostnames"] == ["models.example.com"]
-    assert route["backends"] == [{"name": "iris", "weight": 90},
-                                 {"name": "iris-candidate", "weight": 10}]
+    assert route["backends"] == [
+        {"name": "iris", "weight": 90},
+        {"name": "iris-candidate", "weight": 10},
+    ]
     assert route["pins"] == [
         {"header": "x-model-variant", "value": "stable", "backend": "iris"},
         {"header": "x-model-variant", "value": "canary", "backend": "iris-candidate"},
@@ -222,10 +277,10 @@ def test_a_gateway_without_gateway_api_says_so_and_keeps_serving() -> None:
     s = spec(gateway=GATEWAY)
     resolved = ms.resolve_model(s, TJ)
     plan = ms.render(BODY, s, resolved, "img:1")  # type: ignore[arg-type]
-    obs = ServiceObservation(exists=True, replicas=1, ready_replicas=1, rolled_out=True,
-                             served_version=2)
-    d = ms.decide(1, {"appliedHash": plan.hash}, None, resolved, plan, obs, "t",
-                  gateway_api=False)
+    obs = ServiceObservation(
+        exists=True, replicas=1, ready_replicas=1, rolled_out=True, served_version=2
+    )
+    d = ms.decide(1, {"appliedHash": plan.hash}, None, resolved, plan, obs, "t", gateway_api=False)
     routed = next(c for c in d.status["conditions"] if c["type"] == "HTTPRoute")
     assert routed["status"] == "False" and routed["reason"] == "GatewayAPINotInstalled"
     assert "spec.gateway" in routed["message"] and "HTTPRoute" in routed["message"]
@@ -236,12 +291,15 @@ def test_a_gateway_without_gateway_api_says_so_and_keeps_serving() -> None:
     assert routed["status"] == "True"
 
 
-@pytest.mark.parametrize("gateway, field", [
-    ({"parentRefs": []}, "parentRefs"),
-    ({"parentRefs": [{"name": "Not_A_Name"}]}, "name"),
-    ({"parentRefs": [{"name": "gw"}], "hostnames": ["bad host"]}, "hostnames"),
-    ({"parentRefs": [{"name": "gw", "port": 0}]}, "port"),
-])
+@pytest.mark.parametrize(
+    "gateway, field",
+    [
+        ({"parentRefs": []}, "parentRefs"),
+        ({"parentRefs": [{"name": "Not_A_Name"}]}, "name"),
+        ({"parentRefs": [{"name": "gw"}], "hostnames": ["bad host"]}, "hostnames"),
+        ({"parentRefs": [{"name": "gw", "port": 0}]}, "port"),
+    ],
+)
 def test_a_bad_gateway_is_refused_naming_the_field(gateway: Any, field: str) -> None:
     with pytest.raises(validate.SpecError, match=field):
         spec(gateway=gateway)

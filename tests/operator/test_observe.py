@@ -22,38 +22,63 @@ def waiting(reason: str, message: str | None = None, **extra: Any) -> dict[str, 
 
 
 def unscheduled(message: str) -> dict[str, Any]:
-    return {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                            "message": message}]}
+    return {
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+            }
+        ]
+    }
 
 
 def claim(phase: str | None) -> dict[str, Any]:
     return {"metadata": {"name": "models"}, "status": {"phase": phase} if phase else {}}
 
 
-def event(reason: str, message: str, when: str, kind: str = "Warning",
-          name: str = "models") -> dict[str, Any]:
-    return {"type": kind, "reason": reason, "message": message, "lastTimestamp": when,
-            "involvedObject": {"kind": "PersistentVolumeClaim", "name": name}}
+def event(
+    reason: str, message: str, when: str, kind: str = "Warning", name: str = "models"
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "reason": reason,
+        "message": message,
+        "lastTimestamp": when,
+        "involvedObject": {"kind": "PersistentVolumeClaim", "name": name},
+    }
 
 
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
-        (waiting("ImagePullBackOff", 'Back-off pulling image "ghcr.io/x/training:9"'),
-         'pod iris-1a2b-xyz: container training: ImagePullBackOff: Back-off pulling image '
-         '"ghcr.io/x/training:9"'),
-        (waiting("ErrImagePull", "pull access denied"),
-         "pod iris-1a2b-xyz: container training: ErrImagePull: pull access denied"),
-        (waiting("CreateContainerConfigError", 'secret "s3-credentials" not found'),
-         'pod iris-1a2b-xyz: container training: CreateContainerConfigError: '
-         'secret "s3-credentials" not found'),
-        (unscheduled("0/1 nodes are available: 1 Insufficient cpu."),
-         "pod iris-1a2b-xyz is not scheduled: Unschedulable: 0/1 nodes are available: "
-         "1 Insufficient cpu."),
-        (unscheduled("0/3 nodes are available: pod has unbound immediate "
-                     "PersistentVolumeClaims."),
-         "pod iris-1a2b-xyz is not scheduled: Unschedulable: 0/3 nodes are available: "
-         "pod has unbound immediate PersistentVolumeClaims."),
+        (
+            waiting("ImagePullBackOff", 'Back-off pulling image "ghcr.io/x/training:9"'),
+            "pod iris-1a2b-xyz: container training: ImagePullBackOff: Back-off pulling image "
+            '"ghcr.io/x/training:9"',
+        ),
+        (
+            waiting("ErrImagePull", "pull access denied"),
+            "pod iris-1a2b-xyz: container training: ErrImagePull: pull access denied",
+        ),
+        (
+            waiting("CreateContainerConfigError", 'secret "s3-credentials" not found'),
+            "pod iris-1a2b-xyz: container training: CreateContainerConfigError: "
+            'secret "s3-credentials" not found',
+        ),
+        (
+            unscheduled("0/1 nodes are available: 1 Insufficient cpu."),
+            "pod iris-1a2b-xyz is not scheduled: Unschedulable: 0/1 nodes are available: "
+            "1 Insufficient cpu.",
+        ),
+        (
+            unscheduled(
+                "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+            ),
+            "pod iris-1a2b-xyz is not scheduled: Unschedulable: 0/3 nodes are available: "
+            "pod has unbound immediate PersistentVolumeClaims.",
+        ),
     ],
 )
 def test_pod_problems_are_named(status: dict[str, Any], expected: str) -> None:
@@ -61,8 +86,11 @@ def test_pod_problems_are_named(status: dict[str, Any], expected: str) -> None:
 
 
 def test_crash_loop_says_how_the_container_last_ended() -> None:
-    status = waiting("CrashLoopBackOff", "back-off 40s restarting failed container",
-                     lastState={"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+    status = waiting(
+        "CrashLoopBackOff",
+        "back-off 40s restarting failed container",
+        lastState={"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+    )
     assert observe.pod_problem(pod(phase="Running", **status)) == (
         "pod iris-1a2b-xyz: container training: CrashLoopBackOff: back-off 40s restarting "
         "failed container: last exit code 137 (OOMKilled)"
@@ -76,8 +104,11 @@ def test_starting_and_finished_pods_are_no_problem() -> None:
 
 
 def test_a_waiting_container_comes_before_scheduling() -> None:
-    init = {"initContainerStatuses": [{"name": "wait", "state": {"waiting": {
-        "reason": "ImagePullBackOff"}}}]}
+    init = {
+        "initContainerStatuses": [
+            {"name": "wait", "state": {"waiting": {"reason": "ImagePullBackOff"}}}
+        ]
+    }
     assert observe.pod_problem(pod(**init)) == "pod iris-1a2b-xyz: container wait: ImagePullBackOff"
 
 
@@ -90,10 +121,15 @@ def test_long_messages_are_cut() -> None:
 def test_pending_claim_shows_its_latest_warning() -> None:
     events = [
         event("ProvisioningFailed", "old failure", "2026-01-01T00:00:01Z"),
-        event("ProvisioningFailed", "failed to provision volume with StorageClass \"standard\": "
-              "access mode ReadWriteMany not supported", "2026-01-01T00:00:09Z"),
-        event("ExternalProvisioning", "waiting for a volume", "2026-01-01T00:00:10Z",
-              kind="Normal"),
+        event(
+            "ProvisioningFailed",
+            'failed to provision volume with StorageClass "standard": '
+            "access mode ReadWriteMany not supported",
+            "2026-01-01T00:00:09Z",
+        ),
+        event(
+            "ExternalProvisioning", "waiting for a volume", "2026-01-01T00:00:10Z", kind="Normal"
+        ),
         event("ProvisioningFailed", "about another claim", "2026-01-01T00:00:11Z", name="data"),
     ]
     assert observe.claim_problem("models", claim("Pending"), events) == (
@@ -111,13 +147,18 @@ def test_pending_claim_shows_its_latest_warning() -> None:
 
 def test_pending_reason_puts_pods_then_claims() -> None:
     pods = [
-        pod("b", **unscheduled("0/1 nodes are available: pod has unbound immediate "
-                               "PersistentVolumeClaims.")),
+        pod(
+            "b",
+            **unscheduled(
+                "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+            ),
+        ),
         pod("a", **waiting("ContainerCreating")),
     ]
     events = [event("ProvisioningFailed", "no default storage class", "2026-01-01T00:00:01Z")]
-    reason = observe.pending_reason(pods, {"models": claim("Pending"), "data": claim("Bound")},
-                                    events)
+    reason = observe.pending_reason(
+        pods, {"models": claim("Pending"), "data": claim("Bound")}, events
+    )
     assert reason == (
         "pod b is not scheduled: Unschedulable: 0/1 nodes are available: pod has unbound "
         "immediate PersistentVolumeClaims.; PersistentVolumeClaim models is Pending: "
@@ -158,9 +199,11 @@ def test_a_refusing_server_says_why_and_a_starting_one_does_not() -> None:
 
 
 def test_refused_storage_credentials_reach_the_condition_message() -> None:
-    body = (b'{"ready": false, "reason": "StorageAccessDenied", "message": "cannot read '
-            b's3://models/churn/3: the storage refused the credentials (InvalidAccessKeyId); '
-            b'check the Secret, ServiceAccount or environment that spec.pod gives the pods"}')
+    body = (
+        b'{"ready": false, "reason": "StorageAccessDenied", "message": "cannot read '
+        b"s3://models/churn/3: the storage refused the credentials (InvalidAccessKeyId); "
+        b'check the Secret, ServiceAccount or environment that spec.pod gives the pods"}'
+    )
     failure = observe.readiness_failure(body)
     assert failure is not None and failure.startswith(
         "StorageAccessDenied: cannot read s3://models/churn/3: the storage refused the credentials"
@@ -173,17 +216,20 @@ def test_refused_storage_credentials_reach_the_condition_message() -> None:
 
 def serving_pod(name: str, phase: str, running: bool, ready: bool, created: str) -> dict:
     state = {"running": {}} if running else {"waiting": {"reason": "ContainerCreating"}}
-    return {"metadata": {"name": name, "creationTimestamp": created},
-            "status": {"phase": phase,
-                       "containerStatuses": [{"state": state, "ready": ready}]}}
+    return {
+        "metadata": {"name": name, "creationTimestamp": created},
+        "status": {"phase": phase, "containerStatuses": [{"state": state, "ready": ready}]},
+    }
 
 
 def test_only_started_servers_that_are_not_ready_are_asked() -> None:
-    pods = [serving_pod("old-ready", "Running", True, True, "2026-01-01T00:00:00Z"),
-            serving_pod("creating", "Pending", False, False, "2026-01-01T00:00:03Z"),
-            serving_pod("new-a", "Running", True, False, "2026-01-01T00:00:01Z"),
-            serving_pod("new-b", "Running", True, False, "2026-01-01T00:00:02Z"),
-            serving_pod("new-c", "Running", True, False, "2026-01-01T00:00:00Z")]
+    pods = [
+        serving_pod("old-ready", "Running", True, True, "2026-01-01T00:00:00Z"),
+        serving_pod("creating", "Pending", False, False, "2026-01-01T00:00:03Z"),
+        serving_pod("new-a", "Running", True, False, "2026-01-01T00:00:01Z"),
+        serving_pod("new-b", "Running", True, False, "2026-01-01T00:00:02Z"),
+        serving_pod("new-c", "Running", True, False, "2026-01-01T00:00:00Z"),
+    ]
     assert observe.probe_candidates(pods) == ["new-b", "new-a"]
 
 
@@ -218,9 +264,17 @@ def test_rayjob_states(status: dict[str, Any], state: str) -> None:
 def test_a_retrying_rayjob_is_not_a_failed_run() -> None:
     # KubeRay keeps the failed attempt's jobStatus and endTime while it starts the next one.
     for deployment in ("Retrying", "", "Initializing"):
-        seen = observe.rayjob(_rayjob(
-            jobDeploymentStatus=deployment, jobStatus="FAILED", failed=1, succeeded=0,
-            endTime="2026-01-01T00:00:00Z", reason="AppFailed", message="trial driver exited 1"))
+        seen = observe.rayjob(
+            _rayjob(
+                jobDeploymentStatus=deployment,
+                jobStatus="FAILED",
+                failed=1,
+                succeeded=0,
+                endTime="2026-01-01T00:00:00Z",
+                reason="AppFailed",
+                message="trial driver exited 1",
+            )
+        )
         assert seen.state == "pending", deployment
         assert seen.completion_time is None
         assert seen.attempts == 2
@@ -231,9 +285,17 @@ def test_a_retrying_rayjob_is_not_a_failed_run() -> None:
 
 
 def test_a_rayjob_out_of_retries_fails_with_its_reason() -> None:
-    seen = observe.rayjob(_rayjob(
-        jobDeploymentStatus="Failed", jobStatus="FAILED", failed=2, succeeded=0,
-        endTime="2026-01-01T00:10:00Z", reason="AppFailed", message="driver exited 1"))
+    seen = observe.rayjob(
+        _rayjob(
+            jobDeploymentStatus="Failed",
+            jobStatus="FAILED",
+            failed=2,
+            succeeded=0,
+            endTime="2026-01-01T00:10:00Z",
+            reason="AppFailed",
+            message="driver exited 1",
+        )
+    )
     assert (seen.state, seen.reason, seen.attempts) == ("failed", "AppFailed", 3)
     assert seen.message == "RayJob failed: driver exited 1"
     assert seen.completion_time == "2026-01-01T00:10:00Z"

@@ -28,25 +28,39 @@ DIGEST = "sha256:" + "cd" * 32
 def manifests(count: int) -> str:
     items = []
     for i in range(count):
-        items.append({
-            "apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
-            "metadata": {"name": f"tj-{i}"},
-            "spec": {"dataset": {"uri": "sklearn://wine"},
-                     "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-                     "output": {"storageUri": f"s3://models/tj-{i}"}}})
-        items.append({
-            "apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
-            "metadata": {"name": f"ms-{i}"},
-            "spec": {"model": {"uri": f"s3://models/m{i}/1", "digest": DIGEST}}})
+        items.append(
+            {
+                "apiVersion": "modelfactory.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": f"tj-{i}"},
+                "spec": {
+                    "dataset": {"uri": "sklearn://wine"},
+                    "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+                    "output": {"storageUri": f"s3://models/tj-{i}"},
+                },
+            }
+        )
+        items.append(
+            {
+                "apiVersion": "modelfactory.dev/v1alpha1",
+                "kind": "ModelService",
+                "metadata": {"name": f"ms-{i}"},
+                "spec": {"model": {"uri": f"s3://models/m{i}/1", "digest": DIGEST}},
+            }
+        )
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
 
 
-def test_sigkill_mid_reconcile_converges(operator: OperatorProcess, kube: Kube,
-                                         namespace: str) -> None:
+def test_sigkill_mid_reconcile_converges(
+    operator: OperatorProcess, kube: Kube, namespace: str
+) -> None:
     kube.kubectl("apply", "-n", namespace, "-f", "-", input_text=manifests(10))
     # Let it get part-way: some releases installed, some not, one possibly mid-helm.
-    eventually(lambda: len(json.loads(kube.helm("list", "-n", namespace, "-a", "-o", "json")
-                                      .stdout)) >= 3, interval=0.1, what="first releases")
+    eventually(
+        lambda: len(json.loads(kube.helm("list", "-n", namespace, "-a", "-o", "json").stdout)) >= 3,
+        interval=0.1,
+        what="first releases",
+    )
     operator.kill()
     time.sleep(1)
     operator.start()
@@ -54,14 +68,18 @@ def test_sigkill_mid_reconcile_converges(operator: OperatorProcess, kube: Kube,
     def converged() -> bool:
         tjs = kube.kubectl_json("get", "tj", "-n", namespace)["items"]
         mss = kube.kubectl_json("get", "msvc", "-n", namespace)["items"]
-        return (len(tjs) == 10 and len(mss) == 10
-                and all((t.get("status") or {}).get("phase") == "Failed" for t in tjs)
-                and all((m.get("status") or {}).get("phase") == "Ready" for m in mss))
+        return (
+            len(tjs) == 10
+            and len(mss) == 10
+            and all((t.get("status") or {}).get("phase") == "Failed" for t in tjs)
+            and all((m.get("status") or {}).get("phase") == "Ready" for m in mss)
+        )
 
     eventually(converged, timeout=240, interval=1, what="all 20 resources converged")
     releases = json.loads(kube.helm("list", "-n", namespace, "-a", "-o", "json").stdout)
     assert sorted(r["name"] for r in releases) == sorted(
-        [f"tj-tj-{i}" for i in range(10)] + [f"msvc-ms-{i}" for i in range(10)])
+        [f"tj-tj-{i}" for i in range(10)] + [f"msvc-ms-{i}" for i in range(10)]
+    )
     assert {r["status"] for r in releases} == {"deployed"}
     # One run per TrainingJob (its Job finished without a result under kwok: NoResult) and one
     # Deployment per ModelService.
@@ -89,7 +107,8 @@ def resumed(op: OperatorProcess, handler: str) -> int:
 
 
 def test_a_restart_runs_helm_only_for_releases_whose_inputs_changed(
-        crds: Kube, own_namespace: str, tmp_path: Path) -> None:
+    crds: Kube, own_namespace: str, tmp_path: Path
+) -> None:
     """Restarted with existing resources, the operator reconciles every one of them and runs
     Helm for none whose inputs are unchanged: only for the ModelService changed while it was
     down, then, once the serving chart itself changed, for every ModelService (a chart change
@@ -99,25 +118,39 @@ def test_a_restart_runs_helm_only_for_releases_whose_inputs_changed(
     shutil.copytree(Path(__file__).resolve().parents[2] / "charts", charts)
     wrapper, calls = helm_wrapper(crds, tmp_path)
     env = {"MF_HELM_BINARY": str(wrapper), "MF_CHARTS_DIR": str(charts)}
-    spec = {"dataset": {"uri": "sklearn://iris"},
-            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "output": {"storageUri": "s3://models/restart"}}
-    tjs = [{"apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
-            "metadata": {"name": n}, "spec": spec} for n in ("done", "busy")]
+    spec = {
+        "dataset": {"uri": "sklearn://iris"},
+        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "output": {"storageUri": "s3://models/restart"},
+    }
+    tjs = [
+        {
+            "apiVersion": "modelfactory.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": n},
+            "spec": spec,
+        }
+        for n in ("done", "busy")
+    ]
     # busy's pod can never be scheduled: its run stays unfinished.
     tjs[1]["spec"] = {**spec, "pod": {"nodeSelector": {"modelfactory.dev/nowhere": "true"}}}
     services = [modelservice(f"ms-{i}") for i in range(3)]
 
     def phases() -> dict[str, str]:
-        return {f"{o['kind']}/{o['metadata']['name']}": (o.get("status") or {}).get("phase", "")
-                for kind in ("tj", "msvc")
-                for o in crds.kubectl_json("get", kind, "-n", ns)["items"]}
+        return {
+            f"{o['kind']}/{o['metadata']['name']}": (o.get("status") or {}).get("phase", "")
+            for kind in ("tj", "msvc")
+            for o in crds.kubectl_json("get", kind, "-n", ns)["items"]
+        }
 
     def settled() -> bool:
         now = phases()
-        return (len(now) == 5 and now["TrainingJob/done"] == "Failed"  # no result under kwok
-                and now["TrainingJob/busy"] == "Pending"
-                and all(now[f"ModelService/ms-{i}"] == "Ready" for i in range(3)))
+        return (
+            len(now) == 5
+            and now["TrainingJob/done"] == "Failed"  # no result under kwok
+            and now["TrainingJob/busy"] == "Pending"
+            and all(now[f"ModelService/ms-{i}"] == "Ready" for i in range(3))
+        )
 
     (tmp_path / "first").mkdir()
     op = start_operator(crds, tmp_path / "first", ns, **env)
@@ -133,18 +166,34 @@ def test_a_restart_runs_helm_only_for_releases_whose_inputs_changed(
         (tmp_path / name).mkdir()
         op = start_operator(crds, tmp_path / name, ns, **env)
         try:
-            eventually(lambda: resumed(op, "modelservice_changed") >= 3
-                       and resumed(op, "trainingjob_changed") >= 2,
-                       timeout=60, what="every resource reconciled after the restart")
+            eventually(
+                lambda: (
+                    resumed(op, "modelservice_changed") >= 3
+                    and resumed(op, "trainingjob_changed") >= 2
+                ),
+                timeout=60,
+                what="every resource reconciled after the restart",
+            )
             eventually(settled, timeout=60, what="settled again")
             time.sleep(2)  # the children's events of the restart come and go
         finally:
             op.stop()
-        return [line.split()[2] for line in calls.read_text().splitlines()
-                if line.startswith("upgrade --install")]
+        return [
+            line.split()[2]
+            for line in calls.read_text().splitlines()
+            if line.startswith("upgrade --install")
+        ]
 
-    crds.kubectl("patch", "msvc", "ms-1", "-n", ns, "--type=merge",
-                 "-p", '{"spec":{"replicas":{"min":1,"max":2}}}')
+    crds.kubectl(
+        "patch",
+        "msvc",
+        "ms-1",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        '{"spec":{"replicas":{"min":1,"max":2}}}',
+    )
     assert restart("second") == ["msvc-ms-1"]
     assert calls.read_text().splitlines()[0].startswith("upgrade --install msvc-ms-1")
     assert len(calls.read_text().splitlines()) == 1  # no other helm command either

@@ -15,14 +15,26 @@ from tests.operator.conftest import tj_plan as plan
 pytestmark = pytest.mark.unit
 
 
-def result(score: float, baseline: float | None = None, version: int = 2,
-           message: str | None = None, run_id: str = "r") -> TrainingResult:
+def result(
+    score: float,
+    baseline: float | None = None,
+    version: int = 2,
+    message: str | None = None,
+    run_id: str = "r",
+) -> TrainingResult:
     raw: dict[str, Any] = {
-        "runId": run_id, "succeeded": True, "metric": "accuracy", "score": score,
-        "trigger": "drift", "dataDigest": "sha256:" + "d" * 64,
+        "runId": run_id,
+        "succeeded": True,
+        "metric": "accuracy",
+        "score": score,
+        "trigger": "drift",
+        "dataDigest": "sha256:" + "d" * 64,
         "metrics": {"test_accuracy": score},
-        "model": {"version": version, "uri": f"s3://models/iris/{version}",
-                  "digest": "sha256:" + "a" * 64},
+        "model": {
+            "version": version,
+            "uri": f"s3://models/iris/{version}",
+            "digest": "sha256:" + "a" * 64,
+        },
     }
     if baseline is not None or message:
         raw["baseline"] = {"version": version - 1, "score": baseline, "message": message}
@@ -40,16 +52,20 @@ def test_the_gate_promotes_better_and_rejects_worse() -> None:
     assert unscorable[0] == "Rejected" and "columns differ" in unscorable[1]
     # Scores are scorers' values (losses negated): higher is better whatever the metric.
     assert promotion.judge(result(-0.3, -0.2), PromotionSpec())[0] == "Rejected"
-    assert promotion.judge(result(0.95, 0.9), PromotionSpec(auto=False))[0] == (
-        "Candidate")
+    assert promotion.judge(result(0.95, 0.9), PromotionSpec(auto=False))[0] == ("Candidate")
 
 
 def status_with(*phases: str) -> dict[str, Any]:
-    history = [{"version": i + 1, "uri": f"s3://m/{i + 1}", "digest": "sha256:" + "a" * 64,
-                "phase": p} for i, p in enumerate(phases)]
+    history = [
+        {"version": i + 1, "uri": f"s3://m/{i + 1}", "digest": "sha256:" + "a" * 64, "phase": p}
+        for i, p in enumerate(phases)
+    ]
     promoted = next(h for h in history if h["phase"] == "Promoted")
-    return {"history": history, "model": {k: promoted[k] for k in ("version", "uri", "digest")},
-            "promotedVersion": promoted["version"]}
+    return {
+        "history": history,
+        "model": {k: promoted[k] for k in ("version", "uri", "digest")},
+        "promotedVersion": promoted["version"],
+    }
 
 
 def test_a_person_promotes_or_rolls_back_once_per_annotation_value() -> None:
@@ -74,13 +90,16 @@ def succeeded(p: tj.RunPlan, score: float, baseline: float | None, version: int)
 
 def test_a_rejected_version_is_recorded_but_not_served() -> None:
     p1 = plan()
-    first = decide({"runId": p1.run_id, "result": succeeded(p1, 0.9, None, 1)},
-                   RunObservation("succeeded")).status
+    first = decide(
+        {"runId": p1.run_id, "result": succeeded(p1, 0.9, None, 1)}, RunObservation("succeeded")
+    ).status
     assert first["model"]["version"] == 1 and first["promotedVersion"] == 1
     assert first["history"][0]["phase"] == "Promoted"
     # A drift trigger: a new run compared with version 1.
-    body = {**BODY, "status": {**first, "lastTrigger": {"kind": "drift", "id": "drift-x",
-                                                        "time": "t"}}}
+    body = {
+        **BODY,
+        "status": {**first, "lastTrigger": {"kind": "drift", "id": "drift-x", "time": "t"}},
+    }
     p2 = plan(body)
     assert p2.run_id != p1.run_id and p2.runtime.trigger == "drift"
     assert p2.runtime.baseline is not None and p2.runtime.baseline.version == 1
@@ -100,11 +119,18 @@ def test_the_run_keeps_its_trigger_and_baseline_once_launched() -> None:
     p1 = plan()
     launched = decide({}, RunObservation("absent"), p1).status
     assert launched["runTrigger"] == "spec" and "runBaseline" not in launched
-    body = {**BODY, "status": {**launched, "model": {"version": 5, "uri": "s3://m/5",
-                                                     "digest": "sha256:" + "b" * 64}}}
+    body = {
+        **BODY,
+        "status": {
+            **launched,
+            "model": {"version": 5, "uri": "s3://m/5", "digest": "sha256:" + "b" * 64},
+        },
+    }
     # A promotion meanwhile does not change the running run's pod template.
     assert plan(body).runtime.baseline is None
-    manual = {**BODY, "metadata": {**BODY["metadata"],
-                                   "annotations": {"modelfactory.dev/retrain": "1"}},
-              "status": launched}
+    manual = {
+        **BODY,
+        "metadata": {**BODY["metadata"], "annotations": {"modelfactory.dev/retrain": "1"}},
+        "status": launched,
+    }
     assert plan(manual).runtime.trigger == "manual"

@@ -8,7 +8,7 @@ from modelfactory_operator.logic.plans import Decision
 
 pytestmark = pytest.mark.unit
 
-FULL = "Service \"a\" is invalid: spec.clusterIPs: failed to allocate a serviceIP: range is full"
+FULL = 'Service "a" is invalid: spec.clusterIPs: failed to allocate a serviceIP: range is full'
 
 
 def test_delays_grow_exponentially_and_are_capped() -> None:
@@ -52,8 +52,8 @@ def test_one_event_per_distinct_error() -> None:
 
 def test_success_after_failure_says_so_once() -> None:
     failed = release.with_failure(
-        Decision(status={}), release.record_failure(None, "h", FULL, 0.0, 5, 300), None, 0.0,
-        1, "t")
+        Decision(status={}), release.record_failure(None, "h", FULL, 0.0, 5, 300), None, 0.0, 1, "t"
+    )
     ok = release.with_success(Decision(status=failed.status), 4, 1, "t2")
     c = cond.get(ok.status["conditions"], release.CONDITION)
     assert c and c["status"] == "True" and c["message"] == "revision 4"
@@ -67,8 +67,10 @@ def test_removal_gives_up_after_the_limit() -> None:
 
 
 def test_helm_words_for_the_same_failure_are_one_error() -> None:
-    quota = ('horizontalpodautoscalers.autoscaling "a" is forbidden: exceeded quota: q, '
-             "requested: count/horizontalpodautoscalers.autoscaling=1")
+    quota = (
+        'horizontalpodautoscalers.autoscaling "a" is forbidden: exceeded quota: q, '
+        "requested: count/horizontalpodautoscalers.autoscaling=1"
+    )
     install = f"helm upgrade failed: Error: 1 error occurred:\n\t* {quota}"
     upgrade = f"helm upgrade failed: Error: UPGRADE FAILED: failed to create resource: {quota}"
     assert release.error_signature(install) == release.error_signature(upgrade)

@@ -24,12 +24,20 @@ def every_minute(**kw: Any) -> RetrainSpec:
 
 def test_a_due_schedule_fires_once_and_remembers_the_time() -> None:
     out = retrain.decide(every_minute(), {}, "2026-03-01T11:59:10Z", None, T0)
-    assert out.fire == {"kind": "schedule", "id": "schedule-2026-03-01T12:00:00Z",
-                        "time": "2026-03-01T12:00:00Z"}
+    assert out.fire == {
+        "kind": "schedule",
+        "id": "schedule-2026-03-01T12:00:00Z",
+        "time": "2026-03-01T12:00:00Z",
+    }
     assert out.last_schedule_time == "2026-03-01T12:00:00Z"
     assert out.recheck == pytest.approx(29.5, abs=1)
-    again = retrain.decide(every_minute(), {"lastScheduleTime": out.last_schedule_time},
-                           None, None, T0 + dt.timedelta(seconds=10))
+    again = retrain.decide(
+        every_minute(),
+        {"lastScheduleTime": out.last_schedule_time},
+        None,
+        None,
+        T0 + dt.timedelta(seconds=10),
+    )
     assert again.fire is None and again.last_schedule_time is None
 
 
@@ -72,9 +80,19 @@ def test_time_zones_are_honoured() -> None:
 
 
 def drifting(since: str, status: str = "True") -> dict[str, Any]:
-    return {"status": {"conditions": [{"type": "DataDrift", "status": status,
-                                       "reason": "DriftDetected", "message": "x drifted",
-                                       "lastTransitionTime": since}]}}
+    return {
+        "status": {
+            "conditions": [
+                {
+                    "type": "DataDrift",
+                    "status": status,
+                    "reason": "DriftDetected",
+                    "message": "x drifted",
+                    "lastTransitionTime": since,
+                }
+            ]
+        }
+    }
 
 
 def test_drift_fires_after_it_held_long_enough_and_once_per_episode() -> None:
@@ -83,18 +101,23 @@ def test_drift_fires_after_it_held_long_enough_and_once_per_episode() -> None:
     assert early.fire is None and early.recheck == pytest.approx(29.5, abs=1)
     later = T0 + dt.timedelta(seconds=40)
     out = retrain.decide(s, {}, None, drifting("2026-03-01T12:00:00Z"), later)
-    assert out.fire == {"kind": "drift", "id": "drift-2026-03-01T12:00:00Z",
-                        "time": "2026-03-01T12:00:00Z"}
-    done = retrain.decide(s, {"lastTrigger": out.fire}, None,
-                          drifting("2026-03-01T12:00:00Z"), later)
+    assert out.fire == {
+        "kind": "drift",
+        "id": "drift-2026-03-01T12:00:00Z",
+        "time": "2026-03-01T12:00:00Z",
+    }
+    done = retrain.decide(
+        s, {"lastTrigger": out.fire}, None, drifting("2026-03-01T12:00:00Z"), later
+    )
     assert done.fire is None
     calm = drifting("2026-03-01T12:00:00Z", "False")
     assert retrain.decide(s, {}, None, calm, later).fire is None
 
 
 def test_drift_waits_for_a_running_run_and_the_minimum_interval() -> None:
-    s = RetrainSpec.model_validate({"onDrift": {"modelService": "iris", "forSeconds": 0},
-                                    "minIntervalSeconds": 300})
+    s = RetrainSpec.model_validate(
+        {"onDrift": {"modelService": "iris", "forSeconds": 0}, "minIntervalSeconds": 300}
+    )
     running = {"phase": "Running", "runId": "r1", "startTime": "2026-03-01T11:00:00Z"}
     assert retrain.decide(s, running, None, drifting("2026-03-01T12:00:00Z"), T0).fire is None
     recent = {"phase": "Succeeded", "startTime": "2026-03-01T11:59:00Z"}
@@ -105,13 +128,17 @@ def test_drift_waits_for_a_running_run_and_the_minimum_interval() -> None:
 def test_invalid_cron_is_a_spec_error() -> None:
     from modelfactory_operator.logic import validate
 
-    base = {"dataset": {"uri": "sklearn://iris"},
-            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "output": {"storageUri": "file:///tmp/m"}}
+    base = {
+        "dataset": {"uri": "sklearn://iris"},
+        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "output": {"storageUri": "file:///tmp/m"},
+    }
     with pytest.raises(validate.SpecError, match="not a valid cron"):
-        validate.trainingjob_spec({**base, "retrain": {"schedule": {"cron": "61 * * * *"}}},
-                                  "local")
+        validate.trainingjob_spec(
+            {**base, "retrain": {"schedule": {"cron": "61 * * * *"}}}, "local"
+        )
     with pytest.raises(validate.SpecError, match="unknown time zone"):
         validate.trainingjob_spec(
             {**base, "retrain": {"schedule": {"cron": "* * * * *", "timeZone": "Mars/Olympus"}}},
-            "local")
+            "local",
+        )

@@ -27,9 +27,15 @@ def at(seconds: float) -> dt.datetime:
 def part(requests: float, errors: float = 0, fast: float | None = None, **extra: Any) -> dict:
     """Cumulative figures: every request under 2 ms unless `fast` says how many are."""
     fast = requests if fast is None else fast
-    return {"requests": requests, "errors": errors,
-            "buckets": {"0.002": fast, "0.1": requests, "+Inf": requests},
-            "rows": 0.0, "agreeing": 0.0, "absError": 0.0, **extra}
+    return {
+        "requests": requests,
+        "errors": errors,
+        "buckets": {"0.002": fast, "0.1": requests, "+Inf": requests},
+        "rows": 0.0,
+        "agreeing": 0.0,
+        "absError": 0.0,
+        **extra,
+    }
 
 
 def snap(stable: dict, candidate: dict | None = None, shadow: dict | None = None) -> tm.Snapshot:
@@ -37,8 +43,15 @@ def snap(stable: dict, candidate: dict | None = None, shadow: dict | None = None
 
 
 def canary(**kw: Any) -> RolloutSpec:
-    return RolloutSpec.model_validate({"strategy": "Canary", "steps": [10, 50, 100],
-                                       "stepIntervalSeconds": 30, "minRequests": 20, **kw})
+    return RolloutSpec.model_validate(
+        {
+            "strategy": "Canary",
+            "steps": [10, 50, 100],
+            "stepIntervalSeconds": 30,
+            "minRequests": 20,
+            **kw,
+        }
+    )
 
 
 def started(spec: RolloutSpec) -> dict[str, Any]:
@@ -50,17 +63,25 @@ def started(spec: RolloutSpec) -> dict[str, Any]:
     return step.status
 
 
-def run_interval(spec: RolloutSpec, state: dict, begin: float, before: tm.Snapshot,
-                 after: tm.Snapshot, target: rollout.Ref = V2,
-                 experiment: rollout.Ref | None = None) -> rollout.Step:
+def run_interval(
+    spec: RolloutSpec,
+    state: dict,
+    begin: float,
+    before: tm.Snapshot,
+    after: tm.Snapshot,
+    target: rollout.Ref = V2,
+    experiment: rollout.Ref | None = None,
+) -> rollout.Step:
     """The step's release is in effect at `begin`; its interval is judged at its end."""
     baseline = rollout.advance(spec, state, target, experiment, before, True, at(begin))
     assert baseline.status["baseline"] == before
-    waiting = rollout.advance(spec, baseline.status, target, experiment, after, True,
-                              at(begin + 10))
+    waiting = rollout.advance(
+        spec, baseline.status, target, experiment, after, True, at(begin + 10)
+    )
     assert waiting.status == baseline.status and waiting.recheck == pytest.approx(20)
-    return rollout.advance(spec, baseline.status, target, experiment, after, True,
-                           at(begin + spec.stepIntervalSeconds))
+    return rollout.advance(
+        spec, baseline.status, target, experiment, after, True, at(begin + spec.stepIntervalSeconds)
+    )
 
 
 def test_immediate_follows_the_model_at_once() -> None:
@@ -69,7 +90,8 @@ def test_immediate_follows_the_model_at_once() -> None:
     second = rollout.advance(spec, first.status, V2, None, None, True, at(1))
     assert second.traffic == rollout.Traffic(stable=V2)
     assert rollout.traffic_status(second.status) == [
-        {"version": 2, "digest": V2["digest"], "weight": 100, "role": "stable"}]
+        {"version": 2, "digest": V2["digest"], "weight": 100, "role": "stable"}
+    ]
 
 
 def test_a_good_canary_walks_every_step_and_is_promoted() -> None:
@@ -82,14 +104,14 @@ def test_a_good_canary_walks_every_step_and_is_promoted() -> None:
 
     passed = run_interval(spec, state, 5, snap(part(100), part(0)), snap(part(190), part(10)))
     assert passed.status["analysis"]["passed"] is None  # 10 canary requests of the 20 needed
-    passed = rollout.advance(spec, passed.status, V2, None, snap(part(280), part(20)), True,
-                             at(40))
+    passed = rollout.advance(spec, passed.status, V2, None, snap(part(280), part(20)), True, at(40))
     assert passed.status["step"] == 1 and passed.status["weight"] == 50
     assert [e[1] for e in passed.events] == ["RolloutStep"]
     assert passed.traffic.weight == 50
 
-    second = run_interval(spec, passed.status, 50, snap(part(10), part(0)),
-                          snap(part(60), part(50)))
+    second = run_interval(
+        spec, passed.status, 50, snap(part(10), part(0)), snap(part(60), part(50))
+    )
     assert second.status["phase"] == "Promoting"
     assert second.traffic == rollout.Traffic(stable=V2, candidate=V2)
     assert [e[1] for e in second.events] == ["AnalysisPassed", "Promoting"]
@@ -107,22 +129,25 @@ def test_a_good_canary_walks_every_step_and_is_promoted() -> None:
 def test_a_failing_canary_is_rolled_back_after_the_threshold() -> None:
     spec = canary(analysis={"failureThreshold": 2})
     state = started(spec)
-    failed = run_interval(spec, state, 5, snap(part(0), part(0)),
-                          snap(part(90), part(30, errors=15)))
+    failed = run_interval(
+        spec, state, 5, snap(part(0), part(0)), snap(part(90), part(30, errors=15))
+    )
     assert failed.status["failures"] == 1 and failed.status["phase"] == "Progressing"
     assert "error rate 0.5000" in failed.status["message"]
     assert [e[0] for e in failed.events] == ["Warning"]
     assert {c[0]: c[1] for c in rollout.conditions(failed.status)}["RolloutDegraded"] is True
     # The next interval starts from the snapshot the first ended with.
-    rolling = rollout.advance(spec, failed.status, V2, None,
-                              snap(part(180), part(60, errors=30)), True, at(65))
+    rolling = rollout.advance(
+        spec, failed.status, V2, None, snap(part(180), part(60, errors=30)), True, at(65)
+    )
     # First the stable servers stop sending it requests; its servers stay until they have.
     assert rolling.status["phase"] == "RollingBack" and rolling.status["rolledBack"] == V2
     assert rolling.traffic == rollout.Traffic(stable=V1, candidate=V2)
     assert rolling.traffic.mode == "none" and rolling.recheck is not None
     assert [e[1] for e in rolling.events] == ["RollingBack"]
     assert rollout.traffic_status(rolling.status) == [
-        {"version": 1, "digest": V1["digest"], "weight": 100, "role": "stable"}]
+        {"version": 1, "digest": V1["digest"], "weight": 100, "role": "stable"}
+    ]
     assert {c[0]: c[1] for c in rollout.conditions(rolling.status)}["RolledBack"] is False
     waiting = rollout.advance(spec, rolling.status, V2, None, None, False, at(66))
     assert waiting.status["phase"] == "RollingBack" and waiting.traffic == rolling.traffic
@@ -147,8 +172,7 @@ def test_a_slow_canary_fails_on_latency() -> None:
     spec = canary(analysis={"failureThreshold": 1, "latencySlackMs": 1})
     state = started(spec)
     # The canary's requests all take over 2 ms; the stable's all under.
-    out = run_interval(spec, state, 5, snap(part(0), part(0)),
-                       snap(part(100), part(30, fast=0)))
+    out = run_interval(spec, state, 5, snap(part(0), part(0)), snap(part(100), part(30, fast=0)))
     assert out.status["phase"] == "RollingBack"
     assert "p95" in out.status["message"]
 
@@ -158,8 +182,9 @@ def test_the_reference_holds_when_the_stable_side_is_quiet() -> None:
     state = started(spec)
     state["reference"] = {"requests": 100, "errorRate": 0.0, "p95Ms": 1.0}
     # Only 5 stable requests (pinned clients): the recorded reference judges the canary.
-    out = run_interval(spec, state, 5, snap(part(0), part(0)),
-                       snap(part(5, errors=0), part(40, errors=8)))
+    out = run_interval(
+        spec, state, 5, snap(part(0), part(0)), snap(part(5, errors=0), part(40, errors=8))
+    )
     assert out.status["phase"] == "RollingBack"
 
 
@@ -204,12 +229,19 @@ def test_without_auto_promote_it_waits_for_approval() -> None:
 
 
 def test_shadow_mirrors_and_promotes_on_agreement() -> None:
-    spec = RolloutSpec.model_validate({"strategy": "Shadow", "stepIntervalSeconds": 30,
-                                       "minRequests": 20, "shadow": {"percent": 50}})
+    spec = RolloutSpec.model_validate(
+        {
+            "strategy": "Shadow",
+            "stepIntervalSeconds": 30,
+            "minRequests": 20,
+            "shadow": {"percent": 50},
+        }
+    )
     first = rollout.advance(spec, None, V1, None, None, False, at(0))
     state = rollout.advance(spec, first.status, V2, None, None, True, at(1)).status
-    assert rollout.traffic_of(spec, state) == rollout.Traffic(V1, V2, "mirror", 50, "stable",
-                                                              "shadow")
+    assert rollout.traffic_of(spec, state) == rollout.Traffic(
+        V1, V2, "mirror", 50, "stable", "shadow"
+    )
     assert [t["role"] for t in rollout.traffic_status(state)] == ["stable", "shadow"]
     shadow = part(0, rows=40.0, agreeing=39.0, compare="labels")
     out = run_interval(spec, state, 5, snap(part(0)), snap(part(80), part(40), shadow))
@@ -218,9 +250,14 @@ def test_shadow_mirrors_and_promotes_on_agreement() -> None:
 
 
 def test_shadow_that_disagrees_is_rolled_back() -> None:
-    spec = RolloutSpec.model_validate({"strategy": "Shadow", "stepIntervalSeconds": 30,
-                                       "minRequests": 20,
-                                       "analysis": {"failureThreshold": 1}})
+    spec = RolloutSpec.model_validate(
+        {
+            "strategy": "Shadow",
+            "stepIntervalSeconds": 30,
+            "minRequests": 20,
+            "analysis": {"failureThreshold": 1},
+        }
+    )
     first = rollout.advance(spec, None, V1, None, None, False, at(0))
     state = rollout.advance(spec, first.status, V2, None, None, True, at(1)).status
     shadow = part(0, rows=40.0, agreeing=20.0, compare="labels")
@@ -231,16 +268,23 @@ def test_shadow_that_disagrees_is_rolled_back() -> None:
 
 
 def test_experiment_splits_for_good_and_reports_each_variant() -> None:
-    spec = RolloutSpec.model_validate({"strategy": "Experiment", "stepIntervalSeconds": 30,
-                                       "experiment": {"model": {"trainingJob": "t", "version": 2},
-                                                      "weight": 30}})
+    spec = RolloutSpec.model_validate(
+        {
+            "strategy": "Experiment",
+            "stepIntervalSeconds": 30,
+            "experiment": {"model": {"trainingJob": "t", "version": 2}, "weight": 30},
+        }
+    )
     first = rollout.advance(spec, None, V1, V2, None, False, at(0))
     assert first.status["phase"] == "Experiment"
     assert first.traffic == rollout.Traffic(V1, V2, "split", 30, "a", "b")
     assert [(t["role"], t["weight"]) for t in rollout.traffic_status(first.status)] == [
-        ("a", 70), ("b", 30)]
-    out = run_interval(spec, first.status, 5, snap(part(0), part(0)),
-                       snap(part(70), part(30, errors=3)), V1, V2)
+        ("a", 70),
+        ("b", 30),
+    ]
+    out = run_interval(
+        spec, first.status, 5, snap(part(0), part(0)), snap(part(70), part(30, errors=3)), V1, V2
+    )
     assert out.status["phase"] == "Experiment"
     assert out.status["analysis"]["b"]["errorRate"] == pytest.approx(0.1)
     assert out.status["analysis"]["a"]["requests"] == 70
@@ -258,28 +302,30 @@ def test_quantiles_and_deltas() -> None:
 
 
 def test_parse_reads_every_side() -> None:
-    text = "\n".join([
-        '# TYPE modelfactory_inference_requests_total counter',
-        'modelfactory_inference_requests_total{model="m",version="1",track="stable",'
-        'outcome="ok"} 90',
-        'modelfactory_inference_requests_total{model="m",version="1",track="stable",'
-        'outcome="server_error"} 10',
-        'modelfactory_inference_requests_total{model="m",version="2",track="candidate",'
-        'outcome="ok"} 8',
-        '# TYPE modelfactory_inference_duration_seconds histogram',
-        'modelfactory_inference_duration_seconds_bucket{model="m",version="2",'
-        'track="candidate",le="0.001"} 8',
-        'modelfactory_inference_duration_seconds_bucket{model="m",version="2",'
-        'track="candidate",le="+Inf"} 8',
-        '# TYPE modelfactory_routed_requests_total counter',
-        'modelfactory_routed_requests_total{model="m",version="2",outcome="ok"} 8',
-        'modelfactory_routed_requests_total{model="m",version="2",outcome="no_answer"} 2',
-        'modelfactory_routed_requests_total{model="m",version="2",outcome="unreachable"} 4',
-        '# TYPE modelfactory_shadow_rows_total counter',
-        'modelfactory_shadow_rows_total{model="m",version="2",result="compared"} 5',
-        'modelfactory_shadow_rows_total{model="m",version="2",result="agreeing"} 4',
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# TYPE modelfactory_inference_requests_total counter",
+            'modelfactory_inference_requests_total{model="m",version="1",track="stable",'
+            'outcome="ok"} 90',
+            'modelfactory_inference_requests_total{model="m",version="1",track="stable",'
+            'outcome="server_error"} 10',
+            'modelfactory_inference_requests_total{model="m",version="2",track="candidate",'
+            'outcome="ok"} 8',
+            "# TYPE modelfactory_inference_duration_seconds histogram",
+            'modelfactory_inference_duration_seconds_bucket{model="m",version="2",'
+            'track="candidate",le="0.001"} 8',
+            'modelfactory_inference_duration_seconds_bucket{model="m",version="2",'
+            'track="candidate",le="+Inf"} 8',
+            "# TYPE modelfactory_routed_requests_total counter",
+            'modelfactory_routed_requests_total{model="m",version="2",outcome="ok"} 8',
+            'modelfactory_routed_requests_total{model="m",version="2",outcome="no_answer"} 2',
+            'modelfactory_routed_requests_total{model="m",version="2",outcome="unreachable"} 4',
+            "# TYPE modelfactory_shadow_rows_total counter",
+            'modelfactory_shadow_rows_total{model="m",version="2",result="compared"} 5',
+            'modelfactory_shadow_rows_total{model="m",version="2",result="agreeing"} 4',
+            "",
+        ]
+    )
     s = tm.parse(text)
     assert s["stable"]["requests"] == 100 and s["stable"]["errors"] == 10
     # Its own 8 answers, and the 2 requests that got none; the unreachable ones were answered

@@ -13,16 +13,24 @@ pytestmark = pytest.mark.unit
 def test_a_run_that_ended_without_its_result_says_how() -> None:
     done = runs.ended_without_result(RunObservation("succeeded"), [], False, "r1", "scoring")
     assert done is not None and done[0] == "NoResult" and "r1" in done[1]
-    failed = runs.ended_without_result(RunObservation("failed", reason="BackoffLimitExceeded",
-                                                      message="pod failed"), [], False, "r1",
-                                       "training")
+    failed = runs.ended_without_result(
+        RunObservation("failed", reason="BackoffLimitExceeded", message="pod failed"),
+        [],
+        False,
+        "r1",
+        "training",
+    )
     assert failed == ("BackoffLimitExceeded", "pod failed")
-    assert runs.ended_without_result(RunObservation("failed"), [], False, "r1",
-                                     "scoring")[0] == "ScoringFailed"  # type: ignore[index]
+    assert (
+        runs.ended_without_result(RunObservation("failed"), [], False, "r1", "scoring")[0]
+        == "ScoringFailed"
+    )  # type: ignore[index]
     before = [{"type": "Failed", "status": "True", "reason": "SchemaMismatch", "message": "m"}]
     # Its Job gone (a TTL), the failure on record stays.
-    assert runs.ended_without_result(RunObservation("absent"), before, True, "r1",
-                                     "scoring") == ("SchemaMismatch", "m")
+    assert runs.ended_without_result(RunObservation("absent"), before, True, "r1", "scoring") == (
+        "SchemaMismatch",
+        "m",
+    )
     assert runs.ended_without_result(RunObservation("running"), [], False, "r1", "x") is None
 
 

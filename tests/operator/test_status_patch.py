@@ -10,11 +10,15 @@ pytestmark = pytest.mark.unit
 
 
 def test_nested_keys_that_went_away_are_sent_as_null() -> None:
-    old = {"phase": "Ready", "rollout": {"phase": "Promoting", "candidate": {"version": 2},
-                                        "stable": {"version": 1}}, "kopf": {"x": 1}}
+    old = {
+        "phase": "Ready",
+        "rollout": {"phase": "Promoting", "candidate": {"version": 2}, "stable": {"version": 1}},
+        "kopf": {"x": 1},
+    }
     new = {"phase": "Ready", "rollout": {"phase": "Promoted", "stable": {"version": 2}}}
     assert status_patch(old, new) == {
-        "rollout": {"phase": "Promoted", "candidate": None, "stable": {"version": 2}}}
+        "rollout": {"phase": "Promoted", "candidate": None, "stable": {"version": 2}}
+    }
 
 
 def test_nothing_changed_is_an_empty_patch() -> None:

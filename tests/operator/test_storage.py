@@ -84,20 +84,27 @@ def test_the_local_launcher_maps_claims_to_directories(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("uri", ["pvc://c/../../etc", "pvc://c/a/%2E%2e/b", "/data/..", "s3://b/../x"])
+@pytest.mark.parametrize(
+    "uri", ["pvc://c/../../etc", "pvc://c/a/%2E%2e/b", "/data/..", "s3://b/../x"]
+)
 def test_workload_uris_never_step_out(uri: str) -> None:
     with pytest.raises(ValueError, match=r"spec\.output\.storageUri must not contain '\.\.'"):
         storage.to_workload(uri, "/mnt/pvc", "spec.output.storageUri")
 
 
 def test_dots_inside_names_are_fine() -> None:
-    assert storage.to_workload("pvc://c/a..b/v.1/..x", "/mnt/pvc") == "file:///mnt/pvc/c/a..b/v.1/..x"
+    assert (
+        storage.to_workload("pvc://c/a..b/v.1/..x", "/mnt/pvc") == "file:///mnt/pvc/c/a..b/v.1/..x"
+    )
 
 
-@pytest.mark.parametrize("model", [
-    {"trainingJob": "iris"},
-    {"trainingJob": "iris", "version": 2},
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"trainingJob": "iris"},
+        {"trainingJob": "iris", "version": 2},
+    ],
+)
 def test_a_status_uri_with_dot_dot_is_not_served(model: dict[str, Any]) -> None:
     from modelfactory_api.modelservice import ModelServiceSpec
 

@@ -13,24 +13,37 @@ from tests.operator.conftest import tj_plan as plan
 pytestmark = pytest.mark.unit
 
 
-
 def result(p: tj.RunPlan, ok: bool = True, version: int = 1) -> dict[str, Any]:
     if not ok:
-        return {"runId": p.run_id, "succeeded": False, "reason": "TargetNotFound",
-                "message": "dataset: column 'y' (target) not found"}
-    return {"runId": p.run_id, "succeeded": True, "metric": "accuracy",
-            "metrics": {"test_accuracy": 0.97, "cv_mean": 0.95},
-            "bestParams": {"C": 1.0},
-            "model": {"version": version, "uri": f"s3://models/iris/{version}",
-                      "digest": "sha256:" + "a" * 64}}
+        return {
+            "runId": p.run_id,
+            "succeeded": False,
+            "reason": "TargetNotFound",
+            "message": "dataset: column 'y' (target) not found",
+        }
+    return {
+        "runId": p.run_id,
+        "succeeded": True,
+        "metric": "accuracy",
+        "metrics": {"test_accuracy": 0.97, "cv_mean": 0.95},
+        "bestParams": {"C": 1.0},
+        "model": {
+            "version": version,
+            "uri": f"s3://models/iris/{version}",
+            "digest": "sha256:" + "a" * 64,
+        },
+    }
 
 
 def test_render_builds_job_values_and_runtime_config() -> None:
     p = plan()
     assert p.mode == "job" and p.release == "tj-iris"
     assert p.chart_values["jobName"].startswith("iris-")
-    assert p.chart_values["image"] == {"repository": "ghcr.io/modelfactory/training",
-                                       "tag": "0.1.0", "pullPolicy": "IfNotPresent"}
+    assert p.chart_values["image"] == {
+        "repository": "ghcr.io/modelfactory/training",
+        "tag": "0.1.0",
+        "pullPolicy": "IfNotPresent",
+    }
     assert "MF_TRAINING_CONFIG" in p.chart_values["env"]
     assert p.runtime.job.uid == "u-1"
 
@@ -91,8 +104,9 @@ def test_missing_rayjob_crd_fails_with_a_clear_message() -> None:
     p = plan(compute={"workers": 2})
     d = decide({}, RunObservation("absent"), p, rayjob_available=False)
     assert not d.launch and d.status["phase"] == "Failed"
-    assert "RayJob CRD" in next(c["message"] for c in d.status["conditions"]
-                                if c["type"] == "Failed")
+    assert "RayJob CRD" in next(
+        c["message"] for c in d.status["conditions"] if c["type"] == "Failed"
+    )
 
 
 def test_invalid_spec_fails_without_launching() -> None:
@@ -128,34 +142,48 @@ def test_ray_is_sized_from_the_compute_spec() -> None:
     assert small.numCpus == 1 and small.objectStoreBytes == 75 * 2**20
     # The same figures reach the pod (MF_TRAINING_CONFIG) and a local process.
     config = json.loads(plan().chart_values["env"]["MF_TRAINING_CONFIG"])
-    assert config["ray"] == {"numCpus": 1, "memoryBytes": 2 * 2**30,
-                             "objectStoreBytes": int(2 * 2**30 * 0.3)}
+    assert config["ray"] == {
+        "numCpus": 1,
+        "memoryBytes": 2 * 2**30,
+        "objectStoreBytes": int(2 * 2**30 * 0.3),
+    }
     assert "pod" not in config["spec"]
 
 
 def test_pod_settings_reach_the_chart_values() -> None:
-    p = plan(pod={
-        "serviceAccountName": "trainer",
-        "imagePullSecrets": ["regcred"],
-        "nodeSelector": {"pool": "ml"},
-        "tolerations": [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}],
-        "env": [{"name": "A", "value": "1"},
-                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
-        "envFrom": [{"configMapRef": {"name": "settings"}}],
-    })
+    p = plan(
+        pod={
+            "serviceAccountName": "trainer",
+            "imagePullSecrets": ["regcred"],
+            "nodeSelector": {"pool": "ml"},
+            "tolerations": [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}],
+            "env": [
+                {"name": "A", "value": "1"},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            ],
+            "envFrom": [{"configMapRef": {"name": "settings"}}],
+        }
+    )
     assert p.chart_values["pod"] == {
         "serviceAccountName": "trainer",
         "imagePullSecrets": ["regcred"],
         "nodeSelector": {"pool": "ml"},
-        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml",
-                         "effect": "NoSchedule"}],
-        "env": [{"name": "A", "value": "1"},
-                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}
+        ],
+        "env": [
+            {"name": "A", "value": "1"},
+            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        ],
         "envFrom": [{"configMapRef": {"name": "settings"}}],
     }
     assert plan().chart_values["pod"] == {
-        "serviceAccountName": None, "imagePullSecrets": [], "nodeSelector": {},
-        "tolerations": [], "env": [], "envFrom": [],
+        "serviceAccountName": None,
+        "imagePullSecrets": [],
+        "nodeSelector": {},
+        "tolerations": [],
+        "env": [],
+        "envFrom": [],
     }
 
 
@@ -171,8 +199,9 @@ def test_pod_settings_make_a_new_run_but_their_absence_keeps_old_run_ids() -> No
 def test_a_pending_run_says_why() -> None:
     p = plan()
     why = "waiting for the training pod to start: pod x: container training: ImagePullBackOff"
-    d = decide({"runId": p.run_id, "appliedHash": p.hash}, RunObservation("pending", message=why),
-               p)
+    d = decide(
+        {"runId": p.run_id, "appliedHash": p.hash}, RunObservation("pending", message=why), p
+    )
     running = next(c for c in d.status["conditions"] if c["type"] == "Running")
     assert running["reason"] == "Pending" and running["message"] == why
 
@@ -223,10 +252,17 @@ def test_run_control_stays_out_of_the_pod_template() -> None:
     base = plan()
     launched = decide({}, RunObservation("absent"), base)
     assert launched.status["runGeneration"] == 1
-    for change in ({"suspend": True}, {"activeDeadlineSeconds": 60}, {"backoffLimit": 3},
-                   {"ttlSecondsAfterFinished": 5}):
-        body = {**BODY, "metadata": {**BODY["metadata"], "generation": 2},
-                "status": launched.status}
+    for change in (
+        {"suspend": True},
+        {"activeDeadlineSeconds": 60},
+        {"backoffLimit": 3},
+        {"ttlSecondsAfterFinished": 5},
+    ):
+        body = {
+            **BODY,
+            "metadata": {**BODY["metadata"], "generation": 2},
+            "status": launched.status,
+        }
         changed = plan(body, **change)
         assert changed.chart_values["env"] == base.chart_values["env"], change
         assert changed.run_id == base.run_id

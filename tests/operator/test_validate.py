@@ -46,8 +46,10 @@ def test_bad_specs_name_the_field(path: str, value: object, field: str) -> None:
 
 
 def test_grid_search_needs_values() -> None:
-    spec = {**GOOD, "tuning": {"algorithm": "grid",
-                           "searchSpace": {"max_depth": {"low": 1, "high": 5}}}}
+    spec = {
+        **GOOD,
+        "tuning": {"algorithm": "grid", "searchSpace": {"max_depth": {"low": 1, "high": 5}}},
+    }
     with pytest.raises(validate.SpecError, match="grid search needs values"):
         validate.trainingjob_spec(spec)
 
@@ -105,28 +107,57 @@ def test_modelservice_uri_on_the_pods_filesystem_is_refused_in_a_cluster() -> No
     ("pod", "field", "message"),
     [
         ({"env": [{"name": "MF_MODEL_URI", "value": "x"}]}, "spec.pod.env.0.name", "reserved"),
-        ({"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}, "spec.pod.env",
-         "unique"),
-        ({"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {
-            "fieldPath": "metadata.name"}}}]}, "spec.pod.env.0", "not both"),
+        (
+            {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
+            "spec.pod.env",
+            "unique",
+        ),
+        (
+            {
+                "env": [
+                    {
+                        "name": "A",
+                        "value": "1",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                    }
+                ]
+            },
+            "spec.pod.env.0",
+            "not both",
+        ),
         ({"env": [{"name": "A", "valueFrom": {}}]}, "spec.pod.env.0.valueFrom", "exactly one"),
         ({"env": [{"name": "bad-name", "value": "1"}]}, "spec.pod.env.0.name", "pattern"),
         ({"env": [{"name": f"V{i}", "value": "x"} for i in range(65)]}, "spec.pod.env", "64"),
-        ({"envFrom": [{"prefix": "MF_", "configMapRef": {"name": "c"}}]}, "spec.pod.envFrom.0",
-         "reserved"),
-        ({"envFrom": [{"configMapRef": {"name": "c"}, "secretRef": {"name": "s"}}]},
-         "spec.pod.envFrom.0", "one of"),
+        (
+            {"envFrom": [{"prefix": "MF_", "configMapRef": {"name": "c"}}]},
+            "spec.pod.envFrom.0",
+            "reserved",
+        ),
+        (
+            {"envFrom": [{"configMapRef": {"name": "c"}, "secretRef": {"name": "s"}}]},
+            "spec.pod.envFrom.0",
+            "one of",
+        ),
         ({"imagePullSecrets": ["Not_A_Name"]}, "spec.pod.imagePullSecrets.0", "pattern"),
         ({"imagePullSecrets": [f"s{i}" for i in range(17)]}, "spec.pod.imagePullSecrets", "16"),
         ({"nodeSelector": {"bad key!": "x"}}, "spec.pod.nodeSelector", "not label keys"),
         ({"nodeSelector": {"zone": "bad value!"}}, "spec.pod.nodeSelector.zone", "pattern"),
         ({"nodeSelector": {f"k{i}": "v" for i in range(33)}}, "spec.pod.nodeSelector", "32"),
-        ({"tolerations": [{"operator": "Equal", "value": "x"}]}, "spec.pod.tolerations.0",
-         "without key"),
-        ({"tolerations": [{"key": "k", "operator": "Exists", "value": "x"}]},
-         "spec.pod.tolerations.0", "takes no value"),
-        ({"tolerations": [{"key": "k", "tolerationSeconds": 5}]}, "spec.pod.tolerations.0",
-         "NoExecute"),
+        (
+            {"tolerations": [{"operator": "Equal", "value": "x"}]},
+            "spec.pod.tolerations.0",
+            "without key",
+        ),
+        (
+            {"tolerations": [{"key": "k", "operator": "Exists", "value": "x"}]},
+            "spec.pod.tolerations.0",
+            "takes no value",
+        ),
+        (
+            {"tolerations": [{"key": "k", "tolerationSeconds": 5}]},
+            "spec.pod.tolerations.0",
+            "NoExecute",
+        ),
         ({"serviceAccountName": "Trainer"}, "spec.pod.serviceAccountName", "pattern"),
         ({"hostNetwork": True}, "spec.pod.hostNetwork", "Extra inputs"),
     ],
@@ -149,17 +180,25 @@ def test_good_pod_settings_pass() -> None:
         "tolerations": [
             {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"},
             {"operator": "Exists"},
-            {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
-             "effect": "NoExecute", "tolerationSeconds": 30},
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 30,
+            },
         ],
         "env": [
             {"name": "AWS_REGION", "value": "eu-west-1"},
-            {"name": "AWS_SECRET_ACCESS_KEY",
-             "valueFrom": {"secretKeyRef": {"name": "s3", "key": "secret-key"}}},
+            {
+                "name": "AWS_SECRET_ACCESS_KEY",
+                "valueFrom": {"secretKeyRef": {"name": "s3", "key": "secret-key"}},
+            },
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
-        "envFrom": [{"configMapRef": {"name": "settings"}},
-                    {"secretRef": {"name": "tokens", "optional": True}, "prefix": "TOKEN_"}],
+        "envFrom": [
+            {"configMapRef": {"name": "settings"}},
+            {"secretRef": {"name": "tokens", "optional": True}, "prefix": "TOKEN_"},
+        ],
     }
     assert validate.trainingjob_spec({**GOOD, "pod": pod}).pod.env[0].name == "AWS_REGION"
     assert validate.modelservice_spec({"model": {"trainingJob": "t"}, "pod": pod}).pod

@@ -74,8 +74,12 @@ def write_artifact(
         createdAt=datetime.datetime.now(datetime.UTC).isoformat(),
         task=task,  # type: ignore[arg-type]
         modelSha256=sha256_hex(data),
-        libraries={"python": sys.version.split()[0], "scikit-learn": sklearn.__version__,
-                   "numpy": np.__version__, "skops": sio.__name__},
+        libraries={
+            "python": sys.version.split()[0],
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "skops": sio.__name__,
+        },
         features=features,  # type: ignore[arg-type]
         target={"name": "y", "classes": classes},  # type: ignore[arg-type]
         estimator=type(estimator).__name__,
@@ -86,8 +90,9 @@ def write_artifact(
     )
     (directory / METADATA_FILENAME).write_bytes(meta.to_json())
     (directory / COMPLETE_MARKER).write_text("")
-    return Artifact(str(directory), meta.digest, [f["name"] for f in features], classes,
-                    estimator, X)
+    return Artifact(
+        str(directory), meta.digest, [f["name"] for f in features], classes, estimator, X
+    )
 
 
 def add_profile(artifact: Artifact, y: Any, kinds: dict[str, str] | None = None) -> Artifact:
@@ -95,21 +100,27 @@ def add_profile(artifact: Artifact, y: Any, kinds: dict[str, str] | None = None)
     does), with a new digest."""
     path = Path(artifact.uri) / METADATA_FILENAME
     meta = ArtifactMetadata.model_validate_json(path.read_text())
-    frame = artifact.X if isinstance(artifact.X, pd.DataFrame) else pd.DataFrame(
-        artifact.X, columns=artifact.features)
+    frame = (
+        artifact.X
+        if isinstance(artifact.X, pd.DataFrame)
+        else pd.DataFrame(artifact.X, columns=artifact.features)
+    )
     kinds = kinds or {f: "numeric" for f in artifact.features}
-    predictions = artifact.estimator.predict(frame if isinstance(artifact.X, pd.DataFrame)
-                                             else artifact.X)
+    predictions = artifact.estimator.predict(
+        frame if isinstance(artifact.X, pd.DataFrame) else artifact.X
+    )
     target_kind = "numeric" if meta.task == "regression" else "categorical"
-    meta.profile = build_profile(frame, kinds, target=pd.Series(y), target_kind=target_kind,
-                                 predictions=predictions)
+    meta.profile = build_profile(
+        frame, kinds, target=pd.Series(y), target_kind=target_kind, predictions=predictions
+    )
     path.write_bytes(meta.to_json())
     artifact.digest = meta.digest
     return artifact
 
 
-def numeric_data(n: int = 300, n_features: int = 4, classes: int = 2,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def numeric_data(
+    n: int = 300, n_features: int = 4, classes: int = 2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, n_features))
     score = X[:, 0] + 0.5 * X[:, 1]
@@ -126,11 +137,13 @@ def numeric_features(n: int) -> list[dict[str, str]]:
 
 def mixed_frame(n: int = 300, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "age": rng.normal(40, 10, n),
-        "income": rng.normal(50, 15, n),
-        "city": rng.choice(["paris", "lyon", "nice"], n),
-    })
+    df = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n),
+            "income": rng.normal(50, 15, n),
+            "city": rng.choice(["paris", "lyon", "nice"], n),
+        }
+    )
     y = np.where((df["age"] > 40) ^ (df["city"] == "nice"), "yes", "no")
     return df, y
 
@@ -143,12 +156,25 @@ MIXED_FEATURES = [
 
 
 def mixed_pipeline(handle_unknown: str = "error") -> Pipeline:
-    pre = ColumnTransformer([
-        ("num", Pipeline([("imp", SimpleImputer()), ("sc", StandardScaler())]),
-         ["age", "income"]),
-        ("cat", Pipeline([("imp", SimpleImputer(strategy="most_frequent")),
-                          ("oh", OneHotEncoder(handle_unknown=handle_unknown))]), ["city"]),
-    ])
+    pre = ColumnTransformer(
+        [
+            (
+                "num",
+                Pipeline([("imp", SimpleImputer()), ("sc", StandardScaler())]),
+                ["age", "income"],
+            ),
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("imp", SimpleImputer(strategy="most_frequent")),
+                        ("oh", OneHotEncoder(handle_unknown=handle_unknown)),
+                    ]
+                ),
+                ["city"],
+            ),
+        ]
+    )
     return Pipeline([("pre", pre), ("est", LogisticRegression())])
 
 
@@ -160,15 +186,29 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
     Xr, _ = numeric_data(n_features=3, seed=3)
     df, ym = mixed_frame()
     return {
-        "lr": write_artifact(root / "lr" / "1", LogisticRegression(), X, y,
-                             numeric_features(4), "binary"),
-        "rf": write_artifact(root / "rf" / "1",
-                             RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0),
-                             X3, y3, numeric_features(4), "multiclass"),
-        "ridge": write_artifact(root / "ridge" / "3", Ridge(), Xr, Xr @ [1.0, 2.0, -1.0],
-                                numeric_features(3), "regression", version=3),
-        "mixed": write_artifact(root / "mixed" / "1", mixed_pipeline(), df, ym,
-                                MIXED_FEATURES, "binary"),
+        "lr": write_artifact(
+            root / "lr" / "1", LogisticRegression(), X, y, numeric_features(4), "binary"
+        ),
+        "rf": write_artifact(
+            root / "rf" / "1",
+            RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0),
+            X3,
+            y3,
+            numeric_features(4),
+            "multiclass",
+        ),
+        "ridge": write_artifact(
+            root / "ridge" / "3",
+            Ridge(),
+            Xr,
+            Xr @ [1.0, 2.0, -1.0],
+            numeric_features(3),
+            "regression",
+            version=3,
+        ),
+        "mixed": write_artifact(
+            root / "mixed" / "1", mixed_pipeline(), df, ym, MIXED_FEATURES, "binary"
+        ),
     }
 
 
@@ -183,10 +223,10 @@ def runtimes(artifacts: dict[str, Artifact]) -> dict[str, ModelRuntime]:
     return out
 
 
-def _v2_request(data: list[Any], shape: list[int], datatype: str = "FP64",
-                name: str = "input-0", **extra: Any) -> dict[str, Any]:
-    return {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}],
-            **extra}
+def _v2_request(
+    data: list[Any], shape: list[int], datatype: str = "FP64", name: str = "input-0", **extra: Any
+) -> dict[str, Any]:
+    return {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}], **extra}
 
 
 @pytest.fixture
@@ -206,9 +246,14 @@ def hostile_strings() -> list[str]:
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     """A forest whose predict of 10,000 rows takes a good fraction of a second (~0.3 s)."""
     X, y = numeric_data(n=3000, n_features=4)
-    return write_artifact(tmp_path_factory.mktemp("slow") / "1",
-                          RandomForestClassifier(n_estimators=600, max_depth=14, random_state=0),
-                          X, y, numeric_features(4), "binary")
+    return write_artifact(
+        tmp_path_factory.mktemp("slow") / "1",
+        RandomForestClassifier(n_estimators=600, max_depth=14, random_state=0),
+        X,
+        y,
+        numeric_features(4),
+        "binary",
+    )
 
 
 # ---------------------------------------------------------------------------- server process
@@ -253,8 +298,9 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"server not {'ready' if ready else 'live'} in {timeout}s:\n"
-                             f"{self.logs()}")
+        raise AssertionError(
+            f"server not {'ready' if ready else 'live'} in {timeout}s:\n{self.logs()}"
+        )
 
     def wait_state(self, predicate: Callable[[], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -275,21 +321,30 @@ class Server:
         return self.proc.returncode
 
 
-def launch(tmp: Path, name: str, uri: str, digest: str | None = None,
-           wait_ready: bool = True, **settings: Any) -> Server:
+def launch(
+    tmp: Path,
+    name: str,
+    uri: str,
+    digest: str | None = None,
+    wait_ready: bool = True,
+    **settings: Any,
+) -> Server:
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MF_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update({"MF_MODEL_NAME": name, "MF_MODEL_URI": uri, "MF_HOST": "127.0.0.1",
-                "MF_PORT": str(port)})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MF_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update(
+        {"MF_MODEL_NAME": name, "MF_MODEL_URI": uri, "MF_HOST": "127.0.0.1", "MF_PORT": str(port)}
+    )
     if digest:
         env["MF_MODEL_DIGEST"] = digest
     for key, value in settings.items():
         env[f"MF_{key.upper()}"] = str(value)
     log_path = tmp / f"server-{name}-{port}.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([str(SERVE)], env=env, stdout=log_file,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(SERVE)], env=env, stdout=log_file, stderr=subprocess.STDOUT)
     server = Server(proc, f"http://127.0.0.1:{port}", name, log_path, env)
     try:
         server.wait(ready=wait_ready)
@@ -331,8 +386,9 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 def _assert_not_ready(server: Server, reason: str, fragment: str) -> None:
     url = server.url
-    server.wait_state(lambda: httpx.get(url + "/v2/health/ready").json().get("reason")
-                      not in (None, "Loading"))
+    server.wait_state(
+        lambda: httpx.get(url + "/v2/health/ready").json().get("reason") not in (None, "Loading")
+    )
     assert httpx.get(url + "/v2/health/live").status_code == 200
     r = httpx.get(url + "/v2/health/ready")
     assert r.status_code == 503 and r.json()["reason"] == reason, r.text
@@ -342,14 +398,23 @@ def _assert_not_ready(server: Server, reason: str, fragment: str) -> None:
     assert body["ready"] is False and body["reason"] == reason and fragment in body["message"]
     r = httpx.get(url + f"/v1/models/{server.name}")
     assert r.status_code == 503 and r.json()["ready"] is False
-    r = httpx.post(url + f"/v2/models/{server.name}/infer", json={"inputs": [
-        {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]})
+    r = httpx.post(
+        url + f"/v2/models/{server.name}/infer",
+        json={
+            "inputs": [
+                {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}
+            ]
+        },
+    )
     assert r.status_code == 503 and r.json()["reason"] == reason
     r = httpx.post(url + f"/v1/models/{server.name}:predict", json={"instances": [[1, 2]]})
     assert r.status_code == 503
     assert httpx.get(url + f"/v2/models/{server.name}").status_code == 503
-    errors = [rec for rec in server.log_records()
-              if rec.get("level") == "error" and rec.get("reason") == reason]
+    errors = [
+        rec
+        for rec in server.log_records()
+        if rec.get("level") == "error" and rec.get("reason") == reason
+    ]
     assert errors and fragment in errors[0]["msg"], server.logs()
     assert server.proc.poll() is None  # still up
 

@@ -110,6 +110,5 @@ def write_hostile(directory: Path, label: str) -> tuple[Artifact, str]:
     )
     (directory / METADATA_FILENAME).write_bytes(meta.to_json())
     (directory / COMPLETE_MARKER).write_text("")
-    art = Artifact(str(directory), meta.digest, [f["name"] for f in features], [0, 1], model,
-                   None)
+    art = Artifact(str(directory), meta.digest, [f["name"] for f in features], [0, 1], model, None)
     return art, type_name

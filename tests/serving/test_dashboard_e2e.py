@@ -50,8 +50,10 @@ def in_ci() -> bool:
 def prometheus_bin() -> str:
     path = shutil.which("prometheus")
     if path is None:
-        message = ("prometheus is missing: apt-get install prometheus (Debian's package; "
-                   "`python3 hack/cluster.py packages` lists every host package)")
+        message = (
+            "prometheus is missing: apt-get install prometheus (Debian's package; "
+            "`python3 hack/cluster.py packages` lists every host package)"
+        )
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
@@ -71,8 +73,9 @@ class Prometheus:
 
 
 @pytest.fixture
-def start_prometheus(prometheus_bin: str,
-                     request: pytest.FixtureRequest) -> Callable[[Server], Prometheus]:
+def start_prometheus(
+    prometheus_bin: str, request: pytest.FixtureRequest
+) -> Callable[[Server], Prometheus]:
     """Prometheus on a free 127.0.0.1 port scraping one server every second, the way the
     Kubernetes pod discovery labels it (namespace); stopped and its directory removed at the
     end, whatever happens."""
@@ -95,13 +98,18 @@ def start_prometheus(prometheus_bin: str,
     def start(server: Server) -> Prometheus:
         target = server.url.removeprefix("http://")
         config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
-                       "evaluation_interval": "1s"},
-            "scrape_configs": [{
-                "job_name": "modelfactory-serving",
-                "metrics_path": "/metrics",
-                "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE}}],
-            }],
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
+            "scrape_configs": [
+                {
+                    "job_name": "modelfactory-serving",
+                    "metrics_path": "/metrics",
+                    "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE}}],
+                }
+            ],
         }
         # JSON is YAML: no YAML writer needed for the config.
         (workdir / "prometheus.yml").write_text(json.dumps(config))
@@ -109,12 +117,16 @@ def start_prometheus(prometheus_bin: str,
         log_path = workdir / "prometheus.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [shutil.which("prometheus") or "prometheus",
-                 f"--config.file={workdir / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={workdir / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}",
-                 "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                [
+                    shutil.which("prometheus") or "prometheus",
+                    f"--config.file={workdir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
             )
         procs.append(proc)
         prom = Prometheus(proc, f"http://127.0.0.1:{port}", log_path)
@@ -137,21 +149,37 @@ def start_prometheus(prometheus_bin: str,
 def profiled(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     """A model whose metadata carries the reference profile the drift monitor compares with."""
     X, y = numeric_data(n=600, n_features=FEATURES)
-    artifact = write_artifact(tmp_path_factory.mktemp("profiled") / "1", LogisticRegression(),
-                              X, y, numeric_features(FEATURES), "binary")
+    artifact = write_artifact(
+        tmp_path_factory.mktemp("profiled") / "1",
+        LogisticRegression(),
+        X,
+        y,
+        numeric_features(FEATURES),
+        "binary",
+    )
     return add_profile(artifact, y)
 
 
 def infer_body(rows: np.ndarray) -> bytes:
-    return json.dumps({"inputs": [{"name": "input-0", "shape": list(rows.shape),
-                                   "datatype": "FP64", "data": rows.ravel().tolist()}]}).encode()
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": list(rows.shape),
+                    "datatype": "FP64",
+                    "data": rows.ravel().tolist(),
+                }
+            ]
+        }
+    ).encode()
 
 
 def slow_body(body: bytes, pause: float) -> Iterator[bytes]:
     """A request body that arrives in two halves: the request holds its admission slot."""
     yield body[: len(body) // 2]
     time.sleep(pause)
-    yield body[len(body) // 2:]
+    yield body[len(body) // 2 :]
 
 
 def send_traffic(server: Server) -> None:
@@ -164,16 +192,23 @@ def send_traffic(server: Server) -> None:
             rows[:, 0] += 3.0
             r = client.post(url, content=infer_body(rows))
             assert r.status_code == 200, r.text
-        r = client.post(f"{server.url}/v1/models/{server.name}:predict",
-                        json={"instances": rng.normal(size=(20, FEATURES)).tolist()})
+        r = client.post(
+            f"{server.url}/v1/models/{server.name}:predict",
+            json={"instances": rng.normal(size=(20, FEATURES)).tolist()},
+        )
         assert r.status_code == 200, r.text
         # An invalid request (wrong number of features): a 4xx.
         r = client.post(url, content=infer_body(rng.normal(size=(3, FEATURES + 1))))
         assert 400 <= r.status_code < 500, r.text
     # One request in progress is all the server admits: a second one is refused (503).
     holder: list[httpx.Response] = []
-    slow = threading.Thread(target=lambda: holder.append(httpx.post(
-        url, content=slow_body(infer_body(rng.normal(size=(10, FEATURES))), 2.0), timeout=30)))
+    slow = threading.Thread(
+        target=lambda: holder.append(
+            httpx.post(
+                url, content=slow_body(infer_body(rng.normal(size=(10, FEATURES))), 2.0), timeout=30
+            )
+        )
+    )
     slow.start()
     try:
         time.sleep(0.7)
@@ -197,8 +232,11 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 def panel_queries(values: dict[str, str]) -> list[tuple[str, str]]:
     dashboard = json.loads(DASHBOARD.read_text())
-    found = [(f"{p['title']} [{t['refId']}]", substitute(t["expr"], values))
-             for p in dashboard["panels"] for t in p.get("targets", [])]
+    found = [
+        (f"{p['title']} [{t['refId']}]", substitute(t["expr"], values))
+        for p in dashboard["panels"]
+        for t in p.get("targets", [])
+    ]
     assert found
     return found
 
@@ -216,12 +254,19 @@ def variable_values(model: str) -> dict[str, str]:
 
 
 def test_every_panel_query_returns_data(
-        start_server: Callable[..., Server],
-        start_prometheus: Callable[[Server], Prometheus], profiled: Artifact) -> None:
+    start_server: Callable[..., Server],
+    start_prometheus: Callable[[Server], Prometheus],
+    profiled: Artifact,
+) -> None:
     server = start_server(
-        MODEL, profiled.uri, profiled.digest, max_concurrent_requests=1,
+        MODEL,
+        profiled.uri,
+        profiled.digest,
+        max_concurrent_requests=1,
         # Evaluate drift often and on few rows, so it has a verdict within the test.
-        drift_evaluate_every=100, drift_evaluate_seconds=1, drift_min_samples=200,
+        drift_evaluate_every=100,
+        drift_evaluate_seconds=1,
+        drift_min_samples=200,
     )
     prom = start_prometheus(server)
     deadline = time.monotonic() + 30
@@ -236,17 +281,23 @@ def test_every_panel_query_returns_data(
     deadline = time.monotonic() + 45
     while True:
         answers = {name: prom.query(expr) for name, expr in queries}
-        failing = {name: a for name, a in answers.items()
-                   if a.get("status") != "success" or not a["data"]["result"]}
+        failing = {
+            name: a
+            for name, a in answers.items()
+            if a.get("status") != "success" or not a["data"]["result"]
+        }
         if not failing or time.monotonic() > deadline:
             break
         time.sleep(2)
     invalid = {n: a.get("error") for n, a in failing.items() if a.get("status") != "success"}
     assert not invalid, f"invalid queries: {json.dumps(invalid, indent=2)}"
-    exported = sorted(set(re.findall(r"^(modelfactory_[a-z_]+)",
-                                     httpx.get(server.url + "/metrics").text, re.M)))
-    assert not failing, (f"{len(failing)} of {len(queries)} panel queries return no data: "
-                         f"{sorted(failing)}\nthe server exports: {exported}")
+    exported = sorted(
+        set(re.findall(r"^(modelfactory_[a-z_]+)", httpx.get(server.url + "/metrics").text, re.M))
+    )
+    assert not failing, (
+        f"{len(failing)} of {len(queries)} panel queries return no data: "
+        f"{sorted(failing)}\nthe server exports: {exported}"
+    )
     # The variables filter: another model or namespace selects nothing, on every panel (the
     # HTTP metrics too, which carry no model label).
     for values in ({"model": "other"}, {"namespace": "elsewhere"}):

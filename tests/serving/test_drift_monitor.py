@@ -23,13 +23,25 @@ FEATURES = tuple(Feature(f"x{i}", i, "numeric", "float64", "float", "FP64") for 
 
 def monitor(clock: Any = time.monotonic, **config: object) -> tuple[DriftMonitor, Metrics]:
     train = pd.DataFrame(RNG.normal(size=(2_000, 3)), columns=[f.name for f in FEATURES])
-    profile = build_profile(train, {f.name: "numeric" for f in FEATURES},
-                            target=pd.Series(RNG.integers(0, 2, 2_000)), target_kind="categorical",
-                            predictions=RNG.integers(0, 2, 2_000))
+    profile = build_profile(
+        train,
+        {f.name: "numeric" for f in FEATURES},
+        target=pd.Series(RNG.integers(0, 2, 2_000)),
+        target_kind="categorical",
+        predictions=RNG.integers(0, 2, 2_000),
+    )
     metrics = Metrics("m", 32, None)
     settings = {"evaluate_every": 500, "thresholds": Thresholds(min_samples=300), **config}
-    return DriftMonitor(profile, FEATURES, DriftConfig(**settings), "m", "4", metrics,  # type: ignore[arg-type]
-                        concat=np.concatenate, clock=clock), metrics
+    return DriftMonitor(
+        profile,
+        FEATURES,
+        DriftConfig(**settings),
+        "m",
+        "4",
+        metrics,  # type: ignore[arg-type]
+        concat=np.concatenate,
+        clock=clock,
+    ), metrics
 
 
 def rows(n: int, shift: float = 0.0) -> np.ndarray:
@@ -92,8 +104,10 @@ def test_the_queue_is_bounded_in_rows_and_drops_are_counted(monkeypatch) -> None
     for _ in range(15):
         m.offer(rows(100), np.zeros(100), 100)
     assert m.dropped == 500
-    assert 'modelfactory_drift_dropped_total{model="m"} 500.0' in generate_latest(
-        metrics.registry).decode()
+    assert (
+        'modelfactory_drift_dropped_total{model="m"} 500.0'
+        in generate_latest(metrics.registry).decode()
+    )
 
 
 def test_the_thread_evaluates_every_n_rows_and_after_t_seconds() -> None:

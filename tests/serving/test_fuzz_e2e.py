@@ -18,21 +18,33 @@ ST = Path(sys.executable).parent / "st"
 
 
 @pytest.mark.parametrize("model", ["rf", "mixed"])
-def test_openapi_fuzz_finds_no_server_error(start_server: Callable[..., Server],
-                                            artifacts: dict[str, Artifact], tmp_path: Path,
-                                            model: str) -> None:
+def test_openapi_fuzz_finds_no_server_error(
+    start_server: Callable[..., Server], artifacts: dict[str, Artifact], tmp_path: Path, model: str
+) -> None:
     art = artifacts[model]
     server = start_server(model, art.uri, art.digest, max_body_bytes=65536, max_rows=64)
     res = subprocess.run(
-        [str(ST), "run", f"{server.url}/openapi.json",
-         "--checks", "not_a_server_error",
-         "--max-examples", "100",
-         "--phases", "examples,coverage,fuzzing",
-         "--seed", "20261121",
-         "--request-timeout", "20",
-         "--report-dir", str(tmp_path / "report"),
-         "--no-color"],
-        capture_output=True, text=True, timeout=600,
+        [
+            str(ST),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "100",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--seed",
+            "20261121",
+            "--request-timeout",
+            "20",
+            "--report-dir",
+            str(tmp_path / "report"),
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
         cwd=tmp_path,  # schemathesis keeps a cache directory in its working directory
     )
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]

@@ -31,7 +31,9 @@ def test_live_until_the_event_loop_stalls() -> None:
 
 def test_ready_follows_the_data_plane() -> None:
     assert probe_answers(ready(True), Heartbeat(), 5)["/v2/health/ready"]() == (
-        200, {"ready": True})
+        200,
+        {"ready": True},
+    )
     code, body = probe_answers(ready(False), Heartbeat(), 5)["/v2/health/ready"]()
     assert code == 503 and body["reason"] == "Loading"
 
@@ -66,11 +68,16 @@ def test_idle_connections_cannot_pile_up_threads() -> None:
             idle.append(socket.create_connection(("127.0.0.1", server.port)))
         time.sleep(0.5)
         assert threading.active_count() - threads_before <= 4
+
         # The idle ones are dropped after their idle time; probes are answered again.
         def answered() -> bool:
             try:
-                return httpx.get(f"http://127.0.0.1:{server.port}/v2/health/live",
-                                 timeout=1).status_code == 200
+                return (
+                    httpx.get(
+                        f"http://127.0.0.1:{server.port}/v2/health/live", timeout=1
+                    ).status_code
+                    == 200
+                )
             except httpx.HTTPError:
                 return False
 

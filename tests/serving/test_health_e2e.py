@@ -29,13 +29,22 @@ def probe(url: str) -> tuple[int, float]:
 
 
 def test_health_port_answers_while_the_event_loop_is_blocked(
-        start_server: Callable[..., Server], slow: Artifact, v2_request: Any) -> None:
+    start_server: Callable[..., Server], slow: Artifact, v2_request: Any
+) -> None:
     health = free_port()
     # Predict inline: each 10,000-row request holds the event loop for a good fraction of a
     # second, so the main port's probes wait behind it; the health port's must not.
-    server = start_server("slow", slow.uri, slow.digest, max_batch_size=ROWS, max_rows=ROWS,
-                          max_queue_rows=4 * ROWS, predict_mode="inline", timeout_seconds=60,
-                          health_port=health)
+    server = start_server(
+        "slow",
+        slow.uri,
+        slow.digest,
+        max_batch_size=ROWS,
+        max_rows=ROWS,
+        max_queue_rows=4 * ROWS,
+        predict_mode="inline",
+        timeout_seconds=60,
+        health_port=health,
+    )
     side = f"http://127.0.0.1:{health}"
     assert httpx.get(side + "/v2/health/ready").json() == {"ready": True}
     assert httpx.get(side + "/v2/health/live").json() == {"live": True}
@@ -67,10 +76,12 @@ def test_health_port_answers_while_the_event_loop_is_blocked(
 
 
 def test_health_port_says_not_ready_with_the_reason(
-        start_server: Callable[..., Server], tmp_path: object) -> None:
+    start_server: Callable[..., Server], tmp_path: object
+) -> None:
     health = free_port()
-    server = start_server("missing", "file:///nonexistent/model/1", wait_ready=False,
-                          health_port=health)
+    server = start_server(
+        "missing", "file:///nonexistent/model/1", wait_ready=False, health_port=health
+    )
     side = f"http://127.0.0.1:{health}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -85,7 +96,8 @@ def test_health_port_says_not_ready_with_the_reason(
 
 
 def test_with_two_workers_one_owns_the_health_port(
-        start_server: Callable[..., Server], artifacts: dict[str, Artifact]) -> None:
+    start_server: Callable[..., Server], artifacts: dict[str, Artifact]
+) -> None:
     art = artifacts["lr"]
     health = free_port()
     start_server("lr", art.uri, art.digest, workers=2, health_port=health)

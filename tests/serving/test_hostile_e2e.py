@@ -40,8 +40,9 @@ HOSTILE = {
     "v2-bytes-strings-500k": v2(strings(25_000, 400_000), [6250, 4], "BYTES"),
     "v2-nested-strings-500k": v2([strings(4, 100_000)] * 4, [4, 4]),
     "v1-instances-500k": {"instances": [strings(4, 100_000)] * 4},
-    "v1-dict-rows-500k": {"instances": [dict(zip(["x0", "x1", "x2", "x3"],
-                                                 strings(4, 100_000), strict=True))] * 4},
+    "v1-dict-rows-500k": {
+        "instances": [dict(zip(["x0", "x1", "x2", "x3"], strings(4, 100_000), strict=True))] * 4
+    },
     "v1-inputs-columns-500k": {"inputs": {f"x{i}": strings(4, 100_000) for i in range(4)}},
 }
 

@@ -21,17 +21,31 @@ ROWS = 10_000
 
 def big_body(rows: int = ROWS) -> bytes:
     data = np.random.default_rng(0).normal(size=(rows, 4)).round(4)
-    return json.dumps({"inputs": [{"name": "input-0", "shape": [rows, 4], "datatype": "FP64",
-                                   "data": data.ravel().tolist()}]}).encode()
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [rows, 4],
+                    "datatype": "FP64",
+                    "data": data.ravel().tolist(),
+                }
+            ]
+        }
+    ).encode()
 
 
-SMALL = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                                "data": [0.1, 0.2, 0.3, 0.4]}]}).encode()
+SMALL = json.dumps(
+    {
+        "inputs": [
+            {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [0.1, 0.2, 0.3, 0.4]}
+        ]
+    }
+).encode()
 
 
 def post(server: Server, body: bytes, timeout: float = 60) -> httpx.Response:
-    return httpx.post(f"{server.url}/v2/models/{server.name}/infer", content=body,
-                      timeout=timeout)
+    return httpx.post(f"{server.url}/v2/models/{server.name}/infer", content=body, timeout=timeout)
 
 
 def metric(server: Server, needle: str) -> float:
@@ -42,9 +56,17 @@ def metric(server: Server, needle: str) -> float:
 
 
 def test_full_queue_answers_503_with_retry_after_and_probes_still_answer(
-        start_server: Callable[..., Server], slow: Artifact) -> None:
-    server = start_server("slow", slow.uri, slow.digest, max_batch_size=1, max_rows=ROWS,
-                          max_queue_rows=ROWS, timeout_seconds=60)
+    start_server: Callable[..., Server], slow: Artifact
+) -> None:
+    server = start_server(
+        "slow",
+        slow.uri,
+        slow.digest,
+        max_batch_size=1,
+        max_rows=ROWS,
+        max_queue_rows=ROWS,
+        timeout_seconds=60,
+    )
     body = big_body()
     probes: list[tuple[int, float]] = []
     with ThreadPoolExecutor(8) as pool:
@@ -67,10 +89,18 @@ def test_full_queue_answers_503_with_retry_after_and_probes_still_answer(
     assert metric(server, 'modelfactory_requests_rejected_total{reason="queue_full"}') >= 1
 
 
-def test_a_request_past_its_deadline_gets_504(start_server: Callable[..., Server],
-                                              slow: Artifact) -> None:
-    server = start_server("slow", slow.uri, slow.digest, max_batch_size=1, max_rows=ROWS,
-                          max_queue_rows=10 * ROWS, timeout_seconds=0.3)
+def test_a_request_past_its_deadline_gets_504(
+    start_server: Callable[..., Server], slow: Artifact
+) -> None:
+    server = start_server(
+        "slow",
+        slow.uri,
+        slow.digest,
+        max_batch_size=1,
+        max_rows=ROWS,
+        max_queue_rows=10 * ROWS,
+        timeout_seconds=0.3,
+    )
     body = big_body()
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda _: post(server, body), range(4)))
@@ -83,10 +113,19 @@ def test_a_request_past_its_deadline_gets_504(start_server: Callable[..., Server
     server.wait_state(lambda: post(server, SMALL).status_code == 200, timeout=30)
 
 
-def test_requests_of_clients_that_left_are_not_predicted(start_server: Callable[..., Server],
-                                                        slow: Artifact) -> None:
-    server = start_server("slow", slow.uri, slow.digest, max_batch_size=1, max_rows=ROWS,
-                          max_queue_rows=10 * ROWS, timeout_seconds=60, max_latency_ms=0)
+def test_requests_of_clients_that_left_are_not_predicted(
+    start_server: Callable[..., Server], slow: Artifact
+) -> None:
+    server = start_server(
+        "slow",
+        slow.uri,
+        slow.digest,
+        max_batch_size=1,
+        max_rows=ROWS,
+        max_queue_rows=10 * ROWS,
+        timeout_seconds=60,
+        max_latency_ms=0,
+    )
     predicts = 'modelfactory_batch_rows_count{model="slow"}'
     before = metric(server, predicts)
     body = big_body()
@@ -98,8 +137,10 @@ def test_requests_of_clients_that_left_are_not_predicted(start_server: Callable[
         impatient = list(pool.map(lambda _: _post_and_leave(server), range(5)))
         assert all(r == "left" for r in impatient), impatient
         assert all(f.result().status_code == 200 for f in busy)
-    server.wait_state(lambda: metric(
-        server, 'modelfactory_requests_rejected_total{reason="disconnected"}') == 5, timeout=20)
+    server.wait_state(
+        lambda: metric(server, 'modelfactory_requests_rejected_total{reason="disconnected"}') == 5,
+        timeout=20,
+    )
     assert metric(server, predicts) - before == 3  # only the big requests reached the model
     assert post(server, SMALL).status_code == 200
 

@@ -17,16 +17,27 @@ pytestmark = pytest.mark.e2e
 
 
 def v2_body(rows: list[list[float]]) -> dict[str, Any]:
-    return {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])],
-                        "datatype": "FP64", "data": [v for r in rows for v in r]}]}
+    return {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [len(rows), len(rows[0])],
+                "datatype": "FP64",
+                "data": [v for r in rows for v in r],
+            }
+        ]
+    }
 
 
 def versions_answering(server: Server, n: int, **headers: str) -> list[str]:
     out = []
     with server.client() as c:
         for i in range(n):
-            r = c.post(f"/v2/models/{server.name}/infer", json=v2_body([[0.1 * i, 1, 2, 3]]),
-                       headers=headers)
+            r = c.post(
+                f"/v2/models/{server.name}/infer",
+                json=v2_body([[0.1 * i, 1, 2, 3]]),
+                headers=headers,
+            )
             assert r.status_code == 200, r.text
             out.append(r.json()["model_version"])
     return out
@@ -51,8 +62,16 @@ def test_split_sends_exactly_the_weight_and_pins_by_header(
 ) -> None:
     lr, rf = artifacts["lr"], artifacts["rf"]
     canary = start_server("m", rf.uri, rf.digest, model_version="2", route_track="candidate")
-    stable = start_server("m", lr.uri, lr.digest, model_version="1", route_mode="split",
-                          route_peer=canary.url, route_peer_version="2", route_weight=10)
+    stable = start_server(
+        "m",
+        lr.uri,
+        lr.digest,
+        model_version="1",
+        route_mode="split",
+        route_peer=canary.url,
+        route_peer_version="2",
+        route_weight=10,
+    )
     peer_ready(stable)
     answered = versions_answering(stable, 100)
     # A counter, not a coin: 10 in every 100.
@@ -71,8 +90,11 @@ def test_split_sends_exactly_the_weight_and_pins_by_header(
 
     # v1 requests are routed too.
     with stable.client() as c:
-        r = c.post("/v1/models/m:predict", json={"instances": [[1, 2, 3, 4]]},
-                   headers={"x-model-variant": "canary"})
+        r = c.post(
+            "/v1/models/m:predict",
+            json={"instances": [[1, 2, 3, 4]]},
+            headers={"x-model-variant": "canary"},
+        )
         assert r.status_code == 200, r.text
 
     # The canary gone (a rollback): every request is answered by the stable version.
@@ -87,8 +109,15 @@ def test_canary_errors_reach_only_its_share(
     lr, ridge = artifacts["lr"], artifacts["ridge"]
     # A version with another feature schema (3 features): every request it gets fails.
     bad = start_server("m", ridge.uri, ridge.digest, route_track="candidate")
-    stable = start_server("m", lr.uri, lr.digest, route_mode="split", route_peer=bad.url,
-                          route_peer_version="3", route_weight=20)
+    stable = start_server(
+        "m",
+        lr.uri,
+        lr.digest,
+        route_mode="split",
+        route_peer=bad.url,
+        route_peer_version="3",
+        route_weight=20,
+    )
     peer_ready(stable)
     codes = []
     with stable.client() as c:
@@ -106,8 +135,16 @@ def test_mirror_answers_with_stable_and_compares(
 ) -> None:
     lr = artifacts["lr"]
     shadow = start_server("m", lr.uri, lr.digest, model_version="2", route_track="candidate")
-    stable = start_server("m", lr.uri, lr.digest, model_version="1", route_mode="mirror",
-                          route_peer=shadow.url, route_peer_version="2", route_weight=100)
+    stable = start_server(
+        "m",
+        lr.uri,
+        lr.digest,
+        model_version="1",
+        route_mode="mirror",
+        route_peer=shadow.url,
+        route_peer_version="2",
+        route_weight=100,
+    )
     peer_ready(stable)
     assert set(versions_answering(stable, 40)) == {"1"}
 
@@ -145,9 +182,16 @@ def test_an_address_that_is_not_a_model_server_gets_nothing(
     threading.Thread(target=foreign.serve_forever, daemon=True).start()
     try:
         lr = artifacts["lr"]
-        stable = start_server("m", lr.uri, lr.digest, model_version="1", route_mode="split",
-                              route_peer=f"http://127.0.0.1:{foreign.server_port}",
-                              route_peer_version="2", route_weight=50)
+        stable = start_server(
+            "m",
+            lr.uri,
+            lr.digest,
+            model_version="1",
+            route_mode="split",
+            route_peer=f"http://127.0.0.1:{foreign.server_port}",
+            route_peer_version="2",
+            route_weight=50,
+        )
         assert set(versions_answering(stable, 20, **{"x-model-variant": "canary"})) == {"1"}
         assert set(versions_answering(stable, 20)) == {"1"}
     finally:

@@ -19,13 +19,23 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["direct", "fastapi-router"])
-def rf(module_server: Callable[..., Server], artifacts: dict[str, Artifact],
-       request: pytest.FixtureRequest) -> Server:
+def rf(
+    module_server: Callable[..., Server],
+    artifacts: dict[str, Artifact],
+    request: pytest.FixtureRequest,
+) -> Server:
     """Inference requests are served straight from the middleware by default; the same handler
     behind FastAPI's router must answer identically."""
     art = artifacts["rf"]
-    return module_server("forest", art.uri, art.digest, max_body_bytes=4096, max_rows=50,
-                         access_log="true", direct_inference=str(request.param).lower())
+    return module_server(
+        "forest",
+        art.uri,
+        art.digest,
+        max_body_bytes=4096,
+        max_rows=50,
+        access_log="true",
+        direct_inference=str(request.param).lower(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +74,18 @@ def test_health_and_metadata(rf: Server) -> None:
 def test_v2_predict_and_probabilities(rf: Server, artifacts: dict[str, Artifact]) -> None:
     art = artifacts["rf"]
     X = rows(art, 5)
-    body = {"id": "req-1", "inputs": [{"name": "input-0", "shape": [5, 4], "datatype": "FP32",
-                                       "data": X.astype(np.float32).ravel().tolist()}],
-            "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}
+    body = {
+        "id": "req-1",
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [5, 4],
+                "datatype": "FP32",
+                "data": X.astype(np.float32).ravel().tolist(),
+            }
+        ],
+        "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+    }
     for path in ("/v2/models/forest/infer", "/v2/models/forest/versions/1/infer"):
         r = infer(rf, body, path)
         assert r.status_code == 200, r.text
@@ -74,21 +93,29 @@ def test_v2_predict_and_probabilities(rf: Server, artifacts: dict[str, Artifact]
         assert out["id"] == "req-1" and out["model_version"] == "1"
         pred, proba = out["outputs"]
         X32 = X.astype(np.float32)
-        assert pred == {"name": "predict", "datatype": "INT64", "shape": [5],
-                        "data": art.estimator.predict(X32).tolist()}
+        assert pred == {
+            "name": "predict",
+            "datatype": "INT64",
+            "shape": [5],
+            "data": art.estimator.predict(X32).tolist(),
+        }
         assert proba["shape"] == [5, 3] and proba["datatype"] == "FP64"
         assert np.allclose(np.reshape(proba["data"], (5, 3)), art.estimator.predict_proba(X32))
 
 
-def test_v2_per_feature_inputs_with_categories(mixed: Server,
-                                               artifacts: dict[str, Artifact]) -> None:
+def test_v2_per_feature_inputs_with_categories(
+    mixed: Server, artifacts: dict[str, Artifact]
+) -> None:
     art = artifacts["mixed"]
     df = art.X.iloc[:4]
-    body = {"inputs": [
-        {"name": "city", "shape": [4], "datatype": "BYTES", "data": df["city"].tolist()},
-        {"name": "age", "shape": [4], "datatype": "FP64", "data": df["age"].tolist()},
-        {"name": "income", "shape": [4, 1], "datatype": "FP64", "data": df["income"].tolist()},
-    ], "outputs": [{"name": "predict_proba"}, {"name": "predict"}]}
+    body = {
+        "inputs": [
+            {"name": "city", "shape": [4], "datatype": "BYTES", "data": df["city"].tolist()},
+            {"name": "age", "shape": [4], "datatype": "FP64", "data": df["age"].tolist()},
+            {"name": "income", "shape": [4, 1], "datatype": "FP64", "data": df["income"].tolist()},
+        ],
+        "outputs": [{"name": "predict_proba"}, {"name": "predict"}],
+    }
     r = infer(mixed, body)
     assert r.status_code == 200, r.text
     proba, pred = r.json()["outputs"]
@@ -122,37 +149,89 @@ def test_v1_predict(rf: Server, artifacts: dict[str, Artifact]) -> None:
 
 def test_v1_mixed_rows(mixed: Server, artifacts: dict[str, Artifact]) -> None:
     df = artifacts["mixed"].X.iloc[:3]
-    r = infer(mixed, {"instances": df[["age", "income", "city"]].values.tolist()},
-              "/v1/models/churn:predict")
+    r = infer(
+        mixed,
+        {"instances": df[["age", "income", "city"]].values.tolist()},
+        "/v1/models/churn:predict",
+    )
     assert r.status_code == 200, r.text
     assert r.json()["predictions"] == artifacts["mixed"].estimator.predict(df).tolist()
 
 
 # ---------------------------------------------------------------------------- validation
-GOOD = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                    "data": [0.1, 0.2, 0.3, 0.4]}]}
+GOOD = {
+    "inputs": [
+        {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [0.1, 0.2, 0.3, 0.4]}
+    ]
+}
 
 
-@pytest.mark.parametrize(("body", "status", "fragment"), [
-    ('{"inputs": [', 400, "malformed JSON"),
-    ("", 400, "malformed JSON"),
-    ([1, 2], 400, "JSON object"),
-    ({"inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
-     400, "has 3 features, model 'forest' takes 4"),
-    ({"inputs": [{"name": "input-0", "shape": [4], "datatype": "FP64", "data": [1, 2, 3, 4]}]},
-     400, "must be [rows, 4]"),
-    ({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP99", "data": [1] * 4}]},
-     400, "datatype 'FP99'"),
-    ({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
-                  "data": ["a", "b", "c", "d"]}]}, 400, "needs numbers"),
-    ({"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [1] * 4}]},
-     400, "data has 4 elements, shape [2, 4] needs 8"),
-    ('{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", '
-     '"data": [1, 2, Infinity, 4]}]}', 400, "feature 'x2' is infinite"),
-    ({"inputs": [{"name": "input-0", "shape": [51, 4], "datatype": "FP64",
-                  "data": [0.5] * 204}]}, 413, "too many rows: 51"),
-    ({**GOOD, "outputs": [{"name": "explain"}]}, 400, "unknown output 'explain'"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ('{"inputs": [', 400, "malformed JSON"),
+        ("", 400, "malformed JSON"),
+        ([1, 2], 400, "JSON object"),
+        (
+            {
+                "inputs": [
+                    {"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}
+                ]
+            },
+            400,
+            "has 3 features, model 'forest' takes 4",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "input-0", "shape": [4], "datatype": "FP64", "data": [1, 2, 3, 4]}
+                ]
+            },
+            400,
+            "must be [rows, 4]",
+        ),
+        (
+            {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP99", "data": [1] * 4}]},
+            400,
+            "datatype 'FP99'",
+        ),
+        (
+            {
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "shape": [1, 4],
+                        "datatype": "FP32",
+                        "data": ["a", "b", "c", "d"],
+                    }
+                ]
+            },
+            400,
+            "needs numbers",
+        ),
+        (
+            {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [1] * 4}]},
+            400,
+            "data has 4 elements, shape [2, 4] needs 8",
+        ),
+        (
+            '{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", '
+            '"data": [1, 2, Infinity, 4]}]}',
+            400,
+            "feature 'x2' is infinite",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "input-0", "shape": [51, 4], "datatype": "FP64", "data": [0.5] * 204}
+                ]
+            },
+            413,
+            "too many rows: 51",
+        ),
+        ({**GOOD, "outputs": [{"name": "explain"}]}, 400, "unknown output 'explain'"),
+    ],
+)
 def test_v2_bad_requests(rf: Server, body: Any, status: int, fragment: str) -> None:
     r = infer(rf, body)
     assert r.status_code == status, r.text
@@ -163,8 +242,11 @@ def test_nan_reaches_models_that_handle_missing_values(rf: Server) -> None:
     # scikit-learn forests route missing values; the warm-up found that out (LR refuses them,
     # see test_dataplane).
     assert httpx.get(rf.url + "/v2/models/forest").json()["parameters"]["accepts_nan"] is True
-    r = infer(rf, '{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", '
-                  '"data": [1, NaN, 3, null]}]}')
+    r = infer(
+        rf,
+        '{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", '
+        '"data": [1, NaN, 3, null]}]}',
+    )
     assert r.status_code == 200, r.text
 
 
@@ -182,36 +264,44 @@ def test_body_too_large_is_refused_before_parsing(rf: Server) -> None:
 
 
 def test_gzip_body(rf: Server) -> None:
-    r = infer(rf, gzip.compress(json.dumps(GOOD).encode()),
-              headers={"content-encoding": "gzip"})
+    r = infer(rf, gzip.compress(json.dumps(GOOD).encode()), headers={"content-encoding": "gzip"})
     assert r.status_code == 200, r.text
     bomb = gzip.compress(b" " * 100_000)
     r = infer(rf, bomb, headers={"content-encoding": "gzip"})
     assert r.status_code == 413
 
 
-@pytest.mark.parametrize(("method", "path", "status", "fragment"), [
-    ("POST", "/v2/models/nope/infer", 404, "'nope' is not served here"),
-    ("POST", "/v2/models/forest/versions/9/infer", 404, "no version '9'"),
-    ("GET", "/v2/models/nope", 404, "not served"),
-    ("GET", "/v2/models/nope/ready", 404, "not served"),
-    ("GET", "/v2/models/forest/versions/2", 404, "no version '2'"),
-    ("POST", "/v1/models/nope:predict", 404, "not served"),
-    ("GET", "/v1/models/nope", 404, "not served"),
-    ("GET", "/v3/anything", 404, "Not Found"),
-    ("DELETE", "/v2/models/forest/infer", 405, "Method Not Allowed"),
-])
-def test_unknown_routes_models_and_versions(rf: Server, method: str, path: str, status: int,
-                                            fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "status", "fragment"),
+    [
+        ("POST", "/v2/models/nope/infer", 404, "'nope' is not served here"),
+        ("POST", "/v2/models/forest/versions/9/infer", 404, "no version '9'"),
+        ("GET", "/v2/models/nope", 404, "not served"),
+        ("GET", "/v2/models/nope/ready", 404, "not served"),
+        ("GET", "/v2/models/forest/versions/2", 404, "no version '2'"),
+        ("POST", "/v1/models/nope:predict", 404, "not served"),
+        ("GET", "/v1/models/nope", 404, "not served"),
+        ("GET", "/v3/anything", 404, "Not Found"),
+        ("DELETE", "/v2/models/forest/infer", 405, "Method Not Allowed"),
+    ],
+)
+def test_unknown_routes_models_and_versions(
+    rf: Server, method: str, path: str, status: int, fragment: str
+) -> None:
     r = httpx.request(method, rf.url + path, content=json.dumps(GOOD), timeout=30)
     assert r.status_code == status, r.text
     assert fragment in r.json()["error"]
 
 
 def test_bad_requests_do_not_hurt_the_server(rf: Server) -> None:
-    junk = [b"\xff\xfe", b"{}" * 3000, b'{"inputs": [{"name": 1}]}', b"[" * 2000 + b"]" * 2000,
-            b'{"inputs": [{"name": "input-0", "shape": [99999999999, 4], "datatype": "FP32",'
-            b' "data": [1]}]}']
+    junk = [
+        b"\xff\xfe",
+        b"{}" * 3000,
+        b'{"inputs": [{"name": 1}]}',
+        b"[" * 2000 + b"]" * 2000,
+        b'{"inputs": [{"name": "input-0", "shape": [99999999999, 4], "datatype": "FP32",'
+        b' "data": [1]}]}',
+    ]
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda b: infer(rf, b).status_code, junk * 4))
     assert all(400 <= s < 500 for s in statuses), statuses
@@ -224,8 +314,10 @@ def test_request_id_is_honoured_and_logged(rf: Server) -> None:
     assert r.headers["x-request-id"] == "trace-abc-123"
     generated = infer(rf, GOOD).headers["x-request-id"]
     assert len(generated) == 32
-    rf.wait_state(lambda: any(rec.get("request_id") == "trace-abc-123"
-                              for rec in rf.log_records()), timeout=10)
+    rf.wait_state(
+        lambda: any(rec.get("request_id") == "trace-abc-123" for rec in rf.log_records()),
+        timeout=10,
+    )
     access = [rec for rec in rf.log_records() if rec.get("request_id") == "trace-abc-123"]
     assert access[0]["status"] == 200 and access[0]["route"] == "/v2/models/{name}/infer"
 
@@ -256,8 +348,13 @@ def test_metrics(rf: Server) -> None:
 
 def test_openapi_and_docs(rf: Server) -> None:
     doc = httpx.get(rf.url + "/openapi.json").json()
-    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer",
-                 "/v1/models/{name}:predict", "/v2/health/ready", "/v2/models/{name}/ready"):
+    for path in (
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+        "/v1/models/{name}:predict",
+        "/v2/health/ready",
+        "/v2/models/{name}/ready",
+    ):
         assert path in doc["paths"], path
     assert "InferenceRequest" in doc["components"]["schemas"]
     assert httpx.get(rf.url + "/docs").status_code == 200
@@ -268,12 +365,16 @@ def test_server_metadata_lists_only_extensions_it_has(rf: Server) -> None:
     assert httpx.get(rf.url + "/v2").json()["extensions"] == ["binary_tensor_data"]
 
 
-def test_outputs_omitted_predict_proba_on_request(rf: Server,
-                                                 artifacts: dict[str, Artifact]) -> None:
+def test_outputs_omitted_predict_proba_on_request(
+    rf: Server, artifacts: dict[str, Artifact]
+) -> None:
     art = artifacts["rf"]
     X = rows(art, 2)
-    base = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64",
-                        "data": X.ravel().tolist()}]}
+    base = {
+        "inputs": [
+            {"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": X.ravel().tolist()}
+        ]
+    }
     r = infer(rf, base)
     assert [o["name"] for o in r.json()["outputs"]] == ["predict"]
     r = infer(rf, {**base, "outputs": [{"name": "predict_proba"}]})
@@ -285,11 +386,15 @@ def test_outputs_omitted_predict_proba_on_request(rf: Server,
 
 
 def test_nested_data_must_match_shape(rf: Server) -> None:
-    ok = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                      "data": [[1, 2, 3, 4]]}]}
+    ok = {
+        "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [[1, 2, 3, 4]]}]
+    }
     assert infer(rf, ok).status_code == 200
-    wrong = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                         "data": [[1], [2], [3], [4]]}]}
+    wrong = {
+        "inputs": [
+            {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [[1], [2], [3], [4]]}
+        ]
+    }
     r = infer(rf, wrong)
     assert r.status_code == 400 and "does not match shape [1, 4]" in r.json()["error"]
 

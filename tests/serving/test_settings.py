@@ -21,8 +21,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_accepts_the_operator_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = ServingRuntimeConfig(
-        model_name="churn", model_uri="s3://bucket/churn/3", model_digest="sha256:" + "a" * 64,
-        model_version="3", max_batch_size=64, max_latency_ms=5.5, workers=2, host="127.0.0.1",
+        model_name="churn",
+        model_uri="s3://bucket/churn/3",
+        model_digest="sha256:" + "a" * 64,
+        model_version="3",
+        max_batch_size=64,
+        max_latency_ms=5.5,
+        workers=2,
+        host="127.0.0.1",
         port=9000,
     )
     for key, value in cfg.to_env().items():

@@ -20,17 +20,32 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_sigterm_during_load_drops_nothing(start_server: Callable[..., Server], tmp_path: Path,
-                                           workers: int) -> None:
+def test_sigterm_during_load_drops_nothing(
+    start_server: Callable[..., Server], tmp_path: Path, workers: int
+) -> None:
     X, y = numeric_data(n_features=4, classes=3)
     # Enough trees that predict takes several ms, so requests are queued when SIGTERM lands.
-    art = write_artifact(tmp_path / "slow" / "1",
-                         RandomForestClassifier(n_estimators=120, max_depth=6, random_state=0),
-                         X, y, numeric_features(4), "multiclass")
-    server = start_server("slow", art.uri, art.digest, access_log="true", workers=workers,
-                          max_batch_size=8)
-    body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                        "data": np.asarray(X[0]).tolist()}]}
+    art = write_artifact(
+        tmp_path / "slow" / "1",
+        RandomForestClassifier(n_estimators=120, max_depth=6, random_state=0),
+        X,
+        y,
+        numeric_features(4),
+        "multiclass",
+    )
+    server = start_server(
+        "slow", art.uri, art.digest, access_log="true", workers=workers, max_batch_size=8
+    )
+    body = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [1, 4],
+                "datatype": "FP64",
+                "data": np.asarray(X[0]).tolist(),
+            }
+        ]
+    }
     outcomes: dict[str, tuple[str, float, float]] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -41,8 +56,9 @@ def test_sigterm_during_load_drops_nothing(start_server: Callable[..., Server], 
                 rid = uuid.uuid4().hex
                 started = time.monotonic()
                 try:
-                    r = c.post(f"/v2/models/{server.name}/infer", json=body,
-                               headers={"x-request-id": rid})
+                    r = c.post(
+                        f"/v2/models/{server.name}/infer", json=body, headers={"x-request-id": rid}
+                    )
                     outcome = "ok" if r.status_code == 200 else f"status {r.status_code} {r.text}"
                 except httpx.TransportError as e:
                     outcome = f"error {type(e).__name__}"
@@ -63,8 +79,11 @@ def test_sigterm_during_load_drops_nothing(start_server: Callable[..., Server], 
         t.join()
 
     assert code == 0, server.logs()
-    handled = {rec["request_id"]: rec["status"] for rec in server.log_records()
-               if rec.get("logger") == "modelfactory_serving.access" and rec["method"] == "POST"}
+    handled = {
+        rec["request_id"]: rec["status"]
+        for rec in server.log_records()
+        if rec.get("logger") == "modelfactory_serving.access" and rec["method"] == "POST"
+    }
     ok = [rid for rid, (o, _, _) in outcomes.items() if o == "ok"]
     assert len(ok) > 20
     # Every request the server took in was answered, with 200.

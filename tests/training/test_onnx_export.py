@@ -43,14 +43,17 @@ CITIES = [f"city{i}" for i in range(45)]  # past MAX_CATEGORIES: an infrequent c
 
 def frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "age": rng.normal(40, 12, n),
-        "income": rng.lognormal(10, 1, n),
-        "city": pd.Series(rng.choice(CITIES, n, p=np.r_[np.full(5, 0.12), np.full(40, 0.01)]),
-                          dtype="str"),
-        "plan": pd.Series(rng.choice(["basic", "pro"], n), dtype="str"),
-        "member": rng.random(n) < 0.3,
-    })
+    df = pd.DataFrame(
+        {
+            "age": rng.normal(40, 12, n),
+            "income": rng.lognormal(10, 1, n),
+            "city": pd.Series(
+                rng.choice(CITIES, n, p=np.r_[np.full(5, 0.12), np.full(40, 0.01)]), dtype="str"
+            ),
+            "plan": pd.Series(rng.choice(["basic", "pro"], n), dtype="str"),
+            "member": rng.random(n) < 0.3,
+        }
+    )
     df.loc[rng.random(n) < 0.05, "age"] = np.nan
     df.loc[rng.random(n) < 0.05, "city"] = None
     return df
@@ -66,14 +69,19 @@ def values(df: pd.DataFrame) -> np.ndarray:
 
 
 def features(df: pd.DataFrame) -> list[FeatureInfo]:
-    return [FeatureInfo(name=c, dtype=str(df[c].dtype), kind=feature_kind(df[c].dtype))
-            for c in df.columns]
+    return [
+        FeatureInfo(name=c, dtype=str(df[c].dtype), kind=feature_kind(df[c].dtype))
+        for c in df.columns
+    ]
 
 
 def fitted(estimator: Any, params: dict[str, Any], df: pd.DataFrame, y: Any) -> Any:
     feats = features(df)
     return build_pipeline(
-        estimator, params, preprocessing=True, seed=0,
+        estimator,
+        params,
+        preprocessing=True,
+        seed=0,
         numeric=[f.name for f in feats if f.kind == "numeric"],
         categorical=[f.name for f in feats if f.kind != "numeric"],
     ).fit(df, y)
@@ -117,8 +125,11 @@ def run_graph(compiled: Any, df: pd.DataFrame, classes: Any) -> tuple[np.ndarray
     return read_outputs(outputs, None if classes is None else np.asarray(classes))
 
 
-@pytest.mark.parametrize(("estimator", "params"), CLASSIFIERS,
-                         ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
+@pytest.mark.parametrize(
+    ("estimator", "params"),
+    CLASSIFIERS,
+    ids=lambda v: v.__name__ if isinstance(v, type) else str(v),
+)
 def test_classifiers_compile_and_agree(estimator: Any, params: dict[str, Any]) -> None:
     model = fitted(estimator, params, TRAIN, labels(TRAIN))
     compiled = compile_model(model, HELD_OUT, features(TRAIN), classifier=True)
@@ -146,8 +157,9 @@ def test_classifiers_compile_and_agree(estimator: Any, params: dict[str, Any]) -
         assert (got == expected).mean() > 0.999
 
 
-@pytest.mark.parametrize(("estimator", "params"), REGRESSORS,
-                         ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
+@pytest.mark.parametrize(
+    ("estimator", "params"), REGRESSORS, ids=lambda v: v.__name__ if isinstance(v, type) else str(v)
+)
 def test_regressors_compile_and_agree(estimator: Any, params: dict[str, Any]) -> None:
     model = fitted(estimator, params, TRAIN, values(TRAIN))
     compiled = compile_model(model, HELD_OUT, features(TRAIN), classifier=False)
@@ -160,8 +172,9 @@ def test_regressors_compile_and_agree(estimator: Any, params: dict[str, Any]) ->
 
 def test_numeric_pipeline_without_preprocessing_takes_one_matrix() -> None:
     X = TRAIN[["age", "income"]].fillna(0)
-    model = build_pipeline(LogisticRegression, {}, preprocessing=False, numeric=list(X),
-                           categorical=[], seed=0).fit(X, labels(TRAIN))
+    model = build_pipeline(
+        LogisticRegression, {}, preprocessing=False, numeric=list(X), categorical=[], seed=0
+    ).fit(X, labels(TRAIN))
     compiled = compile_model(model, X.iloc[:200], features(X), classifier=True)
     assert compiled.info.status == "verified", compiled.info.reason
     assert compiled.info.layout == "matrix" and [i.name for i in compiled.info.inputs] == ["X"]
@@ -184,15 +197,17 @@ def test_a_graph_that_disagrees_is_not_kept() -> None:
     def wrong_graph(_: Any, feats: list[FeatureInfo]) -> Any:
         return convert(other, feats)
 
-    compiled = compile_model(model, HELD_OUT, features(TRAIN), classifier=True,
-                             convert_fn=wrong_graph)
+    compiled = compile_model(
+        model, HELD_OUT, features(TRAIN), classifier=True, convert_fn=wrong_graph
+    )
     assert compiled.data is None and compiled.info.status == "unavailable"
     assert compiled.info.reason is not None and "labels differ on" in compiled.info.reason
     assert compiled.info.labelsDiffering
 
 
 def test_non_numeric_features_without_preprocessing_are_not_convertible() -> None:
-    model = build_pipeline(LogisticRegression, {}, preprocessing=False, numeric=["age"],
-                           categorical=[], seed=0)
+    model = build_pipeline(
+        LogisticRegression, {}, preprocessing=False, numeric=["age"], categorical=[], seed=0
+    )
     with pytest.raises(NotConvertible, match="non-numeric"):
         convert(model, features(TRAIN[["age", "city"]]))

@@ -44,8 +44,11 @@ def write_config(tmp_path: Path, dataset: str, storage: str, run_id: str = "run-
         "spec": {
             "dataset": {"uri": dataset, "target": "label"},
             "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "tuning": {"algorithm": "grid", "cvFolds": 2,
-                       "searchSpace": {"C": {"values": [0.1, 1.0]}}},
+            "tuning": {
+                "algorithm": "grid",
+                "cvFolds": 2,
+                "searchSpace": {"C": {"values": [0.1, 1.0]}},
+            },
             "output": {"storageUri": storage},
         },
         "runId": run_id,
@@ -85,7 +88,10 @@ def test_reads_csv_from_s3_and_writes_the_version_to_s3(tmp_path: Path, prefix: 
 
 @pytest.mark.parametrize("where", ["output", "dataset"])
 def test_refused_credentials_fail_the_run_saying_so(
-    tmp_path: Path, prefix: str, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    prefix: str,
+    s3_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
     where: str,
 ) -> None:
     data = f"{prefix}/data/churn.csv"
@@ -109,8 +115,9 @@ def test_refused_credentials_fail_the_run_saying_so(
         f"the storage refused the credentials ({code})" in result["message"]
         for code in ("SignatureDoesNotMatch", "HTTP 403")
     ), result["message"]
-    assert wrong not in result["message"] and s3_env["AWS_SECRET_ACCESS_KEY"] not in (
-        result["message"]
+    assert (
+        wrong not in result["message"]
+        and s3_env["AWS_SECRET_ACCESS_KEY"] not in (result["message"])
     )
 
 

@@ -198,9 +198,15 @@ def test_a_bare_412_is_a_lost_claim(store: ModelStore, monkeypatch: pytest.Monke
     from botocore.exceptions import ClientError
     from s3fs.errors import translate_boto_error
 
-    lost = translate_boto_error(ClientError(
-        {"Error": {"Code": "PreconditionFailed", "Message": "pre-conditions did not hold"},
-         "ResponseMetadata": {"HTTPStatusCode": 412}}, "PutObject"))
+    lost = translate_boto_error(
+        ClientError(
+            {
+                "Error": {"Code": "PreconditionFailed", "Message": "pre-conditions did not hold"},
+                "ResponseMetadata": {"HTTPStatusCode": 412},
+            },
+            "PutObject",
+        )
+    )
     assert type(lost) is OSError
 
     def refuse(path: str, mode: str = "rb", **kw: Any) -> Any:

@@ -26,8 +26,11 @@ pytestmark = pytest.mark.e2e
 
 def main(argv: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.run([sys.executable, "-m", "modelfactory_training.batch.main", *argv],
-                          env={**env, "RAY_USAGE_STATS_ENABLED": "0"}, timeout=300).returncode
+    return subprocess.run(
+        [sys.executable, "-m", "modelfactory_training.batch.main", *argv],
+        env={**env, "RAY_USAGE_STATS_ENABLED": "0"},
+        timeout=300,
+    ).returncode
 
 
 @pytest.fixture
@@ -42,30 +45,42 @@ def put_parquet(fs: s3fs.S3FileSystem, uri: str, start: int, rows: int) -> None:
 
 
 def test_a_prefix_on_s3_scored_to_s3_with_etags_and_a_manifest(
-        tmp_path: Path, trained: Trained, prefix: str) -> None:
+    tmp_path: Path, trained: Trained, prefix: str
+) -> None:
     fs = s3fs.S3FileSystem()
     for i, start in enumerate((0, 3000)):
         put_parquet(fs, f"{prefix}/in/part-{i}.parquet", start, 3000)
     out = f"{prefix}/scores"
-    config = write_config(tmp_path / "c.json", trained, f"{prefix}/in/", out,
-                          input={"format": "parquet"})
+    config = write_config(
+        tmp_path / "c.json", trained, f"{prefix}/in/", out, input={"format": "parquet"}
+    )
     assert main(["--config", str(config), "--report-file", str(tmp_path / "r.json")]) == 0
     result = read_json(tmp_path / "r.json")
     assert result["succeeded"] and result["rowsWritten"] == 6000
     assert result["manifest"] == f"{out}/manifest.json"
     manifest = read_manifest(out)
     assert manifest is not None and manifest.rows.written == 6000
-    assert [f.path for f in manifest.input.files] == [f"{prefix}/in/part-0.parquet",
-                                                     f"{prefix}/in/part-1.parquet"]
+    assert [f.path for f in manifest.input.files] == [
+        f"{prefix}/in/part-0.parquet",
+        f"{prefix}/in/part-1.parquet",
+    ]
     assert all(f.etag for f in manifest.input.files), manifest.input.files
-    ids = [i for uri in manifest.file_uris()
-           for i in pq.read_table(uri.removeprefix("s3://"), filesystem=fs).column("id")
-           .to_pylist()]
+    ids = [
+        i
+        for uri in manifest.file_uris()
+        for i in pq.read_table(uri.removeprefix("s3://"), filesystem=fs).column("id").to_pylist()
+    ]
     assert ids == list(range(6000))
     assert not fs.exists(f"{out.removeprefix('s3://')}/_staging/{manifest.runId}")
     # A second run replaces the first: one data folder, the new manifest.
-    again = write_config(tmp_path / "c2.json", trained, f"{prefix}/in/", out, run_id="run-2",
-                         input={"format": "parquet"})
+    again = write_config(
+        tmp_path / "c2.json",
+        trained,
+        f"{prefix}/in/",
+        out,
+        run_id="run-2",
+        input={"format": "parquet"},
+    )
     assert main(["--config", str(again), "--report-file", str(tmp_path / "r2.json")]) == 0
     second = read_manifest(out)
     assert second is not None and second.runId == "run-2"
@@ -73,12 +88,18 @@ def test_a_prefix_on_s3_scored_to_s3_with_etags_and_a_manifest(
     assert [f.rsplit("/", 1)[-1] for f in folders] == [second.output.folder.rsplit("/", 1)[-1]]
 
 
-def test_refused_credentials_fail_saying_so(tmp_path: Path, trained: Trained, prefix: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_credentials_fail_saying_so(
+    tmp_path: Path, trained: Trained, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
     s3fs.S3FileSystem.clear_instance_cache()
-    config = write_config(tmp_path / "c.json", trained, f"{prefix}/in/", f"{prefix}/scores",
-                          input={"format": "parquet"})
+    config = write_config(
+        tmp_path / "c.json",
+        trained,
+        f"{prefix}/in/",
+        f"{prefix}/scores",
+        input={"format": "parquet"},
+    )
     code = main(["--config", str(config), "--report-file", str(tmp_path / "r.json")])
     result = read_json(tmp_path / "r.json")
     assert code == 2 and result["reason"] == "StorageAccessDenied", result

@@ -191,9 +191,7 @@ def load_data(spec: DatasetSpec) -> LoadedData:
         raise SpecError("DataNotFound", f"dataset: {spec.uri} is a directory") from exc
     except (PermissionError, ConnectionError, TimeoutError, OSError) as exc:
         if classify(exc) == "AccessDenied":
-            raise StorageAccessError(
-                f"dataset: {access_denied_message(spec.uri, exc)}"
-            ) from exc
+            raise StorageAccessError(f"dataset: {access_denied_message(spec.uri, exc)}") from exc
         raise TransientError("DataUnavailable", f"dataset: cannot read {spec.uri}: {exc}") from exc
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise SpecError("InvalidData", f"dataset: {spec.uri} is not valid {fmt}: {exc}") from exc
@@ -201,7 +199,5 @@ def load_data(spec: DatasetSpec) -> LoadedData:
         # pyarrow's parse errors are ArrowInvalid (a ValueError), anything else is unexpected;
         # botocore's NoCredentialsError is neither.
         if classify(exc) == "AccessDenied":
-            raise StorageAccessError(
-                f"dataset: {access_denied_message(spec.uri, exc)}"
-            ) from exc
+            raise StorageAccessError(f"dataset: {access_denied_message(spec.uri, exc)}") from exc
         raise TransientError("DataUnavailable", f"dataset: cannot read {spec.uri}: {exc}") from exc

@@ -60,8 +60,11 @@ def _register() -> None:
     from skl2onnx import update_registered_converter
 
     update_registered_converter(
-        onnx_preprocess.Preprocess, onnx_preprocess.ALIAS, onnx_preprocess.shape,
-        onnx_preprocess.convert, parser=onnx_preprocess.parse,
+        onnx_preprocess.Preprocess,
+        onnx_preprocess.ALIAS,
+        onnx_preprocess.shape,
+        onnx_preprocess.convert,
+        parser=onnx_preprocess.parse,
     )
     _registered = True
 
@@ -191,8 +194,9 @@ def verify(
 
 
 def _unavailable(info: OnnxInfo, reason: str) -> OnnxInfo:
-    return info.model_copy(update={"status": "unavailable", "reason": reason, "file": None,
-                                   "sha256": None})
+    return info.model_copy(
+        update={"status": "unavailable", "reason": reason, "file": None, "sha256": None}
+    )
 
 
 def compile_model(
@@ -206,8 +210,14 @@ def compile_model(
     try:
         data, info = convert_fn(pipeline, features)
     except NotConvertible as e:
-        return Compiled(OnnxInfo(status="unavailable", reason=f"cannot convert: {e}",
-                                 libraries=installed_versions(ONNX_LIBRARIES)), None)
+        return Compiled(
+            OnnxInfo(
+                status="unavailable",
+                reason=f"cannot convert: {e}",
+                libraries=installed_versions(ONNX_LIBRARIES),
+            ),
+            None,
+        )
     try:
         checked = verify(data, info, pipeline, X_check.iloc[:MAX_CHECK_ROWS], features, classifier)
     except Exception as e:  # the runtime refusing the graph is the same verdict

@@ -94,12 +94,14 @@ def _categories(branch: Any, positions: list[int]) -> list[CategoryColumn]:
     for i, (position, cats) in enumerate(zip(positions, encoder.categories_, strict=True)):
         rare = rare_lists[i] if rare_lists is not None else None
         rare_text = {str(c) for c in rare} if rare is not None else set()
-        out.append(CategoryColumn(
-            input=position,
-            fill=str(imputer.statistics_[i]),
-            columns=[str(c) for c in cats if str(c) not in rare_text],
-            infrequent=bool(rare_text),
-        ))
+        out.append(
+            CategoryColumn(
+                input=position,
+                fill=str(imputer.statistics_[i]),
+                columns=[str(c) for c in cats if str(c) not in rare_text],
+                infrequent=bool(rare_text),
+            )
+        )
     return out
 
 
@@ -154,14 +156,16 @@ def convert(scope: Any, operator: Any, container: Any) -> None:
 
     def node(op: str, args: list[str], hint: str, domain: str = "", **attrs: Any) -> str:
         out = name(hint)
-        container.add_node(op, args, out, op_domain=domain,
-                           name=scope.get_unique_operator_name(op), **attrs)
+        container.add_node(
+            op, args, out, op_domain=domain, name=scope.get_unique_operator_name(op), **attrs
+        )
         return out
 
     def doubles(hint: str, values: np.ndarray) -> str:
         const = name(hint)
-        container.add_initializer(const, TensorProto.DOUBLE, [len(values)],
-                                  np.asarray(values, dtype=np.float64).tolist())
+        container.add_initializer(
+            const, TensorProto.DOUBLE, [len(values)], np.asarray(values, dtype=np.float64).tolist()
+        )
         return const
 
     parts: list[str] = []
@@ -170,8 +174,9 @@ def convert(scope: Any, operator: Any, container: Any) -> None:
         x = inputs[numeric.inputs[0]]
         if len(numeric.inputs) > 1:
             x = node("Concat", [inputs[i] for i in numeric.inputs], "numbers", axis=1)
-        x = node("Where", [node("IsNaN", [x], "missing"), doubles("median", numeric.fill), x],
-                 "imputed")
+        x = node(
+            "Where", [node("IsNaN", [x], "missing"), doubles("median", numeric.fill), x], "imputed"
+        )
         if numeric.mean is not None:
             x = node("Sub", [x, doubles("mean", numeric.mean)], "centred")
         if numeric.scale is not None:
@@ -180,19 +185,28 @@ def convert(scope: Any, operator: Any, container: Any) -> None:
     for column in block.categories:
         fill = column.fill if column.fill in column.columns else INFREQUENT
         keys = [*column.columns, MISSING_CATEGORY]
-        mapped = node("LabelEncoder", [inputs[column.input]], "category", domain="ai.onnx.ml",
-                      keys_strings=keys, values_strings=[*column.columns, fill],
-                      default_string=INFREQUENT)
+        mapped = node(
+            "LabelEncoder",
+            [inputs[column.input]],
+            "category",
+            domain="ai.onnx.ml",
+            keys_strings=keys,
+            values_strings=[*column.columns, fill],
+            default_string=INFREQUENT,
+        )
         cats = [*column.columns, *([INFREQUENT] if column.infrequent else [])]
-        hot = node("OneHotEncoder", [mapped], "one_hot", domain="ai.onnx.ml",
-                   cats_strings=cats, zeros=1)  # [rows, 1, len(cats)]
+        hot = node(
+            "OneHotEncoder", [mapped], "one_hot", domain="ai.onnx.ml", cats_strings=cats, zeros=1
+        )  # [rows, 1, len(cats)]
         shape_const = name("shape")
         container.add_initializer(shape_const, TensorProto.INT64, [2], [-1, len(cats)])
         parts.append(node("Reshape", [hot, shape_const], "one_hot_2d"))
     output = operator.outputs[0].full_name
     if len(parts) == 1:
-        container.add_node("Identity", parts, output,
-                           name=scope.get_unique_operator_name("Identity"))
+        container.add_node(
+            "Identity", parts, output, name=scope.get_unique_operator_name("Identity")
+        )
     else:
-        container.add_node("Concat", parts, output, axis=1,
-                           name=scope.get_unique_operator_name("Concat"))
+        container.add_node(
+            "Concat", parts, output, axis=1, name=scope.get_unique_operator_name("Concat")
+        )
