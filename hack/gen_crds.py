@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generate crds/*.yaml from the pydantic models in modelfactory_api (the one source of truth).
 
-    python hack/gen_crds.py           # write crds/
-    python hack/gen_crds.py --check   # exit 1 when crds/ differs from what the models say
+python hack/gen_crds.py           # write crds/
+python hack/gen_crds.py --check   # exit 1 when crds/ differs from what the models say
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             }
             if schema.get("required"):
                 out["required"] = list(schema["required"])
-        elif isinstance(schema.get("additionalProperties"), dict) and schema[
-            "additionalProperties"
-        ]:
+        elif (
+            isinstance(schema.get("additionalProperties"), dict) and schema["additionalProperties"]
+        ):
             out["additionalProperties"] = structural(schema["additionalProperties"], defs)
         else:
             out["x-kubernetes-preserve-unknown-fields"] = True
@@ -121,9 +121,16 @@ def model_schema(model: Any) -> dict[str, Any]:
     return structural(raw, raw.get("$defs", {}))
 
 
-def crd(kind: str, plural: str, short: str, spec_model: Any, status_model: Any,
-        columns: list[dict[str, str]], description: str,
-        name_rules: list[tuple[str, str]]) -> dict[str, Any]:
+def crd(
+    kind: str,
+    plural: str,
+    short: str,
+    spec_model: Any,
+    status_model: Any,
+    columns: list[dict[str, str]],
+    description: str,
+    name_rules: list[tuple[str, str]],
+) -> dict[str, Any]:
     spec = model_schema(spec_model)
     # The status declares every field the operator and the workloads write: the API server
     # prunes anything else (the operator's framework keeps its bookkeeping in annotations).
@@ -146,35 +153,43 @@ def crd(kind: str, plural: str, short: str, spec_model: Any, status_model: Any,
                 "shortNames": [short],
                 "categories": [CATEGORY],
             },
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": description,
-                    "required": ["spec"],
-                    "x-kubernetes-validations": [
-                        {"rule": rule, "message": message} for rule, message in name_rules
-                    ],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": spec,
-                        "status": status,
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": description,
+                            "required": ["spec"],
+                            "x-kubernetes-validations": [
+                                {"rule": rule, "message": message} for rule, message in name_rules
+                            ],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
 
 def render() -> dict[str, str]:
     tj = crd(
-        TRAININGJOB_KIND, TRAININGJOB_PLURAL, "tj", TrainingJobSpec, TrainingJobStatus,
+        TRAININGJOB_KIND,
+        TRAININGJOB_PLURAL,
+        "tj",
+        TrainingJobSpec,
+        TrainingJobStatus,
         [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Metric", "type": "string", "jsonPath": ".status.metric"},
@@ -188,17 +203,28 @@ def render() -> dict[str, str]:
         names.RESOURCE_NAME,
     )
     ms = crd(
-        MODELSERVICE_KIND, MODELSERVICE_PLURAL, "msvc", ModelServiceSpec, ModelServiceStatus,
+        MODELSERVICE_KIND,
+        MODELSERVICE_PLURAL,
+        "msvc",
+        ModelServiceSpec,
+        ModelServiceStatus,
         [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
             {"name": "Model", "type": "integer", "jsonPath": ".status.modelVersion"},
             {"name": "URL", "type": "string", "jsonPath": ".status.url"},
-            {"name": "Canary", "type": "integer", "jsonPath": ".status.rollout.weight",
-             "description": "Percent of requests the new version answers during a rollout."},
+            {
+                "name": "Canary",
+                "type": "integer",
+                "jsonPath": ".status.rollout.weight",
+                "description": "Percent of requests the new version answers during a rollout.",
+            },
             {"name": "Rollout", "type": "string", "jsonPath": ".status.rollout.phase"},
-            {"name": "Drift", "type": "string",
-             "jsonPath": ".status.conditions[?(@.type==\"DataDrift\")].reason"},
+            {
+                "name": "Drift",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="DataDrift")].reason',
+            },
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
         "A ModelService serves a model version over Open Inference Protocol v2 and KServe v1 "
@@ -206,13 +232,20 @@ def render() -> dict[str, str]:
         names.SERVICE_NAME,
     )
     bp = crd(
-        BATCHPREDICTION_KIND, BATCHPREDICTION_PLURAL, "bp", BatchPredictionSpec,
+        BATCHPREDICTION_KIND,
+        BATCHPREDICTION_PLURAL,
+        "bp",
+        BatchPredictionSpec,
         BatchPredictionStatus,
         [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Model", "type": "integer", "jsonPath": ".status.model.version"},
-            {"name": "Rows", "type": "integer", "jsonPath": ".status.progress.rowsWritten",
-             "description": "Output rows written."},
+            {
+                "name": "Rows",
+                "type": "integer",
+                "jsonPath": ".status.progress.rowsWritten",
+                "description": "Output rows written.",
+            },
             {"name": "Percent", "type": "number", "jsonPath": ".status.progress.percent"},
             {"name": "Drifted", "type": "boolean", "jsonPath": ".status.drifted"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

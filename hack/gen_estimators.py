@@ -33,11 +33,18 @@ def main() -> None:
     estimators = {}
     for kind in ("classifier", "regressor"):
         for _, cls in all_estimators(type_filter=kind):
-            params = sorted(p for p in inspect.signature(cls.__init__).parameters
-                            if p not in ("self", "args", "kwargs"))
+            params = sorted(
+                p
+                for p in inspect.signature(cls.__init__).parameters
+                if p not in ("self", "args", "kwargs")
+            )
             estimators[public_path(cls)] = {"kind": kind, "params": params}
-    OUT.write_text(json.dumps({"sklearn": sklearn.__version__, "estimators": estimators},
-                              indent=1, sort_keys=True) + "\n")
+    OUT.write_text(
+        json.dumps(
+            {"sklearn": sklearn.__version__, "estimators": estimators}, indent=1, sort_keys=True
+        )
+        + "\n"
+    )
     print(f"{len(estimators)} estimators -> {OUT}")
 
 

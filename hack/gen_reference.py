@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write the field reference of both resources into README.md from the CRDs in crds/.
 
-    python hack/gen_reference.py           # update README.md between the reference markers
-    python hack/gen_reference.py --check   # exit 1 when README.md is stale
+python hack/gen_reference.py           # update README.md between the reference markers
+python hack/gen_reference.py --check   # exit 1 when README.md is stale
 """
 
 from __future__ import annotations
@@ -52,9 +52,14 @@ def reference() -> str:
         crd = yaml.safe_load(crd_file.read_text())
         names = crd["spec"]["names"]
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-        parts += [f"#### {names['kind']} (`{names['shortNames'][0]}`)", "",
-                  schema.get("description", ""), "",
-                  "| field | type | meaning |", "|---|---|---|"]
+        parts += [
+            f"#### {names['kind']} (`{names['shortNames'][0]}`)",
+            "",
+            schema.get("description", ""),
+            "",
+            "| field | type | meaning |",
+            "|---|---|---|",
+        ]
         parts += rows(schema["properties"]["spec"], "spec")
         parts += [""]
     parts.append(END)
@@ -72,8 +77,10 @@ def main() -> int:
     updated = head + reference() + tail
     if args.check:
         if updated != text:
-            print("README.md's field reference is stale: run python hack/gen_reference.py",
-                  file=sys.stderr)
+            print(
+                "README.md's field reference is stale: run python hack/gen_reference.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     readme.write_text(updated)

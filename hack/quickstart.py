@@ -42,12 +42,15 @@ def say(msg: str) -> None:
 @functools.cache
 def env() -> dict[str, str]:
     """Read once, after the cluster is up: kubectl runs many times while waiting."""
-    bin_path = subprocess.run([*CLUSTER, "bin-path"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    status = json.loads(subprocess.run([*CLUSTER, "status"], capture_output=True,
-                                       text=True).stdout)
-    return dict(os.environ, KUBECONFIG=status["kubeconfig"] or "",
-                PATH=f"{Path(sys.executable).parent}:{bin_path}:{os.environ['PATH']}")
+    bin_path = subprocess.run(
+        [*CLUSTER, "bin-path"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    status = json.loads(subprocess.run([*CLUSTER, "status"], capture_output=True, text=True).stdout)
+    return dict(
+        os.environ,
+        KUBECONFIG=status["kubeconfig"] or "",
+        PATH=f"{Path(sys.executable).parent}:{bin_path}:{os.environ['PATH']}",
+    )
 
 
 def kubectl(*args: str, check: bool = True) -> str:
@@ -73,9 +76,16 @@ def start_operator() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     log = (STATE / "operator.log").open("ab")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "modelfactory-operator"), "--namespace", NAMESPACE,
-         "--launcher", "local"],
-        stdout=log, stderr=subprocess.STDOUT, env={**env(), "MF_LOCAL_STATE_DIR": str(LOCAL)},
+        [
+            str(Path(sys.executable).parent / "modelfactory-operator"),
+            "--namespace",
+            NAMESPACE,
+            "--launcher",
+            "local",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**env(), "MF_LOCAL_STATE_DIR": str(LOCAL)},
         start_new_session=True,
     )
     (STATE / "operator.pid").write_text(str(proc.pid))
@@ -95,8 +105,10 @@ def wait_for(kind: str, name: str, phase: str, timeout: float) -> dict:  # type:
         progress = status.get("progress") or {}
         line = f"{kind}/{name}: {status.get('phase', 'Pending')}"
         if progress.get("trialsTotal"):
-            line += (f"  trials {progress.get('trialsCompleted', 0)}/{progress['trialsTotal']}"
-                     f"  best {progress.get('bestScore')}")
+            line += (
+                f"  trials {progress.get('trialsCompleted', 0)}/{progress['trialsTotal']}"
+                f"  best {progress.get('bestScore')}"
+            )
         if line != last:
             say(line)
             last = line
@@ -110,8 +122,9 @@ def wait_for(kind: str, name: str, phase: str, timeout: float) -> dict:  # type:
 
 
 def post(url: str, body: dict) -> dict:  # type: ignore[type-arg]
-    req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"content-type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return dict(json.loads(resp.read()))
 
@@ -121,9 +134,16 @@ def up() -> None:
     subprocess.run([*CLUSTER, "up", "--no-kuberay", "--no-node"], check=True)
     say("installing the CRDs")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    subprocess.run([*CLUSTER, "wait-crds", "trainingjobs.modelfactory.dev",
-                    "modelservices.modelfactory.dev", "batchpredictions.modelfactory.dev"],
-                   check=True)
+    subprocess.run(
+        [
+            *CLUSTER,
+            "wait-crds",
+            "trainingjobs.modelfactory.dev",
+            "modelservices.modelfactory.dev",
+            "batchpredictions.modelfactory.dev",
+        ],
+        check=True,
+    )
     start_operator()
     data = LOCAL / "pvc" / "modelfactory-models" / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -132,20 +152,26 @@ def up() -> None:
     say(f"kubectl apply -f {EXAMPLE.relative_to(ROOT)}")
     print(kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE)), end="")
     tj = wait_for("tj", "iris", "Succeeded", timeout=600)
-    say(f"trained model version {tj['model']['version']}: {tj.get('metric')} = {tj.get('score')}"
-        f" (best params {tj.get('bestParams')})")
+    say(
+        f"trained model version {tj['model']['version']}: {tj.get('metric')} = {tj.get('score')}"
+        f" (best params {tj.get('bestParams')})"
+    )
     ms = wait_for("msvc", "iris", "Ready", timeout=300)
     url = ms["url"]
-    v2 = post(f"{url}/v2/models/iris/infer", {
-        "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]})
+    v2 = post(
+        f"{url}/v2/models/iris/infer",
+        {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]},
+    )
     v1 = post(f"{url}/v1/models/iris:predict", {"instances": [IRIS_ROW]})
     say(f"Open Inference Protocol v2: {json.dumps(v2['outputs'])}")
     say(f"KServe v1:                  {json.dumps(v1)}")
     say(f"kubectl apply -f {BATCH_EXAMPLE.relative_to(ROOT)}")
     print(kubectl("apply", "-n", NAMESPACE, "-f", str(BATCH_EXAMPLE)), end="")
     bp = wait_for("bp", "iris-scores", "Succeeded", timeout=600)
-    say(f"scored {bp['progress']['rowsWritten']} rows with model version "
-        f"{bp['model']['version']}; manifest: {bp['manifest']}")
+    say(
+        f"scored {bp['progress']['rowsWritten']} rows with model version "
+        f"{bp['model']['version']}; manifest: {bp['manifest']}"
+    )
     print()
     print(kubectl("get", "modelfactory", "-n", NAMESPACE), end="")
     print(f"""

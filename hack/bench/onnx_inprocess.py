@@ -56,19 +56,49 @@ def bench_data() -> tuple[pd.DataFrame, Any]:
 
 
 CASES: list[tuple[str, Callable[[], tuple[pd.DataFrame, Any]], Any, dict[str, Any], bool]] = [
-    ("iris-classifier: RandomForest(20 trees)", toy("iris"), RandomForestClassifier,
-     {"n_estimators": 20, "max_depth": 4}, True),
-    ("closed-loop: LogisticRegression (iris)", toy("iris"), LogisticRegression,
-     {"max_iter": 500}, True),
-    ("csv-churn: LogisticRegression (mixed, categorical)", churn, LogisticRegression,
-     {"max_iter": 500}, True),
+    (
+        "iris-classifier: RandomForest(20 trees)",
+        toy("iris"),
+        RandomForestClassifier,
+        {"n_estimators": 20, "max_depth": 4},
+        True,
+    ),
+    (
+        "closed-loop: LogisticRegression (iris)",
+        toy("iris"),
+        LogisticRegression,
+        {"max_iter": 500},
+        True,
+    ),
+    (
+        "csv-churn: LogisticRegression (mixed, categorical)",
+        churn,
+        LogisticRegression,
+        {"max_iter": 500},
+        True,
+    ),
     ("diabetes-regressor: Ridge", toy("diabetes"), Ridge, {}, False),
-    ("ray-cluster: HistGradientBoosting (digits)", toy("digits"), HistGradientBoostingClassifier,
-     {"max_iter": 50}, True),
-    ("serving benchmark: RandomForest(100 trees, depth 10), 20 features", bench_data,
-     RandomForestClassifier, {"n_estimators": 100, "max_depth": 10}, True),
-    ("serving benchmark: LogisticRegression, 20 features", bench_data, LogisticRegression,
-     {"max_iter": 1000}, True),
+    (
+        "ray-cluster: HistGradientBoosting (digits)",
+        toy("digits"),
+        HistGradientBoostingClassifier,
+        {"max_iter": 50},
+        True,
+    ),
+    (
+        "serving benchmark: RandomForest(100 trees, depth 10), 20 features",
+        bench_data,
+        RandomForestClassifier,
+        {"n_estimators": 100, "max_depth": 10},
+        True,
+    ),
+    (
+        "serving benchmark: LogisticRegression, 20 features",
+        bench_data,
+        LogisticRegression,
+        {"max_iter": 1000},
+        True,
+    ),
 ]
 
 
@@ -97,10 +127,15 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for label, load, estimator, params, classifier in CASES:
         X, y = load()
-        feats = [FeatureInfo(name=str(c), dtype=str(X[c].dtype), kind=feature_kind(X[c].dtype))
-                 for c in X.columns]
+        feats = [
+            FeatureInfo(name=str(c), dtype=str(X[c].dtype), kind=feature_kind(X[c].dtype))
+            for c in X.columns
+        ]
         model = build_pipeline(
-            estimator, params, preprocessing=True, seed=0,
+            estimator,
+            params,
+            preprocessing=True,
+            seed=0,
             numeric=[f.name for f in feats if f.kind == "numeric"],
             categorical=[f.name for f in feats if f.kind != "numeric"],
         ).fit(X, y)
@@ -116,12 +151,15 @@ def main() -> None:
                 cells += ["-", "-"]
                 continue
             columns = [batch[c].to_numpy() for c in X.columns]
-            ox = rate(lambda c=columns, k=n, s=session, i=info: s.run(None, feeds(i, c, k)),
-                      n, seconds)
+            ox = rate(
+                lambda c=columns, k=n, s=session, i=info: s.run(None, feeds(i, c, k)), n, seconds
+            )
             cells += [f"{ox:,.0f}", f"{ox / sk:,.0f}x"]
         print("| " + " | ".join(cells) + " |", flush=True)
-    print(f"\nnumpy {np.__version__}; one ONNX Runtime thread; medians of 5 timings of "
-          f"{seconds / 5:.1f} s")
+    print(
+        f"\nnumpy {np.__version__}; one ONNX Runtime thread; medians of 5 timings of "
+        f"{seconds / 5:.1f} s"
+    )
 
 
 if __name__ == "__main__":

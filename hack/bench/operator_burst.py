@@ -30,19 +30,28 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cluster_env() -> dict[str, str]:
-    status = subprocess.run([sys.executable, str(ROOT / "hack/cluster.py"), "status"],
-                            capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, str(ROOT / "hack/cluster.py"), "status"], capture_output=True, text=True
+    )
     if status.returncode != 0:
         sys.exit("no cluster: run python3 hack/cluster.py up --no-node first")
-    bin_path = subprocess.run([sys.executable, str(ROOT / "hack/cluster.py"), "bin-path"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    return {**os.environ, "KUBECONFIG": json.loads(status.stdout)["kubeconfig"],
-            "PATH": f"{bin_path}:{os.environ['PATH']}"}
+    bin_path = subprocess.run(
+        [sys.executable, str(ROOT / "hack/cluster.py"), "bin-path"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return {
+        **os.environ,
+        "KUBECONFIG": json.loads(status.stdout)["kubeconfig"],
+        "PATH": f"{bin_path}:{os.environ['PATH']}",
+    }
 
 
 def kubectl(env: dict[str, str], *args: str, data: str | None = None) -> str:
-    return subprocess.run(["kubectl", *args], input=data, capture_output=True, text=True,
-                          env=env, check=True).stdout
+    return subprocess.run(
+        ["kubectl", *args], input=data, capture_output=True, text=True, env=env, check=True
+    ).stdout
 
 
 def stat(pid: int) -> list[str] | None:
@@ -50,7 +59,7 @@ def stat(pid: int) -> list[str] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return [raw[raw.index("(") + 1:raw.rindex(")")], *raw[raw.rindex(")") + 2:].split()]
+    return [raw[raw.index("(") + 1 : raw.rindex(")")], *raw[raw.rindex(")") + 2 :].split()]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -74,8 +83,12 @@ class Sampler(threading.Thread):
         while not self.stopped.is_set():
             now = []
             for entry in os.listdir("/proc"):
-                if entry.isdigit() and (f := stat(int(entry))) and f[0] == "helm" \
-                        and int(f[2]) == self.parent:
+                if (
+                    entry.isdigit()
+                    and (f := stat(int(entry)))
+                    and f[0] == "helm"
+                    and int(f[2]) == self.parent
+                ):
                     now.append(int(entry))
             self.seen.update(now)
             self.most = max(self.most, len(now))
@@ -97,8 +110,12 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--window-seconds", type=float, default=60.0)
-    parser.add_argument("--windows", type=int, default=4,
-                        help="quiet windows measured one after the other after the burst")
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=4,
+        help="quiet windows measured one after the other after the burst",
+    )
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
     env = cluster_env()
@@ -109,19 +126,35 @@ def main() -> int:
     operator = subprocess.Popen(
         [str(ROOT / ".venv/bin/modelfactory-operator"), "--namespace", ns],
         env={**env, "MF_LAUNCHER": "kubernetes", "MF_HELM_CONCURRENCY": str(args.concurrency)},
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     sampler = Sampler(operator.pid)
     sampler.start()
     try:
         time.sleep(3)
-        items = [{"apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
-                  "metadata": {"name": f"burst-{i}"},
-                  "spec": {"model": {"uri": f"s3://models/burst-{i}/1",
-                                     "digest": "sha256:" + "ab" * 32}}}
-                 for i in range(args.count)]
+        items = [
+            {
+                "apiVersion": "modelfactory.dev/v1alpha1",
+                "kind": "ModelService",
+                "metadata": {"name": f"burst-{i}"},
+                "spec": {
+                    "model": {"uri": f"s3://models/burst-{i}/1", "digest": "sha256:" + "ab" * 32}
+                },
+            }
+            for i in range(args.count)
+        ]
         cpu0, t0 = cpu_seconds(operator.pid), time.monotonic()
-        kubectl(env, "apply", "-n", ns, "-f", "-",
-                data=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        kubectl(
+            env,
+            "apply",
+            "-n",
+            ns,
+            "-f",
+            "-",
+            data=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
         applied = failed = 0
         while time.monotonic() - t0 < args.timeout:
             listed = json.loads(kubectl(env, "get", "msvc", "-n", ns, "-o", "json"))["items"]
@@ -136,17 +169,31 @@ def main() -> int:
         for _ in range(args.windows):
             time.sleep(args.window_seconds)
             cpu_now, runs_now = cpu_seconds(operator.pid), len(sampler.seen)
-            after.append({"helm_runs": runs_now - runs,
-                          "operator_cores": round((cpu_now - cpu) / args.window_seconds, 3)})
+            after.append(
+                {
+                    "helm_runs": runs_now - runs,
+                    "operator_cores": round((cpu_now - cpu) / args.window_seconds, 3),
+                }
+            )
             cpu, runs = cpu_now, runs_now
-        print(json.dumps({
-            "count": args.count, "helm_concurrency": args.concurrency,
-            "settled_seconds": round(settle, 1), "applied": applied, "failed": failed,
-            "most_helm_at_once": sampler.most, "helm_runs_during_burst": runs1,
-            "operator_cores_during_burst": round((cpu1 - cpu0) / settle, 2),
-            "after_burst_windows_seconds": args.window_seconds, "after_burst": after,
-            "loadavg": os.getloadavg(),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "count": args.count,
+                    "helm_concurrency": args.concurrency,
+                    "settled_seconds": round(settle, 1),
+                    "applied": applied,
+                    "failed": failed,
+                    "most_helm_at_once": sampler.most,
+                    "helm_runs_during_burst": runs1,
+                    "operator_cores_during_burst": round((cpu1 - cpu0) / settle, 2),
+                    "after_burst_windows_seconds": args.window_seconds,
+                    "after_burst": after,
+                    "loadavg": os.getloadavg(),
+                },
+                indent=2,
+            )
+        )
     finally:
         sampler.stopped.set()
         os.killpg(operator.pid, 15)
@@ -155,8 +202,16 @@ def main() -> int:
         # (helm's release records are Secrets in it).
         names = kubectl(env, "get", "msvc", "-n", ns, "-o", "name").split()
         for name in names:
-            kubectl(env, "patch", "-n", ns, name, "--type=merge",
-                    "-p", '{"metadata":{"finalizers":null}}')
+            kubectl(
+                env,
+                "patch",
+                "-n",
+                ns,
+                name,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+            )
         kubectl(env, "delete", "namespace", ns, "--wait=false")
         log.unlink(missing_ok=True)
     return 0

@@ -60,7 +60,7 @@ def resource_of(path: str) -> str:
     parts = [p for p in path.split("?")[0].split("/") if p]
     if "namespaces" in parts:
         i = parts.index("namespaces")
-        parts = parts[i + 2:] if len(parts) > i + 2 else ["namespaces"]
+        parts = parts[i + 2 :] if len(parts) > i + 2 else ["namespaces"]
     elif parts and parts[0] in ("api", "apis"):
         parts = parts[3:] if parts[0] == "apis" else parts[2:]
     if not parts:
@@ -193,8 +193,9 @@ class Children(threading.Thread):
         version = None
         while True:
             try:
-                for event in watch.Watch().stream(lister, self.namespace, resource_version=version,
-                                                  timeout_seconds=300):
+                for event in watch.Watch().stream(
+                    lister, self.namespace, resource_version=version, timeout_seconds=300
+                ):
                     obj = event["object"]
                     version = obj.metadata.resource_version
                     instance = (obj.metadata.labels or {}).get("app.kubernetes.io/instance")
@@ -215,17 +216,25 @@ def released(items: list[dict[str, Any]]) -> set[str]:
 
 
 def modelservice(name: str) -> dict[str, Any]:
-    return {"apiVersion": "modelfactory.dev/v1alpha1", "kind": "ModelService",
-            "metadata": {"name": name},
-            "spec": {"model": {"uri": f"s3://models/{name}/1", "digest": DIGEST}}}
+    return {
+        "apiVersion": "modelfactory.dev/v1alpha1",
+        "kind": "ModelService",
+        "metadata": {"name": name},
+        "spec": {"model": {"uri": f"s3://models/{name}/1", "digest": DIGEST}},
+    }
 
 
 def trainingjob(name: str) -> dict[str, Any]:
-    return {"apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
-            "metadata": {"name": name},
-            "spec": {"dataset": {"uri": "sklearn://wine"},
-                     "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-                     "output": {"storageUri": f"s3://models/{name}"}}}
+    return {
+        "apiVersion": "modelfactory.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "dataset": {"uri": "sklearn://wine"},
+            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+            "output": {"storageUri": f"s3://models/{name}"},
+        },
+    }
 
 
 class Bench:
@@ -251,14 +260,26 @@ class Bench:
 
     def start_operator(self, generation: int) -> None:
         self.counts_file = self.workdir / f"counts-{generation}.json"
-        env = {**self.env, "MF_LAUNCHER": "kubernetes",
-               "MF_HELM_CONCURRENCY": str(self.args.concurrency),
-               "MF_RESYNC_SECONDS": str(self.args.resync_seconds)}
+        env = {
+            **self.env,
+            "MF_LAUNCHER": "kubernetes",
+            "MF_HELM_CONCURRENCY": str(self.args.concurrency),
+            "MF_RESYNC_SECONDS": str(self.args.resync_seconds),
+        }
         self.operator = subprocess.Popen(
-            [sys.executable, __file__, "--as-operator", str(self.counts_file),
-             "--namespace", self.ns],
-            env=env, stdout=(self.workdir / f"operator-{generation}.log").open("wb"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                __file__,
+                "--as-operator",
+                str(self.counts_file),
+                "--namespace",
+                self.ns,
+            ],
+            env=env,
+            stdout=(self.workdir / f"operator-{generation}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.started = time.monotonic()
         self.sampler = Sampler(self.operator.pid)
         self.sampler.start()
@@ -274,18 +295,27 @@ class Bench:
 
     def list(self, plural: str) -> list[dict[str, Any]]:
         res = self.custom.list_namespaced_custom_object(
-            "modelfactory.dev", "v1alpha1", self.ns, plural)
+            "modelfactory.dev", "v1alpha1", self.ns, plural
+        )
         return list(res["items"])
 
-    def burst(self, items: list[dict[str, Any]], plural: str, children: list[Children]
-              ) -> dict[str, Any]:
+    def burst(
+        self, items: list[dict[str, Any]], plural: str, children: list[Children]
+    ) -> dict[str, Any]:
         assert self.operator and self.sampler
         names = {i["metadata"]["name"] for i in items}
         runs0, cpu0, t0 = len(self.sampler.seen), cpu_seconds(self.operator.pid), time.monotonic()
         helm_cpu0 = children_cpu_seconds(self.operator.pid)
         counts0 = read_counts(self.counts_file)
-        kubectl(self.env, "apply", "-n", self.ns, "-f", "-",
-                data=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        kubectl(
+            self.env,
+            "apply",
+            "-n",
+            self.ns,
+            "-f",
+            "-",
+            data=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
         applied_at = time.monotonic() - t0
         while time.monotonic() - t0 < self.args.timeout:
             done = released(self.list(plural)) & names
@@ -293,15 +323,18 @@ class Bench:
                 break
             time.sleep(1)
         took = time.monotonic() - t0
-        return {"resources": len(items), "kind": plural, "kubectl_apply_seconds":
-                round(applied_at, 1), "converged_seconds": round(took, 1),
-                "released": len(released(self.list(plural)) & names),
-                "helm_runs": len(self.sampler.seen) - runs0,
-                "operator_cores": round((cpu_seconds(self.operator.pid) - cpu0) / took, 2),
-                "helm_cpu_seconds": round(children_cpu_seconds(self.operator.pid) - helm_cpu0, 1),
-                "api_requests": requests_of(read_counts(self.counts_file))
-                - requests_of(counts0),
-                "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        return {
+            "resources": len(items),
+            "kind": plural,
+            "kubectl_apply_seconds": round(applied_at, 1),
+            "converged_seconds": round(took, 1),
+            "released": len(released(self.list(plural)) & names),
+            "helm_runs": len(self.sampler.seen) - runs0,
+            "operator_cores": round((cpu_seconds(self.operator.pid) - cpu0) / took, 2),
+            "helm_cpu_seconds": round(children_cpu_seconds(self.operator.pid) - helm_cpu0, 1),
+            "api_requests": requests_of(read_counts(self.counts_file)) - requests_of(counts0),
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+        }
 
     def singles(self) -> dict[str, Any]:
         latencies = []
@@ -309,21 +342,25 @@ class Bench:
             name = f"single-{i}"
             t0 = time.monotonic()
             self.custom.create_namespaced_custom_object(
-                "modelfactory.dev", "v1alpha1", self.ns, "modelservices", modelservice(name))
+                "modelfactory.dev", "v1alpha1", self.ns, "modelservices", modelservice(name)
+            )
             while time.monotonic() - t0 < 60:
                 if name in self.deployments.seen and name in self.services.seen:
                     break
                 time.sleep(0.01)
-            latencies.append(max(self.deployments.seen.get(name, t0 + 60),
-                                 self.services.seen.get(name, t0 + 60)) - t0)
+            latencies.append(
+                max(self.deployments.seen.get(name, t0 + 60), self.services.seen.get(name, t0 + 60))
+                - t0
+            )
             time.sleep(1)
         latencies.sort()
-        return {"samples": len(latencies),
-                "p50_seconds": round(statistics.median(latencies), 2),
-                "p99_seconds": round(latencies[min(len(latencies) - 1,
-                                                   int(0.99 * len(latencies)))], 2),
-                "max_seconds": round(latencies[-1], 2),
-                "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        return {
+            "samples": len(latencies),
+            "p50_seconds": round(statistics.median(latencies), 2),
+            "p99_seconds": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2),
+            "max_seconds": round(latencies[-1], 2),
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+        }
 
     def rest(self, seconds: float) -> dict[str, Any]:
         assert self.operator and self.sampler
@@ -335,22 +372,29 @@ class Bench:
             rss.append(rss_mib(self.operator.pid))
         took = time.monotonic() - t0
         counts = delta(read_counts(self.counts_file), counts0)
-        return {"window_seconds": round(took), "resources": len(self.list("modelservices"))
-                + len(self.list("trainingjobs")),
-                "operator_cores": round((cpu_seconds(self.operator.pid) - cpu0) / took, 4),
-                "rss_mib": round(max(rss), 1),
-                "helm_runs": len(self.sampler.seen) - runs0,
-                "api_requests_per_second": round(requests_of(counts) / took, 3),
-                "api_requests": {k: v for k, v in counts.items() if not k.startswith("WATCH")},
-                "watch_requests": {k: v for k, v in counts.items() if k.startswith("WATCH")},
-                "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        return {
+            "window_seconds": round(took),
+            "resources": len(self.list("modelservices")) + len(self.list("trainingjobs")),
+            "operator_cores": round((cpu_seconds(self.operator.pid) - cpu0) / took, 4),
+            "rss_mib": round(max(rss), 1),
+            "helm_runs": len(self.sampler.seen) - runs0,
+            "api_requests_per_second": round(requests_of(counts) / took, 3),
+            "api_requests": {k: v for k, v in counts.items() if not k.startswith("WATCH")},
+            "watch_requests": {k: v for k, v in counts.items() if k.startswith("WATCH")},
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+        }
 
     def restart(self) -> dict[str, Any]:
         self.stop_operator()
         changed = "ms-0"
         self.custom.patch_namespaced_custom_object(
-            "modelfactory.dev", "v1alpha1", self.ns, "modelservices", changed,
-            {"spec": {"replicas": {"min": 1, "max": 2}}})
+            "modelfactory.dev",
+            "v1alpha1",
+            self.ns,
+            "modelservices",
+            changed,
+            {"spec": {"replicas": {"min": 1, "max": 2}}},
+        )
         generation = self.custom.get_namespaced_custom_object(
             "modelfactory.dev", "v1alpha1", self.ns, "modelservices", changed
         )["metadata"]["generation"]
@@ -370,7 +414,8 @@ class Bench:
             last = total
             if applied is None:
                 ms = self.custom.get_namespaced_custom_object(
-                    "modelfactory.dev", "v1alpha1", self.ns, "modelservices", changed)
+                    "modelfactory.dev", "v1alpha1", self.ns, "modelservices", changed
+                )
                 conds = {c["type"]: c for c in (ms.get("status") or {}).get("conditions") or []}
                 ok = conds.get("ReleaseApplied", {})
                 if ok.get("status") == "True" and ok.get("observedGeneration") == generation:
@@ -379,17 +424,23 @@ class Bench:
                 break
         took = last_busy - t0
         counts = read_counts(self.counts_file)
-        return {"resources": len(self.list("modelservices")) + len(self.list("trainingjobs")),
-                "changed_while_down": 1,
-                "changed_release_applied_seconds": round(applied, 1) if applied else None,
-                "quiet_after_seconds": round(took, 1),
-                "helm_runs": len(self.sampler.seen),
-                "operator_cores": round((cpu_seconds(self.operator.pid) - cpu0)
-                                        / (time.monotonic() - t0), 2),
-                "api_requests": requests_of(counts),
-                "by_request": {k: v for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
-                               if not k.startswith("WATCH")},
-                "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        return {
+            "resources": len(self.list("modelservices")) + len(self.list("trainingjobs")),
+            "changed_while_down": 1,
+            "changed_release_applied_seconds": round(applied, 1) if applied else None,
+            "quiet_after_seconds": round(took, 1),
+            "helm_runs": len(self.sampler.seen),
+            "operator_cores": round(
+                (cpu_seconds(self.operator.pid) - cpu0) / (time.monotonic() - t0), 2
+            ),
+            "api_requests": requests_of(counts),
+            "by_request": {
+                k: v
+                for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
+                if not k.startswith("WATCH")
+            },
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+        }
 
     def cleanup(self) -> None:
         from kubernetes import client
@@ -398,8 +449,13 @@ class Bench:
         for plural in ("modelservices", "trainingjobs"):
             for item in self.list(plural):
                 self.custom.patch_namespaced_custom_object(
-                    "modelfactory.dev", "v1alpha1", self.ns, plural, item["metadata"]["name"],
-                    {"metadata": {"finalizers": None}})
+                    "modelfactory.dev",
+                    "v1alpha1",
+                    self.ns,
+                    plural,
+                    item["metadata"]["name"],
+                    {"metadata": {"finalizers": None}},
+                )
         core.delete_namespace(self.ns)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -415,10 +471,10 @@ class Bench:
             time.sleep(3)
             bursts = []
             for start in range(0, a.services, a.burst):
-                items = [modelservice(f"ms-{i}") for i in range(start, min(start + a.burst,
-                                                                             a.services))]
-                bursts.append(self.burst(items, "modelservices", [self.deployments,
-                                                                  self.services]))
+                items = [
+                    modelservice(f"ms-{i}") for i in range(start, min(start + a.burst, a.services))
+                ]
+                bursts.append(self.burst(items, "modelservices", [self.deployments, self.services]))
                 print(json.dumps(bursts[-1]), file=sys.stderr)
             if a.trainingjobs:
                 items = [trainingjob(f"tj-{i}") for i in range(a.trainingjobs)]
@@ -435,17 +491,21 @@ class Bench:
             out["at_rest"] = self.rest(a.rest_seconds)
             print(json.dumps(out["at_rest"]), file=sys.stderr)
             assert self.monitor and self.sampler
-            out["first_process"] = {"peak_rss_mib": round(self.monitor.peak_rss, 1),
-                                    "busiest_second_cores": round(self.monitor.peak_cores, 2),
-                                    "most_helm_at_once": self.sampler.most}
+            out["first_process"] = {
+                "peak_rss_mib": round(self.monitor.peak_rss, 1),
+                "busiest_second_cores": round(self.monitor.peak_cores, 2),
+                "most_helm_at_once": self.sampler.most,
+            }
             out["restart"] = self.restart()
             print(json.dumps(out["restart"]), file=sys.stderr)
             if a.rest_after_restart_seconds:
                 out["at_rest_after_restart"] = self.rest(a.rest_after_restart_seconds)
             assert self.monitor and self.sampler
-            out["second_process"] = {"peak_rss_mib": round(self.monitor.peak_rss, 1),
-                                     "busiest_second_cores": round(self.monitor.peak_cores, 2),
-                                     "most_helm_at_once": self.sampler.most}
+            out["second_process"] = {
+                "peak_rss_mib": round(self.monitor.peak_rss, 1),
+                "busiest_second_cores": round(self.monitor.peak_cores, 2),
+                "most_helm_at_once": self.sampler.most,
+            }
         finally:
             self.stop_operator()
             if not a.keep:
@@ -461,18 +521,34 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=500)
     parser.add_argument("--trainingjobs", type=int, default=100)
     parser.add_argument("--burst", type=int, default=100, help="ModelServices per apply")
-    parser.add_argument("--singles", type=int, default=30,
-                        help="single ModelServices applied one by one once the bursts are in")
+    parser.add_argument(
+        "--singles",
+        type=int,
+        default=30,
+        help="single ModelServices applied one by one once the bursts are in",
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--settle-seconds", type=float, default=30.0)
-    parser.add_argument("--rest-seconds", type=float, default=600.0,
-                        help="the window measured at rest (a whole resync period by default)")
-    parser.add_argument("--resync-seconds", type=float, default=600.0,
-                        help="MF_RESYNC_SECONDS of the operator; the window at rest opens no "
-                        "sooner than one period after the operator started")
+    parser.add_argument(
+        "--rest-seconds",
+        type=float,
+        default=600.0,
+        help="the window measured at rest (a whole resync period by default)",
+    )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=600.0,
+        help="MF_RESYNC_SECONDS of the operator; the window at rest opens no "
+        "sooner than one period after the operator started",
+    )
     parser.add_argument("--rest-after-restart-seconds", type=float, default=0.0)
-    parser.add_argument("--quiet-requests", type=int, default=3,
-                        help="a second of the restart with fewer requests than this is quiet")
+    parser.add_argument(
+        "--quiet-requests",
+        type=int,
+        default=3,
+        help="a second of the restart with fewer requests than this is quiet",
+    )
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="leave the namespace behind")
     args = parser.parse_args()

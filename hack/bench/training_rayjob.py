@@ -40,8 +40,12 @@ TAINT = "modelfactory.dev/real-node"
 
 
 def cli(*args: str) -> str:
-    return subprocess.run([sys.executable, str(ROOT / "hack" / "cluster.py"), *args],
-                          check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "cluster.py"), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 class Cluster:
@@ -50,12 +54,16 @@ class Cluster:
         if not state.get("node"):
             sys.exit("the cluster runs without its real node: `python3 hack/cluster.py up`")
         self.images: dict[str, str] = state["images"]
-        self.env = dict(os.environ, KUBECONFIG=state["kubeconfig"],
-                        PATH=f"{cli('bin-path').strip()}:{os.environ['PATH']}")
+        self.env = dict(
+            os.environ,
+            KUBECONFIG=state["kubeconfig"],
+            PATH=f"{cli('bin-path').strip()}:{os.environ['PATH']}",
+        )
 
     def run(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
-        res = subprocess.run(args, input=input_text, capture_output=True, text=True,
-                             env=self.env, timeout=600)
+        res = subprocess.run(
+            args, input=input_text, capture_output=True, text=True, env=self.env, timeout=600
+        )
         if check and res.returncode:
             raise RuntimeError(f"{' '.join(args)}: {res.stderr.strip()[-2000:]}")
         return res.stdout
@@ -69,13 +77,19 @@ class Cluster:
 
 
 def namespace(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": name,
-        "annotations": {
-            "scheduler.alpha.kubernetes.io/node-selector": f"kubernetes.io/hostname={NODE}",
-            "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
-                [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}]),
-        }}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "annotations": {
+                "scheduler.alpha.kubernetes.io/node-selector": f"kubernetes.io/hostname={NODE}",
+                "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+                    [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}]
+                ),
+            },
+        },
+    }
 
 
 def data_pod(image: str, rows: int) -> dict[str, Any]:
@@ -86,28 +100,55 @@ def data_pod(image: str, rows: int) -> dict[str, Any]:
         "pd.DataFrame(X, columns=[f'f{i}' for i in range(20)]).assign(y=y)"
         ".to_parquet('/data/train.parquet')"
     )
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bench-data"}, "spec": {
-        "restartPolicy": "Never",
-        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
-        "containers": [{"name": "write", "image": image, "imagePullPolicy": "Never",
-                        "command": ["python", "-c", script],
-                        "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": CLAIM}}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bench-data"},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+            "containers": [
+                {
+                    "name": "write",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", script],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": CLAIM}}],
+        },
+    }
 
 
 def training_job(name: str, grid: dict[str, list[Any]], folds: int, workers: int) -> dict[str, Any]:
-    compute = ({"workers": 2, "cpu": "500m", "memory": "1536Mi"} if workers
-               else {"workers": 0, "cpu": "1500m", "memory": "3Gi"})
-    return {"apiVersion": "modelfactory.dev/v1alpha1", "kind": "TrainingJob",
-            "metadata": {"name": name}, "spec": {
-                "dataset": {"uri": f"pvc://{CLAIM}/train.parquet", "target": "y", "seed": 0},
-                "model": {"estimator": "sklearn.ensemble.RandomForestClassifier",
-                          "params": {"random_state": 0}, "preprocessing": False},
-                "tuning": {"algorithm": "grid", "cvFolds": folds, "metric": "accuracy",
-                           "searchSpace": {k: {"values": v} for k, v in grid.items()}},
-                "compute": compute,
-                "ttlSecondsAfterFinished": 5,
-                "output": {"storageUri": f"pvc://{CLAIM}/models/{name}"}}}
+    compute = (
+        {"workers": 2, "cpu": "500m", "memory": "1536Mi"}
+        if workers
+        else {"workers": 0, "cpu": "1500m", "memory": "3Gi"}
+    )
+    return {
+        "apiVersion": "modelfactory.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "dataset": {"uri": f"pvc://{CLAIM}/train.parquet", "target": "y", "seed": 0},
+            "model": {
+                "estimator": "sklearn.ensemble.RandomForestClassifier",
+                "params": {"random_state": 0},
+                "preprocessing": False,
+            },
+            "tuning": {
+                "algorithm": "grid",
+                "cvFolds": folds,
+                "metric": "accuracy",
+                "searchSpace": {k: {"values": v} for k, v in grid.items()},
+            },
+            "compute": compute,
+            "ttlSecondsAfterFinished": 5,
+            "output": {"storageUri": f"pvc://{CLAIM}/models/{name}"},
+        },
+    }
 
 
 def measure(c: Cluster, ns: str, tj: dict[str, Any]) -> dict[str, Any]:
@@ -119,12 +160,27 @@ def measure(c: Cluster, ns: str, tj: dict[str, Any]) -> dict[str, Any]:
         status = c.get(ns, "tj", name).get("status") or {}
         now = time.monotonic() - started
         if "ready" not in marks and tj["spec"]["compute"]["workers"]:
-            pods = json.loads(c.run("kubectl", "get", "pods", "-n", ns, "-l",
-                                    f"app.kubernetes.io/instance={name}", "-o", "json"))["items"]
+            pods = json.loads(
+                c.run(
+                    "kubectl",
+                    "get",
+                    "pods",
+                    "-n",
+                    ns,
+                    "-l",
+                    f"app.kubernetes.io/instance={name}",
+                    "-o",
+                    "json",
+                )
+            )["items"]
             ray = [p for p in pods if "ray.io/node-type" in p["metadata"]["labels"]]
             if len(ray) == 3 and all(
-                any(k["type"] == "Ready" and k["status"] == "True"
-                    for k in p["status"].get("conditions") or []) for p in ray):
+                any(
+                    k["type"] == "Ready" and k["status"] == "True"
+                    for k in p["status"].get("conditions") or []
+                )
+                for p in ray
+            ):
                 marks["ready"] = now
         if "first" not in marks and (status.get("progress") or {}).get("trialsCompleted"):
             marks["first"] = now
@@ -137,10 +193,13 @@ def measure(c: Cluster, ns: str, tj: dict[str, Any]) -> dict[str, Any]:
     if status["phase"] != "Succeeded":
         raise RuntimeError(f"{name} failed: {status.get('message')}")
     progress = status.get("progress") or {}
-    return {"mode": "RayJob, 2 workers" if tj["spec"]["compute"]["workers"] else "Job, 1 pod",
-            **{k: round(v, 1) for k, v in marks.items()},
-            "score": progress.get("bestScore"), "rayNodes": progress.get("rayNodes"),
-            "trials": progress.get("trialsCompleted")}
+    return {
+        "mode": "RayJob, 2 workers" if tj["spec"]["compute"]["workers"] else "Job, 1 pod",
+        **{k: round(v, 1) for k, v in marks.items()},
+        "score": progress.get("bestScore"),
+        "rayNodes": progress.get("rayNodes"),
+        "trials": progress.get("trialsCompleted"),
+    }
 
 
 def main() -> None:
@@ -158,26 +217,57 @@ def main() -> None:
         c.run("kubectl", "apply", "-f", str(ROOT / "crds"))
         repo, tag = c.images["operator"].rsplit(":", 1)
         t_repo, t_tag = c.images["training"].rsplit(":", 1)
-        values = {"image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
-                  "trainingImage": {"repository": t_repo, "tag": t_tag},
-                  "watchNamespaces": [ns]}
+        values = {
+            "image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
+            "trainingImage": {"repository": t_repo, "tag": t_tag},
+            "watchNamespaces": [ns],
+        }
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
             json.dump(values, f)
             f.flush()
-            c.run("helm", "install", "modelfactory", str(ROOT / "charts" / "modelfactory"), "-n",
-                  operator_ns, "-f", f.name, "--wait", "--timeout", "180s")
-        c.apply(ns, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                     "metadata": {"name": CLAIM},
-                     "spec": {"accessModes": ["ReadWriteOnce"],
-                              "resources": {"requests": {"storage": "1Gi"}}}})
+            c.run(
+                "helm",
+                "install",
+                "modelfactory",
+                str(ROOT / "charts" / "modelfactory"),
+                "-n",
+                operator_ns,
+                "-f",
+                f.name,
+                "--wait",
+                "--timeout",
+                "180s",
+            )
+        c.apply(
+            ns,
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": CLAIM},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
         c.apply(ns, data_pod(c.images["training"], rows))
-        c.run("kubectl", "wait", "-n", ns, "pod/bench-data",
-              "--for=jsonpath={.status.phase}=Succeeded", "--timeout=300s")
+        c.run(
+            "kubectl",
+            "wait",
+            "-n",
+            ns,
+            "pod/bench-data",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "--timeout=300s",
+        )
         configs = 1
         for values_ in grid.values():
             configs *= len(values_)
-        print(f"data: make_classification({rows}, 20); {configs} configs x {folds}-fold CV; "
-              f"node cpus={os.cpu_count()}; load={os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"data: make_classification({rows}, 20); {configs} configs x {folds}-fold CV; "
+            f"node cpus={os.cpu_count()}; load={os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         for i in range(args.repeat):
             for workers in (0, 2):
                 name = f"bench-{'ray' if workers else 'job'}-{i}"

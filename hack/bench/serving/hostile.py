@@ -56,14 +56,22 @@ def bodies(size: int, features: list[str]) -> dict[str, tuple[str, bytes]]:
         "v2 BYTES strings": ("v2", v2(s, [rows, width], "BYTES")),
         "v2 nested strings": ("v2", v2(rows_of(s, width), [rows, width], "FP64")),
         "v2 nested, shape mismatch": ("v2", v2(rows_of(s, 1), [1, count], "FP64")),
-        "v2 per-feature BYTES": ("v2", {"inputs": [
-            {"name": f, "shape": [rows], "datatype": "BYTES", "data": s[i::width]}
-            for i, f in enumerate(features)]}),
+        "v2 per-feature BYTES": (
+            "v2",
+            {
+                "inputs": [
+                    {"name": f, "shape": [rows], "datatype": "BYTES", "data": s[i::width]}
+                    for i, f in enumerate(features)
+                ]
+            },
+        ),
         "v1 instances": ("v1", {"instances": rows_of(s, width)}),
         "v1 inputs rows": ("v1", {"inputs": rows_of(s, width)}),
         "v1 inputs columns": ("v1", {"inputs": {f: s[i::width] for i, f in enumerate(features)}}),
-        "v1 dict rows": ("v1", {"instances": [dict(zip(features, r, strict=True))
-                                              for r in rows_of(s, width)]}),
+        "v1 dict rows": (
+            "v1",
+            {"instances": [dict(zip(features, r, strict=True)) for r in rows_of(s, width)]},
+        ),
     }
     encoded = {k: (p, json.dumps(b).encode()) for k, (p, b) in out.items()}
     depth = size // 2
@@ -83,16 +91,33 @@ def models(work: Path) -> dict[str, tuple[str, str, list[str]]]:
     y = (X[:, 0] > 0).astype(int)
     feats = [{"name": f"x{i}", "dtype": "float64", "kind": "numeric"} for i in range(4)]
     lr = write_artifact(work / "lr" / "1", LogisticRegression(), X, y, feats, "binary")
-    df = pd.DataFrame({"age": rng.normal(40, 10, 500), "income": rng.normal(50, 15, 500),
-                       "city": rng.choice(["paris", "lyon", "nice"], 500)})
+    df = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, 500),
+            "income": rng.normal(50, 15, 500),
+            "city": rng.choice(["paris", "lyon", "nice"], 500),
+        }
+    )
     ym = np.where(df["age"] > 40, "yes", "no")
-    pipe = Pipeline([("pre", ColumnTransformer([
-        ("num", StandardScaler(), ["age", "income"]),
-        ("cat", OneHotEncoder(handle_unknown="ignore"), ["city"])])),
-        ("est", LogisticRegression())])
-    mixed_feats = [{"name": "age", "dtype": "float64", "kind": "numeric"},
-                   {"name": "income", "dtype": "float64", "kind": "numeric"},
-                   {"name": "city", "dtype": "object", "kind": "categorical"}]
+    pipe = Pipeline(
+        [
+            (
+                "pre",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), ["age", "income"]),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+                    ]
+                ),
+            ),
+            ("est", LogisticRegression()),
+        ]
+    )
+    mixed_feats = [
+        {"name": "age", "dtype": "float64", "kind": "numeric"},
+        {"name": "income", "dtype": "float64", "kind": "numeric"},
+        {"name": "city", "dtype": "object", "kind": "categorical"},
+    ]
     mixed = write_artifact(work / "mixed" / "1", pipe, df, ym, mixed_feats, "binary")
     return {"lr": (*lr, ["x0", "x1", "x2", "x3"]), "mixed": (*mixed, ["age", "income", "city"])}
 
@@ -101,9 +126,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, default=ROOT, help="checkout whose server runs")
     ap.add_argument("--work", type=Path, default=None)
-    ap.add_argument("--sizes", default=",".join(SIZES),
-                    help="which of 10KB,100KB,1MB (a build without the fix may need tens of GB "
-                    "for the 1MB bodies)")
+    ap.add_argument(
+        "--sizes",
+        default=",".join(SIZES),
+        help="which of 10KB,100KB,1MB (a build without the fix may need tens of GB "
+        "for the 1MB bodies)",
+    )
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="mf-hostile-"))
     print(f"server code: {args.root}   work: {work}")
@@ -114,8 +142,9 @@ def main() -> None:
             paths = {"v2": f"/v2/models/{model}/infer", "v1": f"/v1/models/{model}:predict"}
             base = status_kb(server.pid, "VmRSS")
             print(f"\nmodel {model}: server RSS after load {base / 1024:.0f} MB")
-            print(f"{'body':30} {'size':>6} {'bytes':>9} {'status':>6} {'peak growth MB':>15}  "
-                  "error")
+            print(
+                f"{'body':30} {'size':>6} {'bytes':>9} {'status':>6} {'peak growth MB':>15}  error"
+            )
             with httpx.Client(base_url=server.url, timeout=120) as client:
                 for label in args.sizes.split(","):
                     size = SIZES[label]
@@ -127,14 +156,21 @@ def main() -> None:
                         growth = max(status_kb(server.pid, "VmHWM") - rss, 0) / 1024
                         worst_growth = max(worst_growth, growth)
                         non_4xx += not 400 <= r.status_code < 500
-                        error = r.json().get("error", "") if r.headers.get(
-                            "content-type", "").startswith("application/json") else r.text
-                        print(f"{name:30} {label:>6} {len(body):>9,} {r.status_code:>6} "
-                              f"{growth:>15.1f}  {error[:70]}")
+                        error = (
+                            r.json().get("error", "")
+                            if r.headers.get("content-type", "").startswith("application/json")
+                            else r.text
+                        )
+                        print(
+                            f"{name:30} {label:>6} {len(body):>9,} {r.status_code:>6} "
+                            f"{growth:>15.1f}  {error[:70]}"
+                        )
         finally:
             server.stop()
-    print(f"\nworst peak RSS growth: {worst_growth:.1f} MB (goal <= 20); "
-          f"answers other than 4xx: {non_4xx} (goal 0)")
+    print(
+        f"\nworst peak RSS growth: {worst_growth:.1f} MB (goal <= 20); "
+        f"answers other than 4xx: {non_4xx} (goal 0)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[3]
 SRC_DIRS = ("api/src", "operator/src", "serving/src", "training/src")
 
 
-def write_artifact(dest: Path, estimator: Any, X: Any, y: Any,
-                   features: list[dict[str, str]], task: str) -> tuple[str, str]:
+def write_artifact(
+    dest: Path, estimator: Any, X: Any, y: Any, features: list[dict[str, str]], task: str
+) -> tuple[str, str]:
     """Fit `estimator`, write model.skops + metadata.json + _COMPLETE as training does;
     -> (uri, digest)."""
     import numpy as np
@@ -50,8 +51,12 @@ def write_artifact(dest: Path, estimator: Any, X: Any, y: Any,
         createdAt=datetime.datetime.now(datetime.UTC).isoformat(),
         task=task,  # type: ignore[arg-type]
         modelSha256=sha256_hex(data),
-        libraries={"python": platform.python_version(), "scikit-learn": sklearn.__version__,
-                   "numpy": np.__version__, "skops": skops.__version__},
+        libraries={
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "skops": skops.__version__,
+        },
         features=features,  # type: ignore[arg-type]
         target={"name": "y", "classes": classes},  # type: ignore[arg-type]
         estimator=type(estimator).__name__,
@@ -91,14 +96,23 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def start_server(name: str, uri: str, digest: str, log_path: Path, root: Path = ROOT,
-                 **settings: Any) -> ServerProcess:
+def start_server(
+    name: str, uri: str, digest: str, log_path: Path, root: Path = ROOT, **settings: Any
+) -> ServerProcess:
     """One server process running `root`'s code (PYTHONPATH = its src dirs)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
     env["PYTHONPATH"] = os.pathsep.join(str(root / d) for d in SRC_DIRS)
-    env.update({"MF_MODEL_NAME": name, "MF_MODEL_URI": uri, "MF_MODEL_DIGEST": digest,
-                "MF_HOST": "127.0.0.1", "MF_PORT": str(port), "MF_LOG_LEVEL": "warning"})
+    env.update(
+        {
+            "MF_MODEL_NAME": name,
+            "MF_MODEL_URI": uri,
+            "MF_MODEL_DIGEST": digest,
+            "MF_HOST": "127.0.0.1",
+            "MF_PORT": str(port),
+            "MF_LOG_LEVEL": "warning",
+        }
+    )
     env.update({f"MF_{k.upper()}": str(v) for k, v in settings.items()})
     serve = Path(sys.executable).parent / "modelfactory-serve"
     with log_path.open("wb") as log:

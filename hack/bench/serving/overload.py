@@ -48,8 +48,11 @@ def make_model(work: Path, kind: str) -> tuple[str, str, np.ndarray]:
     from sklearn.linear_model import LogisticRegression
 
     X, y = make_classification(n_samples=20000, n_features=20, random_state=0)
-    est: Any = (RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0)
-                if kind == "rf" else LogisticRegression(max_iter=1000))
+    est: Any = (
+        RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0)
+        if kind == "rf"
+        else LogisticRegression(max_iter=1000)
+    )
     feats = [{"name": f"f{i}", "dtype": "float64", "kind": "numeric"} for i in range(20)]
     uri, digest = write_artifact(work / kind / "1", est, X, y, feats, "binary")
     return uri, digest, X[:32].astype(np.float32).round(6)
@@ -59,22 +62,32 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
-async def client(session: aiohttp.ClientSession, url: str, bodies: list[bytes], end: float,
-                 statuses: Counter[str], latencies: list[float], errors: Counter[str]) -> None:
+async def client(
+    session: aiohttp.ClientSession,
+    url: str,
+    bodies: list[bytes],
+    end: float,
+    statuses: Counter[str],
+    latencies: list[float],
+    errors: Counter[str],
+) -> None:
     loop = asyncio.get_running_loop()
     i = random.randrange(len(bodies))
     while loop.time() < end:
         started = loop.time()
         try:
-            async with session.post(url, data=bodies[i % len(bodies)],
-                                    headers={"content-type": "application/json"}) as r:
+            async with session.post(
+                url, data=bodies[i % len(bodies)], headers={"content-type": "application/json"}
+            ) as r:
                 await r.read()
                 statuses[str(r.status)] += 1
                 if r.status == 200:
                     latencies.append(loop.time() - started)
                 elif r.status == 503:
-                    await asyncio.sleep(min(float(r.headers.get("retry-after", "1")), 1.0)
-                                        * random.uniform(0.5, 1.0))
+                    await asyncio.sleep(
+                        min(float(r.headers.get("retry-after", "1")), 1.0)
+                        * random.uniform(0.5, 1.0)
+                    )
                 elif r.status != 504:
                     errors[f"HTTP {r.status}"] += 1
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
@@ -84,8 +97,9 @@ async def client(session: aiohttp.ClientSession, url: str, bodies: list[bytes], 
         i += 1
 
 
-def prober(bases: dict[str, str], seconds: float
-           ) -> tuple[dict[str, list[float]], Counter[str], list[tuple[float, str, float]]]:
+def prober(
+    bases: dict[str, str], seconds: float
+) -> tuple[dict[str, list[float]], Counter[str], list[tuple[float, str, float]]]:
     """A kubelet: GET both health paths every 100 ms on one keep-alive connection per port
     (`bases`: label -> base URL), 2 s timeout. Runs in a process of its own, so the clients'
     event loop does not delay it."""
@@ -130,8 +144,9 @@ def prober(bases: dict[str, str], seconds: float
     return probes, failures, slow
 
 
-async def clients_loop(url: str, bodies: list[bytes], clients: int, seconds: float
-                       ) -> dict[str, Any]:
+async def clients_loop(
+    url: str, bodies: list[bytes], clients: int, seconds: float
+) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     latencies: list[float] = []
@@ -139,16 +154,22 @@ async def clients_loop(url: str, bodies: list[bytes], clients: int, seconds: flo
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         end = asyncio.get_running_loop().time() + seconds
-        await asyncio.gather(*(client(session, url, bodies, end, statuses, latencies, errors)
-                               for _ in range(clients)))
+        await asyncio.gather(
+            *(
+                client(session, url, bodies, end, statuses, latencies, errors)
+                for _ in range(clients)
+            )
+        )
     return {"statuses": statuses, "errors": errors, "latencies": latencies}
 
 
-def clients_process(url: str, bodies: list[bytes], clients: int, seconds: float,
-                    nofile: int) -> dict[str, Any]:
+def clients_process(
+    url: str, bodies: list[bytes], clients: int, seconds: float, nofile: int
+) -> dict[str, Any]:
     """One load-generating process: `clients` closed-loop clients for `seconds`."""
-    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, resource.getrlimit(
-        resource.RLIMIT_NOFILE)[1]))
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    )
     try:
         import uvloop
 
@@ -166,11 +187,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(base: str, model: str, rows: np.ndarray, clients: int, procs: int, seconds: float,
-        pid: int, probe_bases: dict[str, str]) -> dict[str, Any]:
-    bodies = [json.dumps({"inputs": [{"name": "input-0", "shape": [1, rows.shape[1]],
-                                      "datatype": "FP32", "data": row.tolist()}]}).encode()
-              for row in rows]
+def run(
+    base: str,
+    model: str,
+    rows: np.ndarray,
+    clients: int,
+    procs: int,
+    seconds: float,
+    pid: int,
+    probe_bases: dict[str, str],
+) -> dict[str, Any]:
+    bodies = [
+        json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "shape": [1, rows.shape[1]],
+                        "datatype": "FP32",
+                        "data": row.tolist(),
+                    }
+                ]
+            }
+        ).encode()
+        for row in rows
+    ]
     url = f"{base}/v2/models/{model}/infer"
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     shares = [clients // procs + (i < clients % procs) for i in range(procs)]
@@ -191,10 +232,18 @@ def run(base: str, model: str, rows: np.ndarray, clients: int, procs: int, secon
     statuses: Counter[str] = sum((r["statuses"] for r in results), Counter())
     errors: Counter[str] = sum((r["errors"] for r in results), Counter())
     latencies = [x for r in results for x in r["latencies"]]
-    return {"statuses": statuses, "errors": errors, "latencies": latencies, "probes": probes,
-            "probe_failures": probe_failures, "slow_probes": slow, "rss_sampled_peak_kb": rss_peak,
-            "wall": wall, "server_cpu": server_cpu,
-            "loadgen_cpu": sum(r["cpu_seconds"] for r in results)}
+    return {
+        "statuses": statuses,
+        "errors": errors,
+        "latencies": latencies,
+        "probes": probes,
+        "probe_failures": probe_failures,
+        "slow_probes": slow,
+        "rss_sampled_peak_kb": rss_peak,
+        "wall": wall,
+        "server_cpu": server_cpu,
+        "loadgen_cpu": sum(r["cpu_seconds"] for r in results),
+    }
 
 
 def main() -> None:
@@ -204,20 +253,31 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=3000)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--procs", type=int, default=2, help="load-generating processes")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a server setting (MF_KEY), e.g. --set max_queue_rows=512")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a server setting (MF_KEY), e.g. --set max_queue_rows=512",
+    )
     ap.add_argument("--work", type=Path, default=None)
-    ap.add_argument("--probe", choices=("health", "main", "both"), default="both",
-                    help="which port the prober uses: the health listener (MF_HEALTH_PORT, what "
-                    "the chart's probes use), the main port, or both")
+    ap.add_argument(
+        "--probe",
+        choices=("health", "main", "both"),
+        default="both",
+        help="which port the prober uses: the health listener (MF_HEALTH_PORT, what "
+        "the chart's probes use), the main port, or both",
+    )
     args = ap.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = args.clients + 256
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(need, soft), hard), hard))
-    print(f"open files limit: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} "
-          f"(clients {args.clients})")
+    print(
+        f"open files limit: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} "
+        f"(clients {args.clients})"
+    )
 
     work = args.work or Path(tempfile.mkdtemp(prefix="mf-overload-"))
     uri, digest, rows = make_model(work, args.model)
@@ -234,8 +294,16 @@ def main() -> None:
             probe_bases["health port"] = f"http://127.0.0.1:{settings['health_port']}"
         if args.probe != "health":
             probe_bases["main port"] = server.url
-        out = run(server.url, args.model, rows, args.clients, args.procs, args.seconds,
-                  server.pid, probe_bases)
+        out = run(
+            server.url,
+            args.model,
+            rows,
+            args.clients,
+            args.procs,
+            args.seconds,
+            server.pid,
+            probe_bases,
+        )
         wall = out["wall"]
         hwm = status_kb(server.pid, "VmHWM")
     finally:
@@ -244,28 +312,40 @@ def main() -> None:
     st, lat = out["statuses"], out["latencies"]
     total = sum(st.values())
     print(f"server code: {args.root}  model: {args.model}  settings: {settings or 'defaults'}")
-    print(f"{args.clients} clients, {args.seconds:g} s (wall {wall:.1f} s), {total:,} answers, "
-          f"{st['200'] / wall:,.0f} admitted req/s")
-    print(f"CPU cores used: server {out['server_cpu'] / wall:.2f}, load generator "
-          f"({args.procs} processes) {out['loadgen_cpu'] / wall:.2f}; load average before: "
-          f"{load_before}")
+    print(
+        f"{args.clients} clients, {args.seconds:g} s (wall {wall:.1f} s), {total:,} answers, "
+        f"{st['200'] / wall:,.0f} admitted req/s"
+    )
+    print(
+        f"CPU cores used: server {out['server_cpu'] / wall:.2f}, load generator "
+        f"({args.procs} processes) {out['loadgen_cpu'] / wall:.2f}; load average before: "
+        f"{load_before}"
+    )
     print("answers by status: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(st.items())))
     other = sum(out["errors"].values())
     print(f"errors other than 503/504: {other} (goal 0) {dict(out['errors']) or ''}")
-    print(f"admitted (200) latency ms: p50 {percentile(lat, 50):.1f}  p99 "
-          f"{percentile(lat, 99):.1f}  max {percentile(lat, 100):.1f}")
+    print(
+        f"admitted (200) latency ms: p50 {percentile(lat, 50):.1f}  p99 "
+        f"{percentile(lat, 99):.1f}  max {percentile(lat, 100):.1f}"
+    )
     for path, values in out["probes"].items():
-        print(f"probe {path}: {len(values)} answered, p50 {percentile(values, 50):.1f} ms  p99 "
-              f"{percentile(values, 99):.1f} ms  max {percentile(values, 100):.1f} ms "
-              "(goal p99 < 100)")
-    slow = ", ".join(f"{path.split()[0]} {path.rsplit('/', 1)[1]} at {at:.1f} s: "
-                     f"{took * 1000:.0f} ms"
-                     for at, path, took in out["slow_probes"][:10])
+        print(
+            f"probe {path}: {len(values)} answered, p50 {percentile(values, 50):.1f} ms  p99 "
+            f"{percentile(values, 99):.1f} ms  max {percentile(values, 100):.1f} ms "
+            "(goal p99 < 100)"
+        )
+    slow = ", ".join(
+        f"{path.split()[0]} {path.rsplit('/', 1)[1]} at {at:.1f} s: {took * 1000:.0f} ms"
+        for at, path, took in out["slow_probes"][:10]
+    )
     print(f"probes over 100 ms: {len(out['slow_probes'])} {slow}")
-    print(f"probe failures: {sum(out['probe_failures'].values())} "
-          f"{dict(out['probe_failures']) or ''}")
-    print(f"server RSS: {rss_start / 1024:.0f} MB at start, peak {hwm / 1024:.0f} MB "
-          f"(VmHWM; sampled peak {out['rss_sampled_peak_kb'] / 1024:.0f} MB)")
+    print(
+        f"probe failures: {sum(out['probe_failures'].values())} {dict(out['probe_failures']) or ''}"
+    )
+    print(
+        f"server RSS: {rss_start / 1024:.0f} MB at start, peak {hwm / 1024:.0f} MB "
+        f"(VmHWM; sampled peak {out['rss_sampled_peak_kb'] / 1024:.0f} MB)"
+    )
 
 
 if __name__ == "__main__":
