@@ -6,16 +6,7 @@ cd "$(dirname "$0")/.."
 python3 hack/cluster.py up --no-kuberay
 eval "$(python3 hack/cluster.py env)"
 base=$(python3 hack/cluster.py status | python3 -c 'import json,sys; print(json.load(sys.stdin)["images"]["base"])')
-kubectl apply -f - <<YAML
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: recovery
-  annotations:
-    scheduler.alpha.kubernetes.io/node-selector: kubernetes.io/hostname=mf-node
-    scheduler.alpha.kubernetes.io/defaultTolerations: '[{"key": "modelfactory.dev/real-node", "operator": "Exists"}]'
-YAML
-until kubectl get serviceaccount default -n recovery >/dev/null 2>&1; do sleep 0.5; done
+python3 hack/cluster.py pin-namespace recovery
 kubectl run sleeper -n recovery --image="$base" --image-pull-policy=Never --command -- sleep 600
 kubectl wait pod/sleeper -n recovery --for=condition=Ready --timeout=120s
 state=$(python3 hack/cluster.py status | python3 -c 'import json,sys; print(json.load(sys.stdin)["state_dir"])')

@@ -11,17 +11,17 @@
 
 Standard library only: it has to run before any Python package is installed.
 The binary cache lives outside the repository (MF_CACHE_DIR, default ~/.cache/modelfactory) and
-the running cluster's state in MF_CLUSTER_DIR (default <cache>/cluster).
+the running cluster's state in MF_CLUSTER_DIR (default <cache>/cluster). The builds are
+hack/builds.py's, the credentials hack/pki.py's, the real node hack/node.py's.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
+import functools
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -31,38 +31,26 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import builds  # noqa: E402  (hack/builds.py, standard library only)
 import images  # noqa: E402  (hack/images.py, standard library only)
 import node as realnode  # noqa: E402  (hack/node.py, standard library only)
 import s3server  # noqa: E402  (hack/s3server.py, standard library only)
-from hostprocs import cache_dir, free_port, pid_alive  # noqa: E402  (standard library only)
+from builds import binaries, build_all, build_lock, path_dirs  # noqa: E402
+from hostprocs import cache_dir, free_port, pid_alive, tail  # noqa: E402
+from pki import PKIError, kubeconfig_text, make_certs  # noqa: E402  (hack/pki.py)
 
-KUBERNETES_VERSION = "v1.34.4"
-ETCD_VERSION = "v3.6.16"
-KWOK_VERSION = "v0.7.0"
-HELM_VERSION = "v3.20.2"
-KUBERAY_VERSION = "v1.5.1"
-# Gateway API's CRDs (standard channel), installed by the tests of a ModelService's HTTPRoute.
-GATEWAY_API_VERSION = "v1.6.3"
-GATEWAY_API_KINDS = ("gatewayclasses", "gateways", "httproutes")
-COREDNS_VERSION = "v1.14.7"
 # Host tools the tests run beside the node's packages: a real Prometheus checks the operator
 # chart's Grafana dashboard queries.
 TEST_PACKAGES = "prometheus"
-METRICS_SERVER_VERSION = "v0.8.0"
-LOCAL_PATH_VERSION = "v0.0.30"
-CRICTL_VERSION = "v1.34.0"
-
-K8S_COMMANDS = (
-    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet",
-    "kube-proxy",
-)
+# hack/install-python.sh makes the Python environment with `python3 -m venv`.
+PYTHON_PACKAGES = "python3-venv"
 NODE_COUNT = 3
 # Sized for the operator's scale benchmark (500 ModelServices and 100 TrainingJobs, a Service
 # and at least one pod each): a /24 service range runs out of ClusterIPs past ~250 Services.
@@ -72,169 +60,26 @@ KWOK_POD_CIDR = "10.128.0.1/16"
 # Each fake node's capacity: room for every pod of that benchmark on three nodes (its model
 # servers request 500m and 512Mi each, its training pods 1 CPU and 2Gi).
 KWOK_NODE_CAPACITY = {"cpu": "256", "memory": "1Ti", "pods": "500"}
+# What makes a namespace's pods run on the real node: its node selector and a toleration of its
+# taint, added to every pod by the PodNodeSelector and PodTolerationRestriction admission plugins.
+PIN_ANNOTATIONS = {
+    "scheduler.alpha.kubernetes.io/node-selector": f"kubernetes.io/hostname={realnode.NODE_NAME}",
+    "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+        [{"key": realnode.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+    ),
+}
 
 
 class ClusterError(RuntimeError):
     """A failure with a message meant for the person at the terminal."""
 
 
-
 def state_dir() -> Path:
     return Path(os.environ.get("MF_CLUSTER_DIR") or cache_dir() / "cluster")
 
 
-def bin_dir(component: str, version: str) -> Path:
-    return cache_dir() / "bin" / f"{component}-{version}"
-
-
 def log(msg: str) -> None:
     print(f"[cluster] {msg}", file=sys.stderr, flush=True)
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(text[-lines:])
-
-
-# ----------------------------------------------------------------------------- build
-
-
-def go_env() -> dict[str, str]:
-    if shutil.which("go") is None:
-        raise ClusterError(
-            "the Go toolchain is missing: install Go 1.25+ and put `go` on PATH "
-            "(every control-plane binary is built from the Go module proxy)"
-        )
-    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-buildvcs=false")
-    return env
-
-
-def run_build(name: str, cmd: list[str], cwd: Path | None, env: dict[str, str]) -> None:
-    logs = cache_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    logfile = logs / f"build-{name.split()[0]}.log"
-    started = time.monotonic()
-    with logfile.open("w") as out:
-        out.write("$ " + " ".join(cmd) + "\n")
-        out.flush()
-        rc = subprocess.call(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    took = time.monotonic() - started
-    if rc != 0:
-        raise ClusterError(
-            f"building {name} failed (exit {rc}) after {took:.0f}s; last lines of {logfile}:\n"
-            + tail(logfile)
-        )
-    log(f"built {name} in {took:.1f}s")
-
-
-def version_ldflags(version: str) -> str:
-    major, minor = version.lstrip("v").split(".")[:2]
-    flags = []
-    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        flags += [
-            f"-X {pkg}.gitVersion={version}",
-            f"-X {pkg}.gitMajor={major}",
-            f"-X {pkg}.gitMinor={minor}",
-            f"-X {pkg}.gitTreeState=clean",
-            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
-        ]
-    return "-s -w " + " ".join(flags)
-
-
-def k8s_wrapper_gomod(version: str, env: dict[str, str]) -> str:
-    """go.mod for a module that builds k8s.io/kubernetes commands.
-
-    kubernetes requires its staging modules at v0.0.0 with local replaces, which only hold inside
-    its own repository; here every one of them is replaced by its published v0.N.P twin.
-    """
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
-        env=env, check=True, capture_output=True, text=True,
-    ).stdout
-    upstream = json.loads(out)["GoMod"]
-    mod = json.loads(
-        subprocess.run(
-            ["go", "mod", "edit", "-json", upstream], env=env, check=True, capture_output=True,
-            text=True,
-        ).stdout
-    )
-    staging = sorted(r["Path"] for r in mod["Require"] if r["Version"] == "v0.0.0")
-    twin = "v0." + version.lstrip("v").split(".", 1)[1]
-    lines = [
-        "// Generated by hack/cluster.py: builds the control plane commands of k8s.io/kubernetes.",
-        "module modelfactory.dev/hack/k8sbin",
-        "",
-        f"go {mod['Go']}",
-    ]
-    for d in mod.get("Godebug") or []:
-        lines.append(f"godebug {d['Key']}={d['Value']}")
-    lines += ["", f"require k8s.io/kubernetes {version}", "", "replace ("]
-    lines += [f"\t{p} => {p} {twin}" for p in staging]
-    lines += [")", ""]
-    return "\n".join(lines)
-
-
-def build_kubernetes(env: dict[str, str]) -> None:
-    dest = bin_dir("kubernetes", KUBERNETES_VERSION)
-    if all((dest / c).exists() for c in K8S_COMMANDS):
-        return
-    work = HERE / "k8sbin"
-    gomod = work / "go.mod"
-    pinned = gomod.exists() and f"k8s.io/kubernetes {KUBERNETES_VERSION}" in gomod.read_text()
-    if not pinned:
-        work.mkdir(exist_ok=True)
-        gomod.write_text(k8s_wrapper_gomod(KUBERNETES_VERSION, env))
-        (work / "go.sum").unlink(missing_ok=True)
-        (work / "tools.go").write_text(
-            "//go:build tools\n\n"
-            "// Package tools pins the commands this module builds.\npackage tools\n\n"
-            + "import (\n"
-            + "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"\n' for c in K8S_COMMANDS)
-            + ")\n"
-        )
-        run_build("kubernetes-mod-tidy", ["go", "mod", "tidy", "-e"], work, env)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    run_build(
-        f"kubernetes {KUBERNETES_VERSION} ({', '.join(K8S_COMMANDS)})",
-        ["go", "build", "-trimpath", "-tags", "selinux,notest", "-ldflags",
-         version_ldflags(KUBERNETES_VERSION), "-o", str(tmp) + "/"]
-        + [f"k8s.io/kubernetes/cmd/{c}" for c in K8S_COMMANDS],
-        work, env,
-    )
-    tmp.rename(dest)
-
-
-def build_in_module(name: str, version: str, module: str, pkg: str, binary: str,
-                    env: dict[str, str]) -> None:
-    """Build `pkg` inside one of hack/'s pinned wrapper modules (go.mod + go.sum committed)."""
-    dest = bin_dir(name, version)
-    if (dest / binary).exists():
-        return
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    run_build(f"{name} {version}",
-              ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / binary), pkg],
-              HERE / module, env)
-    tmp.rename(dest)
-
-
-def go_install(name: str, version: str, pkg: str, binary: str, env: dict[str, str],
-               ldflags: str = "-s -w") -> None:
-    dest = bin_dir(name, version)
-    if (dest / binary).exists():
-        return
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    run_build(f"{name} {version}",
-              ["go", "install", "-trimpath", "-ldflags", ldflags, f"{pkg}@{version}"],
-              None, dict(env, GOBIN=str(tmp)))
-    tmp.rename(dest)
 
 
 def kuberay_resolving_cluster_names(state: Path, cmd: list[str]) -> list[str]:
@@ -245,119 +90,25 @@ def kuberay_resolving_cluster_names(state: Path, cmd: list[str]) -> list[str]:
     ends with the process, so nothing stays mounted."""
     resolv = state / "kuberay-resolv.conf"
     resolv.write_text(f"nameserver {realnode.NODE_IP}\n")
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv), *cmd]
-
-
-def kuberay_crd_dir(env: dict[str, str]) -> Path:
-    out = subprocess.run(
-        ["go", "list", "-m", "-json", "github.com/ray-project/kuberay/ray-operator"],
-        cwd=HERE / "kuberaybin", env=env, check=True, capture_output=True, text=True,
-    ).stdout
-    return Path(json.loads(out)["Dir"]) / "config" / "crd" / "bases"
-
-
-def gateway_api_crd_dir() -> Path:
-    return cache_dir() / "gateway-api-crds" / GATEWAY_API_VERSION
-
-
-def gateway_api_crds(env: dict[str, str]) -> None:
-    """Gateway API's standard CRDs, from its Go module (the YAML ships in it)."""
-    crds = gateway_api_crd_dir()
-    if crds.exists():
-        return
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"],
-        cwd=HERE, env=env, check=True, capture_output=True, text=True,
-    ).stdout
-    src = Path(json.loads(out)["Dir"]) / "config" / "crd" / "standard"
-    tmp = crds.with_name(crds.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for kind in GATEWAY_API_KINDS:
-        shutil.copy(src / f"gateway.networking.k8s.io_{kind}.yaml", tmp)
-    tmp.rename(crds)
-
-
-@contextlib.contextmanager
-def build_lock() -> Iterator[None]:
-    """One build at a time per cache: two `up`s on a cold machine would race on its folders."""
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with open(cache_dir() / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def build_all() -> None:
-    with build_lock():
-        build_binaries()
-
-
-def build_binaries() -> None:
-    env = go_env()
-    started = time.monotonic()
-    build_in_module("etcd", ETCD_VERSION, "etcdbin", "go.etcd.io/etcd/server/v3", "etcd", env)
-    go_install("kwok", KWOK_VERSION, "sigs.k8s.io/kwok/cmd/kwok", "kwok", env)
-    go_install("helm", HELM_VERSION, "helm.sh/helm/v3/cmd/helm", "helm", env,
-               f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}")
-    build_in_module("kuberay", KUBERAY_VERSION, "kuberaybin",
-                    "github.com/ray-project/kuberay/ray-operator", "ray-operator", env)
-    crds = cache_dir() / "kuberay-crds" / KUBERAY_VERSION
-    if not crds.exists():
-        src = kuberay_crd_dir(env)
-        tmp = crds.with_name(crds.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for kind in ("rayclusters", "rayjobs", "rayservices"):
-            shutil.copy(src / f"ray.io_{kind}.yaml", tmp / f"ray.io_{kind}.yaml")
-        tmp.rename(crds)
-    gateway_api_crds(env)
-    go_install("coredns", COREDNS_VERSION, "github.com/coredns/coredns", "coredns", env)
-    go_install("metrics-server", METRICS_SERVER_VERSION,
-               "sigs.k8s.io/metrics-server/cmd/metrics-server", "metrics-server", env)
-    go_install("local-path-provisioner", LOCAL_PATH_VERSION,
-               "github.com/rancher/local-path-provisioner", "local-path-provisioner", env)
-    go_install("crictl", CRICTL_VERSION, "sigs.k8s.io/cri-tools/cmd/crictl", "crictl", env)
-    build_kubernetes(env)
-    try:
-        s3server.build()  # the object store of the s3:// tests
-    except s3server.S3ServerError as exc:
-        raise ClusterError(str(exc)) from exc
-    log(f"all binaries ready in {time.monotonic() - started:.1f}s (cache {cache_dir()})")
-
-
-def binaries() -> dict[str, Path]:
-    k8s = bin_dir("kubernetes", KUBERNETES_VERSION)
-    found = {c: k8s / c for c in K8S_COMMANDS}
-    found["etcd"] = bin_dir("etcd", ETCD_VERSION) / "etcd"
-    found["kwok"] = bin_dir("kwok", KWOK_VERSION) / "kwok"
-    found["helm"] = bin_dir("helm", HELM_VERSION) / "helm"
-    found["ray-operator"] = bin_dir("kuberay", KUBERAY_VERSION) / "ray-operator"
-    found["coredns"] = bin_dir("coredns", COREDNS_VERSION) / "coredns"
-    found["metrics-server"] = bin_dir("metrics-server", METRICS_SERVER_VERSION) / "metrics-server"
-    found["local-path-provisioner"] = (
-        bin_dir("local-path-provisioner", LOCAL_PATH_VERSION) / "local-path-provisioner"
-    )
-    found["crictl"] = bin_dir("crictl", CRICTL_VERSION) / "crictl"
-    return found
-
-
-def pause_source() -> Path:
-    """The pause container's source ships in the kubernetes module: no image to pull."""
-    out = subprocess.run(
-        ["go", "list", "-m", "-json", "k8s.io/kubernetes"], cwd=HERE / "k8sbin", env=go_env(),
-        check=True, capture_output=True, text=True,
-    ).stdout
-    return Path(json.loads(out)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+        str(resolv),
+        *cmd,
+    ]
 
 
 def build_images() -> dict[str, str]:
+    """The project's images; the Go builds they take from (helm, the pause source) first."""
     try:
         with build_lock():
-            return images.build_all(cache_dir(), pause_source())
+            builds.build_binaries()
+            return images.build_all(cache_dir(), builds.pause_source(), binaries()["helm"])
     except (images.ImageError, subprocess.CalledProcessError) as exc:
         raise ClusterError(str(exc)) from exc
 
@@ -367,10 +118,6 @@ def built_images() -> dict[str, str]:
         return dict(json.loads((cache_dir() / "images" / "images.json").read_text()))
     except (OSError, ValueError):
         return {}
-
-
-def path_dirs() -> list[str]:
-    return sorted({str(p.parent) for p in binaries().values()})
 
 
 # ----------------------------------------------------------------------------- run
@@ -392,7 +139,6 @@ def port_free(port: int) -> bool:
     return True
 
 
-
 def choose_port(env_name: str) -> int:
     wanted = os.environ.get(env_name)
     if not wanted:
@@ -404,71 +150,6 @@ def choose_port(env_name: str) -> int:
             f"free it or unset {env_name} to pick a free port"
         )
     return port
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    res = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise ClusterError(f"openssl {args[0]} failed: {res.stderr.strip()}")
-
-
-PKI_VERSION = "2"
-
-
-def sign(pki: Path, name: str, subject: str, ext: str) -> None:
-    """A key and a certificate for `name`, signed by the local CA."""
-    (pki / f"{name}.cnf").write_text(
-        "[req]\ndistinguished_name=dn\n[dn]\n[ext]\n" + ext
-        + "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-    )
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-            f"{name}.csr", "-subj", subject, cwd=pki)
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "3650", "-extfile",
-            f"{name}.cnf", "-extensions", "ext", cwd=pki)
-
-
-def make_certs(pki: Path) -> None:
-    marker = pki / "version"
-    if marker.exists() and marker.read_text() == PKI_VERSION:
-        return
-    shutil.rmtree(pki, ignore_errors=True)
-    pki.mkdir(parents=True)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "3650", "-subj", "/CN=modelfactory-local-ca", cwd=pki)
-    sign(pki, "apiserver", "/CN=kube-apiserver",
-         f"subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:{realnode.NODE_IP},DNS:localhost,"
-         "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-         "DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth,clientAuth\n")
-    # The API server's identity towards kubelets (logs, exec) and aggregated APIs (metrics).
-    sign(pki, "kubelet-client", "/CN=kube-apiserver-kubelet-client/O=system:masters",
-         "extendedKeyUsage=clientAuth\n")
-    sign(pki, "front-proxy-client", "/CN=front-proxy-client", "extendedKeyUsage=clientAuth\n")
-    openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    # Fresh random tokens per cluster: the API server listens on the node's address too.
-    admin, node = secrets.token_hex(16), secrets.token_hex(16)
-    (pki / "tokens.csv").write_text(
-        f'{admin},admin,admin,"system:masters"\n'
-        f'{node},system:node:{realnode.NODE_NAME},node,"system:nodes"\n'
-    )
-    (pki / "admin.token").write_text(admin)
-    (pki / "node.token").write_text(node)
-    marker.write_text(PKI_VERSION)
-
-
-def kubeconfig_text(server: str, ca: Path, token: str, user: str = "admin") -> str:
-    return json.dumps({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server,
-                                                   "certificate-authority": str(ca)}}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user,
-                                                   "namespace": "default"}}],
-        "current-context": "local",
-    }, indent=2)
-
-
 
 
 def terminate(pids: list[int], timeout: float) -> None:
@@ -505,9 +186,12 @@ class Cluster:
 
     def node_kubeconfig(self) -> str:
         server = str(self.info()["server"])
-        return kubeconfig_text(server, self.pki / "ca.crt",
-                               (self.pki / "node.token").read_text().strip(),
-                               f"system:node:{realnode.NODE_NAME}")
+        return kubeconfig_text(
+            server,
+            self.pki / "ca.crt",
+            (self.pki / "node.token").read_text().strip(),
+            f"system:node:{realnode.NODE_NAME}",
+        )
 
     def running(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -540,8 +224,9 @@ class Cluster:
 
     def readyz(self, server: str) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
-        req = urllib.request.Request(server + "/readyz",
-                                     headers={"Authorization": f"Bearer {self.token()}"})
+        req = urllib.request.Request(
+            server + "/readyz", headers={"Authorization": f"Bearer {self.token()}"}
+        )
         try:
             with urllib.request.urlopen(req, context=ctx, timeout=3) as resp:
                 return bool(resp.status == 200)
@@ -553,8 +238,13 @@ class Cluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.pids.mkdir(parents=True, exist_ok=True)
         logf = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         (self.pids / name).write_text(str(proc.pid))
         return proc.pid
 
@@ -598,8 +288,10 @@ class Cluster:
             log(f"already up: {self.info()['server']} (KUBECONFIG={self.kubeconfig})")
             return
         if self.running() or (self.dir / "node").exists():
-            log("found a cluster left by an earlier run: stopping "
-                + (", ".join(sorted(self.running())) or "its node"))
+            log(
+                "found a cluster left by an earlier run: stopping "
+                + (", ".join(sorted(self.running())) or "its node")
+            )
             self.node.stop(binaries()["crictl"])
             self.stop_all()
         shutil.rmtree(self.etcd_data(), ignore_errors=True)
@@ -615,7 +307,8 @@ class Cluster:
             if missing:
                 raise ClusterError(
                     f"the real node needs {', '.join(missing)}: apt-get install "
-                    f"{realnode.DEBIAN_PACKAGES} (or run `up --no-node`)")
+                    f"{realnode.DEBIAN_PACKAGES} (or run `up --no-node`)"
+                )
             if os.geteuid() != 0:
                 raise ClusterError("the real node needs root (or run `up --no-node`)")
             built = built_images() or build_images()
@@ -635,73 +328,119 @@ class Cluster:
             self.node.remember_host()
             self.node.start_network()
         self.kubeconfig.write_text(kubeconfig_text(server, self.pki / "ca.crt", self.token()))
-        self.info_file.write_text(json.dumps({"server": server, "etcd": ports.etcd_client,
-                                              "node": with_node}))
+        self.info_file.write_text(
+            json.dumps({"server": server, "etcd": ports.etcd_client, "node": with_node})
+        )
 
         etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
-        self.start("etcd", [
-            str(bins["etcd"]), "--data-dir", str(self.etcd_data()), "--name", "mf",
-            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-            "--listen-peer-urls", f"http://127.0.0.1:{ports.etcd_peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ports.etcd_peer}",
-            "--initial-cluster", f"mf=http://127.0.0.1:{ports.etcd_peer}",
-            "--unsafe-no-fsync", "--log-level", "warn",
-        ])
+        self.start(
+            "etcd",
+            [
+                str(bins["etcd"]),
+                "--data-dir",
+                str(self.etcd_data()),
+                "--name",
+                "mf",
+                "--listen-client-urls",
+                etcd_url,
+                "--advertise-client-urls",
+                etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{ports.etcd_peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{ports.etcd_peer}",
+                "--initial-cluster",
+                f"mf=http://127.0.0.1:{ports.etcd_peer}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+        )
         self.wait_for("etcd", lambda: realnode.http_ok(etcd_url + "/health"), 30)
 
         pki = self.pki
-        self.start("kube-apiserver", [
-            str(bins["kube-apiserver"]), f"--etcd-servers={etcd_url}",
-            f"--secure-port={ports.apiserver}", f"--bind-address={host}",
-            f"--advertise-address={host}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
-            f"--service-account-issuer={server}/",
-            f"--service-account-key-file={pki / 'sa.key'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
-            f"--kubelet-client-key={pki / 'kubelet-client.key'}",
-            "--kubelet-preferred-address-types=InternalIP,Hostname",
-            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
-            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
-            "--enable-aggregator-routing=true",
-            # Namespaces may pin their pods to a node and tolerate its taint (the real node's).
-            "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
-            "--allow-privileged=true", "--enable-priority-and-fairness=false",
-            "--profiling=false", "--v=1",
-        ])
+        self.start(
+            "kube-apiserver",
+            [
+                str(bins["kube-apiserver"]),
+                f"--etcd-servers={etcd_url}",
+                f"--secure-port={ports.apiserver}",
+                f"--bind-address={host}",
+                f"--advertise-address={host}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={pki / 'tokens.csv'}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-account-issuer={server}/",
+                f"--service-account-key-file={pki / 'sa.key'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                "--enable-aggregator-routing=true",
+                # Namespaces may pin their pods to a node and tolerate its taint (the real node's).
+                "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
         self.wait_for("kube-apiserver", lambda: self.readyz(server), 90)
 
         kc = str(self.kubeconfig)
-        self.start("kube-controller-manager", [
-            str(bins["kube-controller-manager"]), f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}", "--controllers=*,-nodeipam",
-            "--concurrent-gc-syncs=5",
-            # Scale-down after load in minutes, not the default five: a local cluster for tests.
-            "--horizontal-pod-autoscaler-downscale-stabilization=30s",
-            "--horizontal-pod-autoscaler-sync-period=5s", "--v=1",
-        ])
-        self.start("kube-scheduler", [
-            str(bins["kube-scheduler"]), f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--leader-elect=false", "--secure-port=0", "--v=1",
-        ])
-        self.start("kwok", [
-            # kwok manages only the fake nodes, never the real one.
-            str(bins["kwok"]), f"--kubeconfig={kc}",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--cidr={KWOK_POD_CIDR}", "--node-lease-duration-seconds=40",
-        ])
+        self.start(
+            "kube-controller-manager",
+            [
+                str(bins["kube-controller-manager"]),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--controllers=*,-nodeipam",
+                "--concurrent-gc-syncs=5",
+                # Scale-down after load in minutes, not the default five: a local cluster for tests.
+                "--horizontal-pod-autoscaler-downscale-stabilization=30s",
+                "--horizontal-pod-autoscaler-sync-period=5s",
+                "--v=1",
+            ],
+        )
+        self.start(
+            "kube-scheduler",
+            [
+                str(bins["kube-scheduler"]),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )
+        self.start(
+            "kwok",
+            [
+                # kwok manages only the fake nodes, never the real one.
+                str(bins["kwok"]),
+                f"--kubeconfig={kc}",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--cidr={KWOK_POD_CIDR}",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
         time.sleep(1)
         for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
             if name not in self.running():
@@ -715,23 +454,29 @@ class Cluster:
                 self.node.start(bins, free_port, built)
             except RuntimeError as exc:
                 raise ClusterError(f"the real node did not start: {exc}") from exc
-            log(f"real node {realnode.NODE_NAME} ({realnode.NODE_IP}) ready in "
-                f"{time.monotonic() - node_started:.1f}s")
+            log(
+                f"real node {realnode.NODE_NAME} ({realnode.NODE_IP}) ready in "
+                f"{time.monotonic() - node_started:.1f}s"
+            )
         if kuberay:
             self.install_kuberay(cluster_dns=with_node)
         log(f"up in {time.monotonic() - started:.1f}s: {server}; export KUBECONFIG={kc}")
 
     def install_kuberay(self, cluster_dns: bool) -> None:
-        crds = cache_dir() / "kuberay-crds" / KUBERAY_VERSION
+        crds = builds.kuberay_crds()
         for f in sorted(crds.glob("*.yaml")):
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
         self.wait_established(["rayjobs.ray.io", "rayclusters.ray.io"])
         cmd = [
-            str(binaries()["ray-operator"]), f"--kubeconfig={self.kubeconfig}",
-            "--enable-leader-election=false", "--metrics-addr=0", "--health-probe-bind-address=0",
+            str(binaries()["ray-operator"]),
+            f"--kubeconfig={self.kubeconfig}",
+            "--enable-leader-election=false",
+            "--metrics-addr=0",
+            "--health-probe-bind-address=0",
         ]
-        self.start("ray-operator", kuberay_resolving_cluster_names(self.dir, cmd)
-                   if cluster_dns else cmd)
+        self.start(
+            "ray-operator", kuberay_resolving_cluster_names(self.dir, cmd) if cluster_dns else cmd
+        )
 
     def wait_established(self, crds: list[str], timeout: float = 60) -> None:
         """`kubectl wait --for=condition=Established` fails at once on a CRD that has no
@@ -739,20 +484,32 @@ class Cluster:
         deadline = time.monotonic() + timeout
         pending = list(crds)
         while pending:
-            pending = [c for c in pending if self.kubectl(
-                "get", "crd", c, "-o",
-                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
-                check=False) != "True"]
+            pending = [
+                c
+                for c in pending
+                if self.kubectl(
+                    "get",
+                    "crd",
+                    c,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                    check=False,
+                )
+                != "True"
+            ]
             if pending and time.monotonic() > deadline:
-                raise ClusterError(f"CRDs not established after {timeout:.0f}s: "
-                                   + ", ".join(pending))
+                raise ClusterError(
+                    f"CRDs not established after {timeout:.0f}s: " + ", ".join(pending)
+                )
             if pending:
                 time.sleep(0.3)
 
     def kubectl(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
         res = subprocess.run(
             [str(binaries()["kubectl"]), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text, capture_output=True, text=True,
+            input=input_text,
+            capture_output=True,
+            text=True,
         )
         if check and res.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
@@ -770,9 +527,9 @@ class Cluster:
                     count += 1
         return count
 
-    def default_sa_exists(self) -> bool:
+    def default_sa_exists(self, namespace: str = "default") -> bool:
         try:
-            self.kubectl("get", "serviceaccount", "default", "-n", "default")
+            self.kubectl("get", "serviceaccount", "default", "-n", namespace)
         except ClusterError:
             return False
         return True
@@ -792,19 +549,49 @@ class Cluster:
         if self.info().get("node") and "containerd" in self.running():
             self.node.load_images(built)
 
+    def pin_namespaces(self, names: list[str]) -> None:
+        """Create (or keep) each namespace and make its pods run on the real node."""
+        if not self.info().get("node"):
+            raise ClusterError(
+                "no cluster with its real node is up: run `python3 hack/cluster.py up` first"
+            )
+        pins = [f"{k}={v}" for k, v in PIN_ANNOTATIONS.items()]
+        for ns in names:
+            if not self.kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name"):
+                self.kubectl("create", "namespace", ns)
+            self.kubectl("annotate", "--overwrite", "namespace", ns, *pins)
+        # Pods need their namespace's default ServiceAccount, which comes a moment later.
+        for ns in names:
+            self.wait_until(
+                f"{ns}'s default ServiceAccount", functools.partial(self.default_sa_exists, ns), 60
+            )
+            log(f"namespace {ns}: new pods run on the real node {realnode.NODE_NAME}")
+
+    def wait_until(self, what: str, check: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise ClusterError(f"no {what} after {timeout:.0f}s")
+            time.sleep(0.3)
+
     def status(self) -> int:
         running = self.running()
         info = self.info()
         healthy = self.healthy()
-        print(json.dumps({
-            "healthy": healthy,
-            "server": info.get("server"),
-            "kubeconfig": str(self.kubeconfig) if info else None,
-            "processes": running,
-            "node": bool(info.get("node")),
-            "images": built_images(),
-            "state_dir": str(self.dir),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "healthy": healthy,
+                    "server": info.get("server"),
+                    "kubeconfig": str(self.kubeconfig) if info else None,
+                    "processes": running,
+                    "node": bool(info.get("node")),
+                    "images": built_images(),
+                    "state_dir": str(self.dir),
+                },
+                indent=2,
+            )
+        )
         return 0 if healthy else 1
 
 
@@ -812,15 +599,74 @@ def nodes_manifest(count: int) -> str:
     items = []
     for i in range(count):
         name = f"kwok-node-{i}"
-        items.append({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                    "kubernetes.io/arch": "amd64", "type": "kwok"}},
-            "status": {"allocatable": dict(KWOK_NODE_CAPACITY),
-                       "capacity": dict(KWOK_NODE_CAPACITY)},
-        })
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                    },
+                },
+                "status": {
+                    "allocatable": dict(KWOK_NODE_CAPACITY),
+                    "capacity": dict(KWOK_NODE_CAPACITY),
+                },
+            }
+        )
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+def chart_values(built: dict[str, str], pull_policy: str) -> dict[str, dict[str, str]]:
+    """The operator chart's values that run the images built here."""
+
+    def image(name: str) -> dict[str, str]:
+        repository, tag = name.rsplit(":", 1)
+        return {"repository": repository, "tag": tag}
+
+    return {
+        "image": {**image(built["operator"]), "pullPolicy": pull_policy},
+        "trainingImage": image(built["training"]),
+        "servingImage": image(built["serving"]),
+    }
+
+
+def values_yaml(values: dict[str, dict[str, str]]) -> str:
+    """Two levels of strings as YAML; every scalar quoted, so no tag ever reads as a number."""
+    lines = []
+    for key, fields in values.items():
+        lines.append(f"{key}:")
+        lines += [f"  {k}: {json.dumps(v)}" for k, v in fields.items()]
+    return "\n".join(lines)
+
+
+def values_set_flags(values: dict[str, dict[str, str]]) -> str:
+    return " ".join(
+        f"--set-string {key}.{k}={v}" for key, fields in values.items() for k, v in fields.items()
+    )
+
+
+def helm_values(fmt: str, pull_policy: str) -> str:
+    helm = binaries()["helm"]
+    if not helm.exists():
+        raise ClusterError(
+            "helm is not built yet (the images' names follow it): run "
+            "`python3 hack/cluster.py build`"
+        )
+    wanted = images.names(helm)
+    built = built_images()
+    if any(built.get(r) != wanted[r] for r in images.TARGETS):
+        log(
+            "the images of the current sources are not built yet: run "
+            "`python3 hack/cluster.py images`"
+        )
+    values = chart_values(wanted, pull_policy)
+    return values_yaml(values) if fmt == "yaml" else values_set_flags(values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -828,24 +674,57 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build", help="build every binary into the cache")
     up = sub.add_parser("up", help="start the control plane (builds first if needed)")
-    up.add_argument("--no-kuberay", action="store_true",
-                    help="do not install KubeRay's CRDs nor start its operator")
-    up.add_argument("--no-node", action="store_true",
-                    help="no real node: the control plane with kwok's fake nodes only")
-    sub.add_parser("images", help="build the project's images (cached by their inputs) and "
-                   "load them into the running node")
+    up.add_argument(
+        "--no-kuberay",
+        action="store_true",
+        help="do not install KubeRay's CRDs nor start its operator",
+    )
+    up.add_argument(
+        "--no-node",
+        action="store_true",
+        help="no real node: the control plane with kwok's fake nodes only",
+    )
+    sub.add_parser(
+        "images",
+        help="build the project's images (cached by their inputs) and "
+        "load them into the running node",
+    )
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="print what runs; exit 1 when not healthy")
     sub.add_parser("env", help="print KUBECONFIG and PATH lines for eval")
     sub.add_parser("bin-path", help="print the directories that hold the built binaries")
-    sub.add_parser("leftovers", help="list what a stopped node left on this machine; exit 1 "
-                   "when anything is left")
+    sub.add_parser(
+        "leftovers",
+        help="list what a stopped node left on this machine; exit 1 when anything is left",
+    )
     wait = sub.add_parser("wait-crds", help="wait until the named CRDs are established")
     wait.add_argument("crds", nargs="+")
-    sub.add_parser("packages", help="print the Debian packages the real node, the images and "
-                   "the tests need")
-    sub.add_parser("gateway-api-crds", help="print the folder of Gateway API's CRDs (`build` "
-                   "fetches them)")
+    sub.add_parser(
+        "packages",
+        help="print the Debian packages the real node, the images, the "
+        "Python environment and the tests need",
+    )
+    sub.add_parser(
+        "gateway-api-crds", help="print the folder of Gateway API's CRDs (`build` fetches them)"
+    )
+    values = sub.add_parser(
+        "helm-values",
+        help="print the operator chart's values that run the "
+        "images `images` builds (YAML for -f, or --set-string flags)",
+    )
+    values.add_argument("--format", choices=("yaml", "set"), default="yaml")
+    values.add_argument(
+        "--pull-policy",
+        choices=("Never", "IfNotPresent"),
+        default="Never",
+        help="the operator's imagePullPolicy (default: Never)",
+    )
+    pin = sub.add_parser(
+        "pin-namespace",
+        help="create (or keep) namespaces whose new pods run "
+        "on the real node: its node selector and a toleration of its taint",
+    )
+    pin.add_argument("namespaces", nargs="+")
     args = parser.parse_args(argv)
     cluster = Cluster()
     try:
@@ -871,12 +750,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "wait-crds":
             cluster.wait_established(args.crds)
         elif args.cmd == "packages":
-            print(realnode.DEBIAN_PACKAGES, TEST_PACKAGES)
+            print(realnode.DEBIAN_PACKAGES, PYTHON_PACKAGES, TEST_PACKAGES)
         elif args.cmd == "bin-path":
             print(":".join(path_dirs()))
+        elif args.cmd == "helm-values":
+            print(helm_values(args.format, args.pull_policy))
+        elif args.cmd == "pin-namespace":
+            cluster.pin_namespaces(args.namespaces)
         elif args.cmd == "gateway-api-crds":
-            print(gateway_api_crd_dir())
-    except ClusterError as exc:
+            print(builds.gateway_api_crd_dir())
+    except (ClusterError, builds.BuildError, PKIError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

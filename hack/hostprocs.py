@@ -1,10 +1,12 @@
-"""What hack/cluster.py and hack/s3server.py both need of this machine (standard library only):
-the cache directory, a free port, whether a process still runs."""
+"""What the local cluster's scripts (hack/cluster.py, hack/node.py, hack/s3server.py, ...) need of
+this machine (standard library only): the cache directory, a free port, whether a process still
+runs, a command's output, a log's last lines."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 
@@ -34,3 +36,19 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def run(cmd: list[str], check: bool = True, input_text: str | None = None) -> str:
+    """A short command's output; a failure names the command and its error."""
+    res = subprocess.run(cmd, capture_output=True, text=True, input=input_text)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
+    return res.stdout
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])

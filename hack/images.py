@@ -2,9 +2,10 @@
 
 The Dockerfile users build with `docker build --target X .` is built here with buildah, with only
 its base images swapped by --build-arg: a Python base assembled from Debian 12's packages by
-mmdebstrap (Debian 12's python3 is 3.11, the minor of the default base) and a Go image made of
-that base plus this machine's Go toolchain. Every image is cached by the hash of its inputs, so a
-warm run rebuilds nothing; archives are imported into the node's containerd.
+mmdebstrap (Debian 12's python3 is 3.11, the minor of the default base) and, for the helm stage,
+that base plus the helm binary `hack/cluster.py build` made on this machine, so the stage has
+nothing to compile. Every image is cached by the hash of its inputs (the helm binary's bytes
+included), so a warm run rebuilds nothing; archives are imported into the node's containerd.
 
 Standard library only, like hack/cluster.py which calls it.
 """
@@ -24,8 +25,21 @@ TARGETS = ("operator", "serving", "training")
 REPOSITORY = "localhost/modelfactory"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "passwd")
 # Paths that go into the build context (the rest is excluded by .dockerignore too).
-CONTEXT = ("Dockerfile", ".dockerignore", "constraints.txt", "api", "artifacts", "operator",
-           "serving", "training", "charts", "crds")
+CONTEXT = (
+    "Dockerfile",
+    ".dockerignore",
+    "constraints.txt",
+    "api",
+    "artifacts",
+    "operator",
+    "serving",
+    "training",
+    "charts",
+    "crds",
+)
+PAUSE = f"{REPOSITORY}/pause:3.10"
+# Trusted by pip in the builds and by TLS from the pods, as on this machine.
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SKIP = ("__pycache__", ".egg-info", ".pyc", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
 
@@ -42,6 +56,14 @@ def digest(*parts: bytes | str) -> str:
     for p in parts:
         h.update(p.encode() if isinstance(p, str) else p)
         h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()[:16]
 
 
@@ -69,8 +91,16 @@ class Builder:
 
     # --- buildah with its own storage, never the machine's
     def buildah_cmd(self, *args: str) -> list[str]:
-        return ["buildah", "--root", str(self.root), "--runroot", str(self.runroot),
-                "--storage-driver", "overlay", *args]
+        return [
+            "buildah",
+            "--root",
+            str(self.root),
+            "--runroot",
+            str(self.runroot),
+            "--storage-driver",
+            "overlay",
+            *args,
+        ]
 
     def buildah(self, *args: str, log_name: str | None = None) -> str:
         if log_name is not None:
@@ -112,13 +142,16 @@ class Builder:
 
     # --- the pieces
     def pause(self, pause_c: Path) -> str:
-        image = f"{REPOSITORY}/pause:3.10"
+        image = PAUSE
         if self.exists(image):
             return image
         work = self.cache / "pause"
         work.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["gcc", "-Os", "-static", "-o", str(work / "pause"), str(pause_c)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["gcc", "-Os", "-static", "-o", str(work / "pause"), str(pause_c)],
+            check=True,
+            capture_output=True,
+        )
         ctr = self.buildah("from", "scratch")
         try:
             self.buildah("copy", ctr, str(work / "pause"), "/pause")
@@ -134,29 +167,44 @@ class Builder:
         The machine's CA bundle goes in, so pip in a build and TLS from a pod trust what this
         machine trusts.
         """
-        ca = Path("/etc/ssl/certs/ca-certificates.crt")
-        tag = digest("base-v2", *BASE_PACKAGES, ca.read_bytes() if ca.exists() else b"")
-        image = f"{REPOSITORY}/base:{tag}"
+        image = base_name()
+        tag = image.rsplit(":", 1)[1]
         if self.exists(image):
             return image
         started = time.monotonic()
         rootfs = self.cache / f"base-{tag}.tar"
         hooks = ['chroot "$1" python3 -m venv /opt/venv']
-        if ca.exists():
-            hooks.append(f'cp {ca} "$1/etc/ssl/certs/ca-certificates.crt"')
+        if CA_BUNDLE.exists():
+            hooks.append(f'cp {CA_BUNDLE} "$1/etc/ssl/certs/ca-certificates.crt"')
         # Debian 12's pip (23.0) backtracks for ages on the training image's dependencies.
-        hooks.append('chroot "$1" env PIP_CERT=/etc/ssl/certs/ca-certificates.crt '
-                     '/opt/venv/bin/pip install --no-cache-dir --quiet --upgrade "pip>=25"')
-        cmd = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
-               *[f"--customize-hook={h}" for h in hooks], "bookworm", str(rootfs)]
+        hooks.append(
+            'chroot "$1" env PIP_CERT=/etc/ssl/certs/ca-certificates.crt '
+            '/opt/venv/bin/pip install --no-cache-dir --quiet --upgrade "pip>=25"'
+        )
+        cmd = [
+            "mmdebstrap",
+            "--variant=minbase",
+            "--include=" + ",".join(BASE_PACKAGES),
+            *[f"--customize-hook={h}" for h in hooks],
+            "bookworm",
+            str(rootfs),
+        ]
         self.run_logged(cmd, "base")
         ctr = self.buildah("from", "scratch")
         try:
             self.buildah("add", ctr, str(rootfs), "/")
-            self.buildah("config", "--env", "PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:"
-                         "/usr/sbin:/usr/bin:/sbin:/bin", "--env", "LANG=C.UTF-8",
-                         "--env", "PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
-                         "--cmd", '["python3"]', ctr)
+            self.buildah(
+                "config",
+                "--env",
+                "PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--env",
+                "LANG=C.UTF-8",
+                "--env",
+                "PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+                "--cmd",
+                '["python3"]',
+                ctr,
+            )
             self.buildah("commit", ctr, image)
         finally:
             self.buildah("rm", ctr)
@@ -164,36 +212,43 @@ class Builder:
         log(f"base image {image} in {time.monotonic() - started:.0f}s")
         return image
 
-    def go(self, base: str) -> str:
-        goroot = Path(subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True,
-                                     check=True).stdout.strip())
-        version = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True,
-                                 check=True).stdout.strip()
-        image = f"{REPOSITORY}/go:{digest(base, version)}"
+    def helm(self, base: str, helm_binary: Path) -> str:
+        """The base with /out/helm: the Dockerfile's helm stage then has nothing to compile."""
+        image = helm_name(base, helm_binary)
         if self.exists(image):
             return image
         ctr = self.buildah("from", "--pull=never", base)
         try:
-            self.buildah("copy", ctr, str(goroot), "/usr/local/go")
-            self.buildah("config", "--env", "PATH=/usr/local/go/bin:/opt/venv/bin:/usr/sbin:"
-                         "/usr/bin:/sbin:/bin", "--env", "GOTOOLCHAIN=local", ctr)
+            self.buildah("copy", "--chmod", "0755", ctr, str(helm_binary), "/out/helm")
             self.buildah("commit", ctr, image)
         finally:
             self.buildah("rm", ctr)
         return image
 
-    def project(self, base: str, go: str) -> dict[str, str]:
+    def project(self, base: str, helm: str) -> dict[str, str]:
         """operator, serving and training from the Dockerfile, tagged by their inputs."""
-        tag = digest(base, go, tree_digest(CONTEXT))
-        images = {t: f"{REPOSITORY}/{t}:{tag}" for t in TARGETS}
+        images = project_names(base, helm)
         for target, image in images.items():
             if self.exists(image):
                 continue
             started = time.monotonic()
             self.buildah(
-                "build", "--pull=never", "--network", "host", "--layers",
-                "--build-arg", f"PYTHON_IMAGE={base}", "--build-arg", f"GO_IMAGE={go}",
-                "--target", target, "-t", image, "-f", str(ROOT / "Dockerfile"), str(ROOT),
+                "build",
+                "--pull=never",
+                "--network",
+                "host",
+                "--layers",
+                "--build-arg",
+                f"PYTHON_IMAGE={base}",
+                "--build-arg",
+                f"GO_IMAGE={helm}",
+                "--target",
+                target,
+                "-t",
+                image,
+                "-f",
+                str(ROOT / "Dockerfile"),
+                str(ROOT),
                 log_name=f"build-{target}",
             )
             log(f"built {image} in {time.monotonic() - started:.0f}s")
@@ -225,21 +280,43 @@ def parse_size(text: str) -> float:
     return 0.0
 
 
-def build_all(cache: Path, pause_c: Path) -> dict[str, str]:
+def base_name() -> str:
+    ca = CA_BUNDLE.read_bytes() if CA_BUNDLE.exists() else b""
+    return f"{REPOSITORY}/base:{digest('base-v2', *BASE_PACKAGES, ca)}"
+
+
+def helm_name(base: str, helm_binary: Path) -> str:
+    return f"{REPOSITORY}/helm:{digest(base, file_digest(helm_binary))}"
+
+
+def project_names(base: str, helm: str) -> dict[str, str]:
+    tag = digest(base, helm, tree_digest(CONTEXT))
+    return {t: f"{REPOSITORY}/{t}:{tag}" for t in TARGETS}
+
+
+def names(helm_binary: Path) -> dict[str, str]:
+    """role -> image name, as `build_all` names them for the current inputs, without building."""
+    base = base_name()
+    return {"pause": PAUSE, "base": base, **project_names(base, helm_name(base, helm_binary))}
+
+
+def build_all(cache: Path, pause_c: Path, helm_binary: Path) -> dict[str, str]:
     """Build (or find) every image; returns role -> image name."""
     if shutil.which("buildah") is None or shutil.which("mmdebstrap") is None:
         raise ImageError("buildah and mmdebstrap are missing: apt-get install buildah mmdebstrap")
     started = time.monotonic()
     b = Builder(cache)
     base = b.base()
-    go = b.go(base)
+    helm = b.helm(base, helm_binary)
     images = {"pause": b.pause(pause_c), "base": base}
-    images.update(b.project(base, go))
+    images.update(b.project(base, helm))
     manifest = b.cache / "images.json"
     manifest.write_text(json.dumps(images, indent=2))
-    b.prune({*images.values(), go})
-    log(f"images ready in {time.monotonic() - started:.0f}s: "
-        + ", ".join(f"{k}={v}" for k, v in images.items()))
+    b.prune({*images.values(), helm})
+    log(
+        f"images ready in {time.monotonic() - started:.0f}s: "
+        + ", ".join(f"{k}={v}" for k, v in images.items())
+    )
     return images
 
 
@@ -251,4 +328,3 @@ def sizes(cache: Path, images: dict[str, str]) -> dict[str, float]:
 def archives(cache: Path, images: dict[str, str]) -> dict[str, Path]:
     b = Builder(cache)
     return {role: b.archive(image) for role, image in images.items()}
-

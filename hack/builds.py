@@ -1,0 +1,496 @@
+"""The local cluster's binaries, built from the Go module proxy into the cache, keyed by version.
+
+    builds.build_all()   # every binary (idempotent), several `go` builds side by side
+    builds.binaries()    # command name -> path in the cache
+
+Standard library only: it runs before any Python package is installed. Each build writes into a
+folder of its own and renames it into place when it succeeded, so a failed or killed build never
+leaves half a binary; the lock keeps two builds of one cache apart. Go's module and build caches
+are safe to share between concurrent `go` processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import s3server
+from hostprocs import cache_dir, tail
+
+HERE = Path(__file__).resolve().parent
+
+KUBERNETES_VERSION = "v1.34.4"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.7.0"
+HELM_VERSION = "v3.20.2"
+KUBERAY_VERSION = "v1.5.1"
+# Gateway API's CRDs (standard channel), installed by the tests of a ModelService's HTTPRoute.
+GATEWAY_API_VERSION = "v1.6.3"
+GATEWAY_API_KINDS = ("gatewayclasses", "gateways", "httproutes")
+COREDNS_VERSION = "v1.14.7"
+METRICS_SERVER_VERSION = "v0.8.0"
+LOCAL_PATH_VERSION = "v0.0.30"
+CRICTL_VERSION = "v1.34.0"
+
+K8S_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "kube-proxy",
+)
+# Builds side by side: while one downloads its modules (network), another compiles (CPU). Three
+# fit a 2-core machine; MF_BUILD_JOBS overrides.
+DEFAULT_JOBS = 3
+
+
+class BuildError(RuntimeError):
+    """A failure with a message meant for the person at the terminal."""
+
+
+def log(msg: str) -> None:
+    print(f"[cluster] {msg}", file=sys.stderr, flush=True)
+
+
+def bin_dir(component: str, version: str) -> Path:
+    return cache_dir() / "bin" / f"{component}-{version}"
+
+
+def go_env() -> dict[str, str]:
+    if shutil.which("go") is None:
+        raise BuildError(
+            "the Go toolchain is missing: install Go 1.25+ and put `go` on PATH "
+            "(every control-plane binary is built from the Go module proxy)"
+        )
+    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-buildvcs=false")
+    return env
+
+
+def run_build(name: str, cmd: list[str], cwd: Path | None, env: dict[str, str]) -> None:
+    logs = cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    logfile = logs / f"build-{name.split()[0]}.log"
+    started = time.monotonic()
+    with logfile.open("w") as out:
+        out.write("$ " + " ".join(cmd) + "\n")
+        out.flush()
+        rc = subprocess.call(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    took = time.monotonic() - started
+    if rc != 0:
+        raise BuildError(
+            f"building {name} failed (exit {rc}) after {took:.0f}s; last lines of {logfile}:\n"
+            + tail(logfile)
+        )
+    log(f"built {name} in {took:.1f}s")
+
+
+def fresh_tmp(dest: Path) -> Path:
+    """An empty folder beside `dest`, renamed onto it once the build succeeded."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def version_ldflags(version: str) -> str:
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    return "-s -w " + " ".join(flags)
+
+
+def k8s_wrapper_gomod(version: str, env: dict[str, str]) -> str:
+    """go.mod for a module that builds k8s.io/kubernetes commands.
+
+    kubernetes requires its staging modules at v0.0.0 with local replaces, which only hold inside
+    its own repository; here every one of them is replaced by its published v0.N.P twin.
+    """
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    upstream = json.loads(out)["GoMod"]
+    mod = json.loads(
+        subprocess.run(
+            ["go", "mod", "edit", "-json", upstream],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    staging = sorted(r["Path"] for r in mod["Require"] if r["Version"] == "v0.0.0")
+    twin = "v0." + version.lstrip("v").split(".", 1)[1]
+    lines = [
+        "// Generated by hack/cluster.py: builds the control plane commands of k8s.io/kubernetes.",
+        "module modelfactory.dev/hack/k8sbin",
+        "",
+        f"go {mod['Go']}",
+    ]
+    for d in mod.get("Godebug") or []:
+        lines.append(f"godebug {d['Key']}={d['Value']}")
+    lines += ["", f"require k8s.io/kubernetes {version}", "", "replace ("]
+    lines += [f"\t{p} => {p} {twin}" for p in staging]
+    lines += [")", ""]
+    return "\n".join(lines)
+
+
+def build_kubernetes(env: dict[str, str]) -> None:
+    dest = bin_dir("kubernetes", KUBERNETES_VERSION)
+    work = HERE / "k8sbin"
+    gomod = work / "go.mod"
+    pinned = gomod.exists() and f"k8s.io/kubernetes {KUBERNETES_VERSION}" in gomod.read_text()
+    if not pinned:
+        work.mkdir(exist_ok=True)
+        gomod.write_text(k8s_wrapper_gomod(KUBERNETES_VERSION, env))
+        (work / "go.sum").unlink(missing_ok=True)
+        (work / "tools.go").write_text(
+            "//go:build tools\n\n"
+            "// Package tools pins the commands this module builds.\npackage tools\n\n"
+            + "import (\n"
+            + "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"\n' for c in K8S_COMMANDS)
+            + ")\n"
+        )
+        run_build("kubernetes-mod-tidy", ["go", "mod", "tidy", "-e"], work, env)
+    tmp = fresh_tmp(dest)
+    run_build(
+        f"kubernetes {KUBERNETES_VERSION} ({', '.join(K8S_COMMANDS)})",
+        [
+            "go",
+            "build",
+            "-trimpath",
+            "-tags",
+            "selinux,notest",
+            "-ldflags",
+            version_ldflags(KUBERNETES_VERSION),
+            "-o",
+            str(tmp) + "/",
+        ]
+        + [f"k8s.io/kubernetes/cmd/{c}" for c in K8S_COMMANDS],
+        work,
+        env,
+    )
+    tmp.rename(dest)
+
+
+def build_in_module(
+    name: str, version: str, module: str, pkg: str, binary: str, env: dict[str, str]
+) -> None:
+    """Build `pkg` inside one of hack/'s pinned wrapper modules (go.mod + go.sum committed)."""
+    dest = bin_dir(name, version)
+    tmp = fresh_tmp(dest)
+    run_build(
+        f"{name} {version}",
+        ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / binary), pkg],
+        HERE / module,
+        env,
+    )
+    tmp.rename(dest)
+
+
+def go_install(
+    name: str, version: str, pkg: str, binary: str, env: dict[str, str], ldflags: str = "-s -w"
+) -> None:
+    dest = bin_dir(name, version)
+    tmp = fresh_tmp(dest)
+    run_build(
+        f"{name} {version}",
+        ["go", "install", "-trimpath", "-ldflags", ldflags, f"{pkg}@{version}"],
+        None,
+        dict(env, GOBIN=str(tmp)),
+    )
+    tmp.rename(dest)
+
+
+def kuberay_crd_dir(env: dict[str, str]) -> Path:
+    out = subprocess.run(
+        ["go", "list", "-m", "-json", "github.com/ray-project/kuberay/ray-operator"],
+        cwd=HERE / "kuberaybin",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return Path(json.loads(out)["Dir"]) / "config" / "crd" / "bases"
+
+
+def kuberay_crds() -> Path:
+    """KubeRay's CRDs, copied from its module by `build`."""
+    return cache_dir() / "kuberay-crds" / KUBERAY_VERSION
+
+
+def build_kuberay(env: dict[str, str]) -> None:
+    """KubeRay's operator, then its CRDs from the module that build downloaded."""
+    if not binaries()["ray-operator"].exists():
+        build_in_module(
+            "kuberay",
+            KUBERAY_VERSION,
+            "kuberaybin",
+            "github.com/ray-project/kuberay/ray-operator",
+            "ray-operator",
+            env,
+        )
+    crds = kuberay_crds()
+    if not crds.exists():
+        src = kuberay_crd_dir(env)
+        tmp = fresh_tmp(crds)
+        for kind in ("rayclusters", "rayjobs", "rayservices"):
+            shutil.copy(src / f"ray.io_{kind}.yaml", tmp / f"ray.io_{kind}.yaml")
+        tmp.rename(crds)
+
+
+def gateway_api_crd_dir() -> Path:
+    return cache_dir() / "gateway-api-crds" / GATEWAY_API_VERSION
+
+
+def gateway_api_crds(env: dict[str, str]) -> None:
+    """Gateway API's standard CRDs, from its Go module (the YAML ships in it)."""
+    crds = gateway_api_crd_dir()
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"],
+        cwd=HERE,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    src = Path(json.loads(out)["Dir"]) / "config" / "crd" / "standard"
+    tmp = fresh_tmp(crds)
+    for kind in GATEWAY_API_KINDS:
+        shutil.copy(src / f"gateway.networking.k8s.io_{kind}.yaml", tmp)
+    tmp.rename(crds)
+
+
+def build_minio(env: dict[str, str]) -> None:
+    """The object store of the s3:// tests (hack/s3server.py builds it)."""
+    try:
+        s3server.build()
+    except s3server.S3ServerError as exc:
+        raise BuildError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class Build:
+    """One thing `build` makes: `done` when the cache has it, else `make` it."""
+
+    name: str
+    done: Callable[[], bool]
+    make: Callable[[dict[str, str]], None]
+
+
+def planned_builds() -> list[Build]:
+    """Every build, the longest first (cold, on 2 cores: kubernetes ~8 min, metrics-server ~6,
+    coredns, KubeRay, local-path-provisioner and kwok 2-4 each, the rest about a minute)."""
+    bins = binaries()
+
+    def has(*names: str) -> Callable[[], bool]:
+        return lambda: all(bins[n].exists() for n in names)
+
+    return [
+        Build("kubernetes", has(*K8S_COMMANDS), build_kubernetes),
+        Build(
+            "metrics-server",
+            has("metrics-server"),
+            lambda env: go_install(
+                "metrics-server",
+                METRICS_SERVER_VERSION,
+                "sigs.k8s.io/metrics-server/cmd/metrics-server",
+                "metrics-server",
+                env,
+            ),
+        ),
+        Build(
+            "coredns",
+            has("coredns"),
+            lambda env: go_install(
+                "coredns", COREDNS_VERSION, "github.com/coredns/coredns", "coredns", env
+            ),
+        ),
+        Build(
+            "kuberay",
+            lambda: bins["ray-operator"].exists() and kuberay_crds().exists(),
+            build_kuberay,
+        ),
+        Build(
+            "local-path-provisioner",
+            has("local-path-provisioner"),
+            lambda env: go_install(
+                "local-path-provisioner",
+                LOCAL_PATH_VERSION,
+                "github.com/rancher/local-path-provisioner",
+                "local-path-provisioner",
+                env,
+            ),
+        ),
+        Build(
+            "kwok",
+            has("kwok"),
+            lambda env: go_install("kwok", KWOK_VERSION, "sigs.k8s.io/kwok/cmd/kwok", "kwok", env),
+        ),
+        Build("minio", lambda: s3server.binary().exists(), build_minio),
+        Build(
+            "helm",
+            has("helm"),
+            lambda env: go_install(
+                "helm",
+                HELM_VERSION,
+                "helm.sh/helm/v3/cmd/helm",
+                "helm",
+                env,
+                f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
+            ),
+        ),
+        Build(
+            "crictl",
+            has("crictl"),
+            lambda env: go_install(
+                "crictl", CRICTL_VERSION, "sigs.k8s.io/cri-tools/cmd/crictl", "crictl", env
+            ),
+        ),
+        Build(
+            "etcd",
+            has("etcd"),
+            lambda env: build_in_module(
+                "etcd", ETCD_VERSION, "etcdbin", "go.etcd.io/etcd/server/v3", "etcd", env
+            ),
+        ),
+        Build("gateway-api-crds", lambda: gateway_api_crd_dir().exists(), gateway_api_crds),
+    ]
+
+
+def build_jobs() -> int:
+    try:
+        return max(1, int(os.environ.get("MF_BUILD_JOBS") or DEFAULT_JOBS))
+    except ValueError:
+        return DEFAULT_JOBS
+
+
+def run_builds(todo: list[Build], env: dict[str, str], jobs: int) -> dict[str, float]:
+    """Run `todo` with at most `jobs` at once, in its order; returns each build's seconds.
+
+    After a failure no further build starts; the running ones finish (their results are kept),
+    then every failure is raised together."""
+    took: dict[str, float] = {}
+    failures: list[str] = []
+
+    def timed(build: Build) -> None:
+        started = time.monotonic()
+        try:
+            build.make(env)
+        finally:
+            took[build.name] = time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending: dict[Future[None], Build] = {pool.submit(timed, b): b for b in todo}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                build = pending.pop(future)
+                if future.cancelled():
+                    continue
+                exc = future.exception()
+                if exc is None:
+                    continue
+                failures.append(
+                    str(exc)
+                    if isinstance(exc, BuildError)
+                    else f"building {build.name} failed: {exc!r}"
+                )
+                for other in pending:
+                    other.cancel()
+    if failures:
+        raise BuildError("\n".join(failures))
+    return took
+
+
+def timings(took: dict[str, float], total: float) -> str:
+    """Each build's seconds, the longest first, and the wall-clock total."""
+    width = max((len(n) for n in took), default=0)
+    rows = [
+        f"  {name:<{width}}  {secs:6.1f}s"
+        for name, secs in sorted(took.items(), key=lambda kv: -kv[1])
+    ]
+    return "\n".join([*rows, f"  {'total':<{width}}  {total:6.1f}s (wall clock)"])
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    """One build at a time per cache: two `up`s on a cold machine would race on its folders."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build_all() -> None:
+    with build_lock():
+        build_binaries()
+
+
+def build_binaries() -> None:
+    env = go_env()
+    started = time.monotonic()
+    todo = [b for b in planned_builds() if not b.done()]
+    if todo:
+        jobs = build_jobs()
+        log(f"building {', '.join(b.name for b in todo)} ({jobs} at a time)")
+        took = run_builds(todo, env, jobs)
+        log("build times:\n" + timings(took, time.monotonic() - started))
+    log(f"all binaries ready in {time.monotonic() - started:.1f}s (cache {cache_dir()})")
+
+
+def binaries() -> dict[str, Path]:
+    k8s = bin_dir("kubernetes", KUBERNETES_VERSION)
+    found = {c: k8s / c for c in K8S_COMMANDS}
+    found["etcd"] = bin_dir("etcd", ETCD_VERSION) / "etcd"
+    found["kwok"] = bin_dir("kwok", KWOK_VERSION) / "kwok"
+    found["helm"] = bin_dir("helm", HELM_VERSION) / "helm"
+    found["ray-operator"] = bin_dir("kuberay", KUBERAY_VERSION) / "ray-operator"
+    found["coredns"] = bin_dir("coredns", COREDNS_VERSION) / "coredns"
+    found["metrics-server"] = bin_dir("metrics-server", METRICS_SERVER_VERSION) / "metrics-server"
+    found["local-path-provisioner"] = (
+        bin_dir("local-path-provisioner", LOCAL_PATH_VERSION) / "local-path-provisioner"
+    )
+    found["crictl"] = bin_dir("crictl", CRICTL_VERSION) / "crictl"
+    return found
+
+
+def path_dirs() -> list[str]:
+    return sorted({str(p.parent) for p in binaries().values()})
+
+
+def pause_source() -> Path:
+    """The pause container's source ships in the kubernetes module: no image to pull."""
+    out = subprocess.run(
+        ["go", "list", "-m", "-json", "k8s.io/kubernetes"],
+        cwd=HERE / "k8sbin",
+        env=go_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return Path(json.loads(out)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
