@@ -36,11 +36,11 @@ echo "previous build: $REF = $(git -C "$PREV" rev-parse --short HEAD); this buil
 # Each build serves artifacts written by its own converter (metadata.json gains fields the
 # other build may refuse): this one's under $WORK/modelfactory, the previous one's under
 # $WORK/prev/modelfactory (same fitted models).
-PYTHONPATH="$ROOT/api/src:$ROOT/serving/src" \
+PYTHONPATH="$ROOT/api/src:$ROOT/artifacts/src:$ROOT/serving/src" \
   "$ROOT/.venv/bin/python" "$ROOT/hack/bench/serving/convert_models.py" --work "$WORK" >/dev/null
 mkdir -p "$WORK/prev"
 ln -sfn "$WORK/models" "$WORK/prev/models"
-PYTHONPATH="$PREV/api/src:$PREV/serving/src" \
+PYTHONPATH="$PREV/api/src:$PREV/artifacts/src:$PREV/serving/src" \
   "$ROOT/.venv/bin/python" "$PREV/hack/bench/serving/convert_models.py" --work "$WORK/prev" \
   >/dev/null
 
@@ -63,7 +63,7 @@ for t in doc["targets"]:
         port = int(c["env"]["MF_PORT"]) + port_shift
         c["env"]["MF_PORT"] = str(port)
         c["url"] = f"http://127.0.0.1:{port}"
-        c["env"]["PYTHONPATH"] = f"{src}/api/src:{src}/serving/src"
+        c["env"]["PYTHONPATH"] = f"{src}/api/src:{src}/artifacts/src:{src}/serving/src"
         c["notes"] = f"{t['notes']}; code from {src}"
         targets.append(c)
 json.dump({"targets": targets}, open(out, "w"), indent=2)
