@@ -103,12 +103,17 @@ def kuberay_resolving_cluster_names(state: Path, cmd: list[str]) -> list[str]:
     ]
 
 
-def build_images() -> dict[str, str]:
-    """The project's images; the Go builds they take from (helm, the pause source) first."""
+def build_images(then: Callable[[dict[str, str]], None] | None = None) -> dict[str, str]:
+    """The project's images; the Go builds they take from (helm, the pause source) first.
+
+    `then` runs under the same lock: another build prunes the archives of earlier tags."""
     try:
         with build_lock():
             builds.build_binaries()
-            return images.build_all(cache_dir(), builds.pause_source(), binaries()["helm"])
+            built = images.build_all(cache_dir(), builds.pause_source(), binaries()["helm"])
+            if then is not None:
+                then(built)
+            return built
     except (images.ImageError, subprocess.CalledProcessError) as exc:
         raise ClusterError(str(exc)) from exc
 
@@ -543,11 +548,13 @@ class Cluster:
         log("stopped " + (", ".join(sorted(stopped)) if stopped else "nothing (was not running)"))
 
     def images(self) -> None:
-        built = build_images()
-        for role, size in images.sizes(cache_dir(), built).items():
-            log(f"{built[role]}: {size} MB")
-        if self.info().get("node") and "containerd" in self.running():
-            self.node.load_images(built)
+        def report_and_load(built: dict[str, str]) -> None:
+            for role, size in images.sizes(cache_dir(), built).items():
+                log(f"{built[role]}: {size} MB")
+            if self.info().get("node") and "containerd" in self.running():
+                self.node.load_images(built)
+
+        build_images(then=report_and_load)
 
     def pin_namespaces(self, names: list[str]) -> None:
         """Create (or keep) each namespace and make its pods run on the real node."""
