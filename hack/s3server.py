@@ -63,7 +63,6 @@ class S3ServerError(RuntimeError):
     """A failure with a message meant for the person at the terminal."""
 
 
-
 def state_dir() -> Path:
     """Beside the cluster it serves, so `hack/cluster.py down` of one cluster (MF_CLUSTER_DIR)
     stops that cluster's S3 server and no other."""
@@ -109,11 +108,13 @@ def build() -> Path:
     with logfile.open("w") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
-        rc = subprocess.call(cmd, cwd=HERE / "miniobin", env=env, stdout=out,
-                             stderr=subprocess.STDOUT)
+        rc = subprocess.call(
+            cmd, cwd=HERE / "miniobin", env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     if rc != 0:
-        raise S3ServerError(f"building MinIO failed (exit {rc}); last lines of {logfile}:\n"
-                            + tail(logfile))
+        raise S3ServerError(
+            f"building MinIO failed (exit {rc}); last lines of {logfile}:\n" + tail(logfile)
+        )
     tmp.rename(dest.parent)
     log(f"built minio {MINIO_VERSION} in {time.monotonic() - started:.1f}s")
     return dest
@@ -126,8 +127,9 @@ def _sign(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
-def signed_request(endpoint: str, access_key: str, secret_key: str, method: str, path: str,
-                   body: bytes = b"") -> urllib.request.Request:
+def signed_request(
+    endpoint: str, access_key: str, secret_key: str, method: str, path: str, body: bytes = b""
+) -> urllib.request.Request:
     """An AWS Signature Version 4 request (path-style), enough for bucket calls."""
     now = datetime.datetime.now(datetime.UTC)
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
@@ -135,20 +137,25 @@ def signed_request(endpoint: str, access_key: str, secret_key: str, method: str,
     payload = hashlib.sha256(body).hexdigest()
     headers = {"host": host, "x-amz-content-sha256": payload, "x-amz-date": stamp}
     signed = ";".join(sorted(headers))
-    canonical = "\n".join([method, path, "",
-                           "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
-                           signed, payload])
+    canonical = "\n".join(
+        [method, path, "", "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, payload]
+    )
     scope = f"{day}/{REGION}/s3/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
-                         hashlib.sha256(canonical.encode()).hexdigest()])
-    key = _sign(_sign(_sign(_sign(f"AWS4{secret_key}".encode(), day), REGION), "s3"),
-                "aws4_request")
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = _sign(
+        _sign(_sign(_sign(f"AWS4{secret_key}".encode(), day), REGION), "s3"), "aws4_request"
+    )
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
-                                f"SignedHeaders={signed}, Signature={signature}")
+    headers["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
+        f"SignedHeaders={signed}, Signature={signature}"
+    )
     del headers["host"]
-    return urllib.request.Request(endpoint.rstrip("/") + path, data=body or None,
-                                  headers=headers, method=method)
+    return urllib.request.Request(
+        endpoint.rstrip("/") + path, data=body or None, headers=headers, method=method
+    )
 
 
 def create_bucket(endpoint: str, access_key: str, secret_key: str, bucket: str) -> None:
@@ -172,9 +179,6 @@ def live(endpoint: str) -> bool:
 
 
 # ----------------------------------------------------------------------------- server
-
-
-
 
 
 @dataclass
@@ -222,8 +226,13 @@ def stop_pid(pid: int, timeout: float = 15) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def start(directory: Path, port: int = 0, listen: str = "127.0.0.1", bucket: str = BUCKET,
-          timeout: float = 60) -> S3Server:
+def start(
+    directory: Path,
+    port: int = 0,
+    listen: str = "127.0.0.1",
+    bucket: str = BUCKET,
+    timeout: float = 60,
+) -> S3Server:
     """Start MinIO with its data under `directory` (builds it first if needed), wait until it
     answers, and create `bucket`. port 0 picks a free one."""
     exe = build()
@@ -234,36 +243,57 @@ def start(directory: Path, port: int = 0, listen: str = "127.0.0.1", bucket: str
     access_key = "mf" + secrets.token_hex(6)
     secret_key = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "AWS_"))}
-    env.update({
-        "MINIO_ROOT_USER": access_key,
-        "MINIO_ROOT_PASSWORD": secret_key,
-        "MINIO_BROWSER": "off",  # no web console
-        "MINIO_UPDATE": "off",
-        "MINIO_CALLHOME_ENABLE": "off",
-        "MINIO_REGION": REGION,
-        "HOME": str(directory),
-    })
+    env.update(
+        {
+            "MINIO_ROOT_USER": access_key,
+            "MINIO_ROOT_PASSWORD": secret_key,
+            "MINIO_BROWSER": "off",  # no web console
+            "MINIO_UPDATE": "off",
+            "MINIO_CALLHOME_ENABLE": "off",
+            "MINIO_REGION": REGION,
+            "HOME": str(directory),
+        }
+    )
     log_file = directory / "minio.log"
     with log_file.open("ab") as out:
         proc = subprocess.Popen(
-            [str(exe), "server", "--quiet", "--address", f"{listen}:{port}",
-             "--config-dir", str(directory / "config"), str(data)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                str(exe),
+                "server",
+                "--quiet",
+                "--address",
+                f"{listen}:{port}",
+                "--config-dir",
+                str(directory / "config"),
+                str(data),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     endpoint = f"http://127.0.0.1:{port}"
     node_host = NODE_ADDRESS if listen == "0.0.0.0" else listen
     server = S3Server(
-        pid=proc.pid, port=port, listen=listen, endpoint=endpoint,
-        node_endpoint=f"http://{node_host}:{port}", access_key=access_key,
-        secret_key=secret_key, bucket=bucket, region=REGION, data_dir=str(data),
+        pid=proc.pid,
+        port=port,
+        listen=listen,
+        endpoint=endpoint,
+        node_endpoint=f"http://{node_host}:{port}",
+        access_key=access_key,
+        secret_key=secret_key,
+        bucket=bucket,
+        region=REGION,
+        data_dir=str(data),
         log_file=str(log_file),
     )
     deadline = time.monotonic() + timeout
     while not live(endpoint):
         if proc.poll() is not None:
-            raise S3ServerError(f"MinIO exited with {proc.returncode}; last lines of "
-                                f"{log_file}:\n{tail(log_file)}")
+            raise S3ServerError(
+                f"MinIO exited with {proc.returncode}; last lines of {log_file}:\n{tail(log_file)}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             raise S3ServerError(f"MinIO did not answer within {timeout:.0f}s:\n{tail(log_file)}")

@@ -18,8 +18,9 @@ SCRIPT = str(Path(__file__).resolve().parents[2] / "hack" / "cluster.py")
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, SCRIPT, *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_missing_go_toolchain_is_named(tmp_path: Path) -> None:
@@ -34,8 +35,7 @@ def test_port_already_taken_is_named(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        env = dict(os.environ, MF_CLUSTER_DIR=str(tmp_path / "state"),
-                   MF_APISERVER_PORT=str(port))
+        env = dict(os.environ, MF_CLUSTER_DIR=str(tmp_path / "state"), MF_APISERVER_PORT=str(port))
         res = run("up", "--no-kuberay", env=env)
     assert res.returncode == 1
     assert f"port {port}" in res.stderr and "already taken" in res.stderr

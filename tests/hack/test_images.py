@@ -24,7 +24,8 @@ def test_the_build_context_hash_covers_the_dockerfile_and_constraints() -> None:
     assert len(images.tree_digest(images.CONTEXT)) == 16
 
 
-@pytest.mark.parametrize(("text", "mb"), [("1.29 GB", 1290.0), ("660 MB", 660.0),
-                                          ("812 kB", 0.812), ("12 B", 0.000012)])
+@pytest.mark.parametrize(
+    ("text", "mb"), [("1.29 GB", 1290.0), ("660 MB", 660.0), ("812 kB", 0.812), ("12 B", 0.000012)]
+)
 def test_sizes_as_buildah_prints_them(text: str, mb: float) -> None:
     assert images.parse_size(text) == pytest.approx(mb)

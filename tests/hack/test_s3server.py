@@ -42,8 +42,9 @@ def test_exclusive_create_is_a_conditional_write(s3: Any, s3_env: dict[str, str]
     assert fs.cat_file(path) == b"first"
 
 
-def test_wrong_credentials_are_refused(s3: Any, s3_env: dict[str, str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_credentials_are_refused(
+    s3: Any, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
     s3fs.S3FileSystem.clear_instance_cache()
     with pytest.raises(PermissionError):
@@ -56,8 +57,9 @@ def test_cli_up_status_down_leaves_nothing(tmp_path: Path) -> None:
     port = str(mod.free_port())
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*SCRIPT, *args], env=env, capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(
+            [*SCRIPT, *args], env=env, capture_output=True, text=True, timeout=120
+        )
 
     assert cli("status").returncode == 1
     try:
@@ -91,13 +93,23 @@ def test_cluster_down_stops_its_clusters_s3_server(tmp_path: Path) -> None:
     mod = s3server_module()
     env = {k: v for k, v in os.environ.items() if k != "MF_S3_DIR"}
     env["MF_CLUSTER_DIR"] = str(tmp_path / "cluster")
-    up = subprocess.run([*SCRIPT, "up", "--port", str(mod.free_port())], env=env,
-                        capture_output=True, text=True, timeout=120)
+    up = subprocess.run(
+        [*SCRIPT, "up", "--port", str(mod.free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert up.returncode == 0, up.stderr
     info = json.loads((tmp_path / "cluster" / "s3server" / "s3server.json").read_text())
     try:
-        down = subprocess.run([sys.executable, str(ROOT / "hack" / "cluster.py"), "down"],
-                              env=env, capture_output=True, text=True, timeout=120)
+        down = subprocess.run(
+            [sys.executable, str(ROOT / "hack" / "cluster.py"), "down"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert down.returncode == 0, down.stderr
         assert "stopped the S3 server" in down.stderr
         assert not mod.pid_alive(info["pid"])
