@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Kube, cluster_cli, eventually, install_crds
+from tests.conftest import ROOT, Kube, cluster_cli, install_crds
 
 NODE = "mf-node"
 TAINT = "modelfactory.dev/real-node"
@@ -24,41 +24,18 @@ IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
 
 def create_namespace(kube: Kube, prefix: str) -> str:
+    """A namespace whose pods run on the real node, made as the README says
+    (`hack/cluster.py pin-namespace`), with the restricted Pod Security level enforced."""
     name = f"{prefix}-{uuid.uuid4().hex[:5]}"
+    pinned = cluster_cli("pin-namespace", name)
+    assert pinned.returncode == 0, pinned.stderr
     kube.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input_text=json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": name,
-                    "labels": {
-                        "pod-security.kubernetes.io/enforce": "restricted",
-                        "pod-security.kubernetes.io/enforce-version": "latest",
-                    },
-                    "annotations": {
-                        "scheduler.alpha.kubernetes.io/node-selector": (
-                            f"kubernetes.io/hostname={NODE}"
-                        ),
-                        "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
-                            [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}]
-                        ),
-                    },
-                },
-            }
-        ),
-    )
-    eventually(
-        lambda: (
-            kube.run(
-                "kubectl", "get", "serviceaccount", "default", "-n", name, check=False
-            ).returncode
-            == 0
-        ),
-        what=f"{name}'s default SA",
+        "label",
+        "namespace",
+        name,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+        "--overwrite",
     )
     return name
 
@@ -120,25 +97,21 @@ def real_cluster(kube: Kube) -> Iterator[RealCluster]:
     install_crds(kube)
     operator_ns = create_namespace(kube, "rn-system")
     ns = create_namespace(kube, "rn-work")
-    repo, tag = images["operator"].rsplit(":", 1)
-    values = {
-        "image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
-        "trainingImage": dict(
-            zip(("repository", "tag"), images["training"].rsplit(":", 1), strict=True)
-        ),
-        "servingImage": dict(
-            zip(("repository", "tag"), images["serving"].rsplit(":", 1), strict=True)
-        ),
-        "watchNamespaces": [ns],
-    }
+    # The images' values as the README installs the chart: `hack/cluster.py helm-values`.
+    printed = cluster_cli("helm-values")
+    assert printed.returncode == 0, printed.stderr
+    images_file = Path(kube.kubeconfig).parent / f"images-{operator_ns}.yaml"
+    images_file.write_text(printed.stdout)
     values_file = Path(kube.kubeconfig).parent / f"values-{operator_ns}.json"
-    values_file.write_text(json.dumps(values))
+    values_file.write_text(json.dumps({"watchNamespaces": [ns]}))
     kube.helm(
         "install",
         "modelfactory",
         str(ROOT / "charts" / "modelfactory"),
         "-n",
         operator_ns,
+        "-f",
+        str(images_file),
         "-f",
         str(values_file),
         "--wait",
