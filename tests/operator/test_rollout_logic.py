@@ -9,10 +9,26 @@ from typing import Any
 import pytest
 
 from modelfactory_api.modelservice import RolloutSpec
-from modelfactory_operator.logic import rollout
+from modelfactory_operator.logic import kinds, rollout
 from modelfactory_operator.logic import traffic_metrics as tm
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def every_state_is_what_the_crd_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rollout state a test reaches is checked against the ModelService's status model:
+    a field the CRD does not declare would be pruned by the API server without a word."""
+    advance = rollout.advance
+
+    def checked(*args: Any, **kwargs: Any) -> rollout.Step:
+        step = advance(*args, **kwargs)
+        traffic = rollout.traffic_status(step.status)
+        kinds.checked(kinds.MODELSERVICE, {"rollout": step.status, "traffic": traffic})
+        return step
+
+    monkeypatch.setattr(rollout, "advance", checked)
+
 
 V1 = rollout.ref("file:///m/1", "sha256:" + "1" * 64, 1)
 V2 = rollout.ref("file:///m/2", "sha256:" + "2" * 64, 2)

@@ -567,6 +567,11 @@ class RolloutStatus(ApiModel):
     analysis: dict[str, Any] | None = Field(
         None, description="The last interval's figures for each version, and the verdict."
     )
+    reference: dict[str, Any] | None = Field(
+        None,
+        description="The stable version's figures of the last interval with enough stable "
+        "requests to judge the candidate by (requests, errorRate, p95Ms).",
+    )
     rolledBack: dict[str, Any] | None = Field(
         None, description="The last version rolled back (not tried again until it changes)."
     )
