@@ -17,8 +17,9 @@ from modelfactory_training.main import main
 from modelfactory_training.prepare import prepare
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("ray_local")]
-# Past its time budget: Ray Tune stopping the trials in flight.
-SEARCH_STOP_ALLOWANCE_S = 5
+# Past its time budget: Ray Tune noticing it, stopping the trials in flight and returning (up to
+# 9.6 s seen on a loaded 2-core CI machine, with thousands of trials planned and not started).
+SEARCH_STOP_ALLOWANCE_S = 12
 # Past its time budget, the whole run in this process (Ray already up): the data, the refit, the
 # ONNX check and the artifact, on a shared 2-core machine.
 RUN_ALLOWANCE_S = 15
@@ -112,7 +113,7 @@ def test_a_time_budget_stops_the_search_and_keeps_the_best(
     assert metadata.bestParams == best.params
     # timeBudgetSeconds promises that no trial starts and running ones stop once it is spent:
     # the search ends at the budget, give or take Ray Tune's loop noticing it and stopping
-    # the running trials' actors (a second or two).
+    # the running trials' actors.
     (finished,) = [r for r in caplog.records if r.getMessage() == "search finished"]
     searched = float(finished.__dict__["seconds"])
     assert budget <= searched < budget + SEARCH_STOP_ALLOWANCE_S, searched

@@ -279,9 +279,9 @@ def run_search(
             ),
         )
         results = tuner.fit()
+        elapsed = time.monotonic() - started
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-    elapsed = time.monotonic() - started
     budget_spent = limits.time_budget_s is not None and elapsed >= limits.time_budget_s
     outcome = collect(results, plan, budget_spent=budget_spent)
     tracker.progress.trialsSkipped = outcome.skipped
