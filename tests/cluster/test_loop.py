@@ -1,6 +1,9 @@
 """The closed loop on the real node, from examples/closed-loop.yaml: drift measured by two server
 pods and summed by the operator (through the API server's pod proxy), and a drift-triggered run
-in a pod that the promotion gate decides on against the promoted version."""
+in a pod that the promotion gate decides on against the promoted version.
+
+It runs after test_flow.py (pytest takes the files in name order), whose last test removes the
+namespace's resources: two servers and a training pod need the 2-core node to themselves."""
 
 from __future__ import annotations
 
