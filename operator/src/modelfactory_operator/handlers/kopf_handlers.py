@@ -73,11 +73,13 @@ def register(kind: Kind) -> None:
         if event.get("type") in ("ADDED", "MODIFIED"):
             await memo.reconciler.nudge((kind.plural, namespace, name))
 
+    # Handler ids (kopf's progress annotations and log lines name them): <kind>_changed, ...
+    prefix = kind.kind.lower()
     for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
-        on(GROUP, VERSION, kind.plural, id=f"{kind.plural}-changed")(changed)
-    kopf.on.delete(GROUP, VERSION, kind.plural, id=f"{kind.plural}-deleted")(deleted)
+        on(GROUP, VERSION, kind.plural, id=f"{prefix}_changed")(changed)
+    kopf.on.delete(GROUP, VERSION, kind.plural, id=f"{prefix}_deleted")(deleted)
     if kind.runs:
-        kopf.on.event(GROUP, VERSION, kind.plural, id=f"{kind.plural}-event")(status_event)
+        kopf.on.event(GROUP, VERSION, kind.plural, id=f"{prefix}_event")(status_event)
 
 
 for _kind in KINDS:
