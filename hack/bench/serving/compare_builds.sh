@@ -36,11 +36,11 @@ echo "previous build: $REF = $(git -C "$PREV" rev-parse --short HEAD); this buil
 # Each build serves artifacts written by its own converter (metadata.json gains fields the
 # other build may refuse): this one's under $WORK/modelfactory, the previous one's under
 # $WORK/prev/modelfactory (same fitted models).
-PYTHONPATH="$ROOT/api/src:$ROOT/artifacts/src:$ROOT/serving/src" \
+PYTHONPATH="$ROOT/api/src:$ROOT/artifacts/src:$ROOT/serving/src:$ROOT/training/src" \
   "$ROOT/.venv/bin/python" "$ROOT/hack/bench/serving/convert_models.py" --work "$WORK" >/dev/null
 mkdir -p "$WORK/prev"
 ln -sfn "$WORK/models" "$WORK/prev/models"
-PYTHONPATH="$PREV/api/src:$PREV/artifacts/src:$PREV/serving/src" \
+PYTHONPATH="$PREV/api/src:$PREV/artifacts/src:$PREV/serving/src:$PREV/training/src" \
   "$ROOT/.venv/bin/python" "$PREV/hack/bench/serving/convert_models.py" --work "$WORK/prev" \
   >/dev/null
 
