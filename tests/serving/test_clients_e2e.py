@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import Artifact, Server
-from .test_dashboard_e2e import in_ci
+from .conftest import Artifact, Server, in_ci
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,6 @@ drift monitor), every query of every panel is valid PromQL and returns data."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from .conftest import (
     Server,
     add_profile,
     free_port,
+    in_ci,
     numeric_data,
     numeric_features,
     write_artifact,
@@ -40,10 +40,6 @@ MODEL = "churn"
 FEATURES = 4
 # What Grafana puts in place of its built-in variables; scrapes are 1 s apart here.
 BUILTINS = {"__rate_interval": "30s", "__interval": "1s", "__range": "5m"}
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 @pytest.fixture
