@@ -41,7 +41,7 @@ def test_a_burst_of_events_for_one_resource_costs_at_most_two_reconciles() -> No
     ran: list[int] = []
 
     async def one(i: int, coalesce: bool) -> None:
-        async with reconciler.turn(key, coalesce) as go:
+        async with reconciler.turns.turn(key, coalesce) as go:
             if go:
                 ran.append(i)
                 await asyncio.sleep(0.01)  # reading and writing the resource
@@ -50,7 +50,7 @@ def test_a_burst_of_events_for_one_resource_costs_at_most_two_reconciles() -> No
         # The first runs, the second waits, the next eight come while one waits: dropped. A
         # create/update/resume (coalesce=False) is never dropped.
         await asyncio.gather(*(one(i, True) for i in range(10)), one(10, False))
-        assert not reconciler.waiting
+        assert not reconciler.turns.waiting
         await one(11, True)  # nothing waits any more: it runs
 
     asyncio.run(burst())

@@ -95,18 +95,11 @@ class Reconciler:
             return str(self.settings.local_state_dir / "pvc")
         return storage.CLUSTER_MOUNT_ROOT
 
-    @property
-    def waiting(self) -> Counter[Key]:
-        return self.turns.waiting
-
-    def turn(self, key: Key, coalesce: bool) -> contextlib.AbstractAsyncContextManager[bool]:
-        return self.turns.turn(key, coalesce)
-
     @contextlib.asynccontextmanager
     async def resource(self, key: Key, coalesce: bool) -> AsyncIterator[dict[str, Any] | None]:
         """The turn's lock and the resource as it is now; None when the turn is dropped or the
         resource is gone (which forgets it)."""
-        async with self.turn(key, coalesce) as go:
+        async with self.turns.turn(key, coalesce) as go:
             if not go:
                 yield None
                 return
@@ -150,9 +143,9 @@ class Reconciler:
         failure = self.failures.get(key)
         if decision.launch and release.may_apply(failure, plan_hash, time.monotonic()):
             decision = await self.apply(key, meta.get("generation"), decision, launch, plan_hash)
-        # What is written is what the CRD declares (a mismatch is a bug: it fails loudly here
-        # instead of being pruned by the API server without a word).
-        kinds.checked(kinds.of(plural), decision.status)
+            # The decision was checked against its CRD where it was made; what applying added
+            # (appliedHash, the release's condition) is checked here, before it is written.
+            kinds.checked(kinds.of(plural), decision.status)
         patch = status_patch(dict(body.get("status") or {}), decision.status)
         if patch:
             await asyncio.to_thread(

@@ -88,13 +88,11 @@ def render(
         report=ReportSpec(kind=report_kind),  # type: ignore[arg-type]
         ray=ray_sizing(spec.compute),
     )
-    mode = "rayjob" if spec.compute.workers > 0 else "job"
-    values = runs.chart_values(
+    return runs.run_plan(
         BATCHPREDICTION,
         body,
         rid,
-        mode,
-        start.image,
+        start,
         runtime,
         spec.compute,
         spec.pod,
@@ -110,21 +108,7 @@ def render(
             mount_root,
             read_only=False,
         ),
-    )
-    return RunPlan(
-        kind=BATCHPREDICTION,
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        run_id=rid,
-        release=names.release_name(BATCHPREDICTION.prefix, name),
-        job_name=values["jobName"],
-        mode=mode,  # type: ignore[arg-type]
-        suspend=False,
-        runtime=runtime,
-        chart_values=values,
-        mount_root=mount_root,
-        image=start.image,
+        mount_root,
     )
 
 

@@ -67,23 +67,27 @@ def run_start(
     return RunStart(same, image, generation)
 
 
-def chart_values(
+def run_plan(
     kind: Kind,
     body: dict[str, Any],
     run_id: str,
-    mode: str,
-    image: str,
+    start: RunStart,
     runtime: TrainingRuntimeConfig | BatchRuntimeConfig,
     compute: Any,
     pod_spec: Any,
     service_account_suffix: str,
     run_control: dict[str, Any],
     mounts: dict[str, Any],
-) -> dict[str, Any]:
-    """The run chart's values (charts/training-job): the same chart for every kind's runs."""
+    mount_root: str,
+    **kind_fields: Any,
+) -> RunPlan:
+    """A run's plan: the values of the run chart (charts/training-job, the same chart for every
+    kind's runs) and what the launchers and the lifecycle need of them. `workers > 0` makes the
+    run a KubeRay RayJob, otherwise a Job (or a local process)."""
     meta = body["metadata"]
     name = meta["name"]
-    return {
+    mode = "rayjob" if compute.workers > 0 else "job"
+    values = {
         "owner": {
             "apiVersion": body.get("apiVersion", "modelfactory.dev/v1alpha1"),
             "kind": kind.kind,
@@ -97,7 +101,7 @@ def chart_values(
         "serviceAccountName": names.dns_name(name, service_account_suffix),
         "resourceName": name,
         "statusResource": f"{kind.plural}/status",
-        "image": split_image(image),
+        "image": split_image(start.image),
         "command": [kind.entrypoint],
         "env": runtime.to_env(),
         "resources": {"cpu": compute.cpu, "memory": compute.memory},
@@ -108,6 +112,22 @@ def chart_values(
         "pod": pod.values(pod_spec),
         **mounts,
     }
+    return RunPlan(
+        kind=kind,
+        namespace=meta["namespace"],
+        name=name,
+        uid=meta["uid"],
+        run_id=run_id,
+        release=names.release_name(kind.prefix, name),
+        job_name=values["jobName"],
+        mode=mode,  # type: ignore[arg-type]
+        suspend=bool(run_control["suspend"]),
+        runtime=runtime,
+        chart_values=values,
+        mount_root=mount_root,
+        image=start.image,
+        **kind_fields,
+    )
 
 
 # --- decide

@@ -142,13 +142,11 @@ def render(
         ),
         gateMetric=spec.promotion.metric,
     )
-    mode = "rayjob" if spec.compute.workers > 0 else "job"
-    values = runs.chart_values(
+    return runs.run_plan(
         TRAININGJOB,
         body,
         rid,
-        mode,
-        start.image,
+        start,
         runtime,
         spec.compute,
         spec.pod,
@@ -160,21 +158,7 @@ def render(
             "suspend": spec.suspend,
         },
         storage.mounts([spec.dataset.uri, spec.output.storageUri], mount_root, read_only=False),
-    )
-    return RunPlan(
-        kind=TRAININGJOB,
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        run_id=rid,
-        release=names.release_name(TRAININGJOB.prefix, name),
-        job_name=values["jobName"],
-        mode=mode,  # type: ignore[arg-type]
-        suspend=spec.suspend,
-        runtime=runtime,
-        chart_values=values,
-        mount_root=mount_root,
-        image=start.image,
+        mount_root,
         run_inputs=inputs,
         baseline=dict(baseline) if baseline else None,
         promotion=spec.promotion,
